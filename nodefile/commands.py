@@ -1,0 +1,229 @@
+"""One function per CLI command: args + reporter -> exit status."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from . import graph
+from .build import Options, Session, build, resolve_targets, touch
+from .config import load_project
+from .errors import ConfigError, UnknownTargetError
+
+
+def _project(args, check_sources: bool = True):
+    from .cli import parse_set
+    overrides = parse_set(getattr(args, "set", []) or [])
+    return load_project(args.file, overrides, check_sources=check_sources)
+
+
+def cmd_build(args, rep) -> int:
+    from .cli import parse_resources
+    project = _project(args)
+    opts = Options(jobs=args.jobs, keep_going=args.keep_going, dry_run=args.dry_run,
+                   always_make=args.always_make, recipe_kind=args.recipe, retries=args.retries,
+                   executor=args.executor, resources=parse_resources(args.resources),
+                   wait_for_lock=not args.no_wait)
+    if opts.jobs is not None and opts.jobs < 1:
+        raise ConfigError("-j must be at least 1")
+    summary = build(project, args.targets, opts, rep)
+    if args.dry_run:
+        return 0
+    rep.summary(summary)
+    if summary.interrupted:
+        return 130
+    return 0 if summary.ok else 1
+
+
+def cmd_check(args, rep) -> int:
+    project = _project(args)
+    rep.print(f"{os.path.relpath(project.file)}: ok ({len(project.nodes)} nodes)")
+    return 0
+
+
+def _names(project, targets) -> list[str]:
+    if targets:
+        return graph.closure(project.nodes, resolve_targets(project, targets))
+    return graph.closure(project.nodes, list(project.nodes))
+
+
+def cmd_status(args, rep) -> int:
+    project = _project(args)
+    names = _names(project, args.targets)
+    session = Session(project, readonly=True)
+    try:
+        plan = session.plan(names)
+    finally:
+        session.close()
+    rows = []
+    for n in names:
+        v = plan[n]
+        node = project.nodes[n]
+        recipe = "" if node.is_alias or not v.stale else next(
+            (r.name for r in node.recipes if r.kind != "fetch"), "")
+        reason = "; ".join(str(r) for r in v.reasons[:2]) + (" …" if len(v.reasons) > 2 else "")
+        rows.append((n, v.status.value if not node.is_alias else ("alias" if not v.stale else "stale"),
+                     recipe, reason))
+    widths = [max(len(r[i]) for r in rows + [("node", "status", "recipe", "")]) for i in range(3)]
+    rep.print(f"{'node':<{widths[0]}}  {'status':<{widths[1]}}  {'recipe':<{widths[2]}}  reason")
+    for r in rows:
+        rep.print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip())
+    stale = sum(1 for n in names if plan[n].stale and not project.nodes[n].is_alias)
+    rep.print(f"{stale} of {sum(1 for n in names if not project.nodes[n].is_alias)} node(s) stale")
+    return 0
+
+
+def cmd_explain(args, rep) -> int:
+    project = _project(args)
+    if not args.targets:
+        raise UnknownTargetError("explain needs a TARGET")
+    targets = resolve_targets(project, args.targets)
+    names = graph.closure(project.nodes, targets)
+    session = Session(project, readonly=True)
+    try:
+        plan = session.plan(names)
+        for t in targets:
+            v = plan[t]
+            node = project.nodes[t]
+            rec = session.records().get(t)
+            rep.print(f"{t}: {v.status.value}")
+            if v.key:
+                rep.print(f"  key {v.key}" + (f" (recorded {rec['key']})" if rec and rec["key"] != v.key else ""))
+            for r in v.reasons:
+                rep.print(f"  - {r}")
+            if not v.stale:
+                rep.print("  every input, script, param and output matches the last build")
+            recipes = [r for r in node.recipes if r.kind != "fetch"]
+            if recipes:
+                rep.print("  recipes, in the order they would be tried:")
+                for i, r in enumerate(recipes, 1):
+                    rep.print(f"    {i}. {r.name}: {r.kind} {r.target}")
+    finally:
+        session.close()
+    return 0
+
+
+def cmd_touch(args, rep) -> int:
+    project = _project(args)
+    done = touch(project, args.targets or list(project.default))
+    rep.print(f"accepted current outputs of {len(done)} node(s): {', '.join(done)}")
+    return 0
+
+
+def cmd_job(args, rep) -> int:
+    from . import recipes
+    project = _project(args)
+    if len(args.targets) != 1:
+        raise UnknownTargetError("job needs exactly one TARGET")
+    (name,) = resolve_targets(project, args.targets)
+    node = project.nodes[name]
+    recipe = next((r for r in node.recipes if r.kind != "fetch"), None)
+    if recipe is None:
+        raise ConfigError(f"node '{name}' has no recipe to run by hand")
+    m = recipes.manifest(project, node, recipe, 1, None)
+    mpath, rpath = recipes.write_job(os.path.join(project.root, ".nodefile", "jobs"), m, with_r=True)
+    rep.print(f"wrote {os.path.relpath(mpath)}" + (f" and {os.path.relpath(rpath)}" if rpath else ""))
+    cwd = os.path.join(project.root, node.cwd)
+    if os.path.abspath(cwd) != os.path.abspath(os.getcwd()):
+        rep.print(f"from {os.path.relpath(cwd)}, run:")
+    else:
+        rep.print("run:")
+    rep.print("  " + recipes.hand_command(project, node, recipe, mpath, rpath))
+    if recipe.kind == "r":
+        rep.print(f"or, in an R session: source(\"{os.path.relpath(rpath, cwd)}\") defines `node`; "
+                  f"then run {recipe.target}")
+    elif recipe.kind == "python":
+        rep.print(f"or, in Python: nodefile.job(\"{name}\") gives the same job without the env var")
+    return 0
+
+
+def cmd_clean(args, rep) -> int:
+    project = _project(args, check_sources=False)
+    names = resolve_targets(project, args.targets) if args.targets else list(project.nodes)
+    removed = 0
+    for n in names:
+        for p in project.nodes[n].output_paths:
+            full = os.path.join(project.root, p.rstrip("/"))
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full)
+                removed += 1
+            elif os.path.lexists(full):
+                os.remove(full)
+                removed += 1
+    rep.print(f"removed {removed} output(s) of {len(names)} node(s)")
+    return 0
+
+
+def cmd_log(args, rep) -> int:
+    project = _project(args, check_sources=False)
+    if len(args.targets) != 1:
+        raise UnknownTargetError("log needs exactly one TARGET")
+    (name,) = resolve_targets(project, args.targets)
+    session = Session(project, readonly=True)
+    try:
+        attempts = session.state.attempts(node=name)
+    finally:
+        session.close()
+    if not attempts:
+        rep.print(f"{name}: no attempts recorded")
+        return 0
+    last = max(a["build_id"] for a in attempts)
+    for a in [a for a in attempts if a["build_id"] == last]:
+        rep.print(f"== {name}: attempt {a['attempt']}, recipe {a['recipe']} ({a['kind']}): {a['outcome']}"
+                  + (f" - {a['message']}" if a["message"] else "") + f", {a['duration']:.2f}s")
+        if a["log"]:
+            path = os.path.join(project.root, a["log"])
+            rep.print(f"   {a['log']}")
+            try:
+                with open(path, errors="replace") as f:
+                    text = f.read()
+                rep.print(text.rstrip("\n")) if text else rep.print("   (empty)")
+            except OSError:
+                rep.print("   (log file is gone)")
+    return 0
+
+
+def cmd_graph(args, rep) -> int:
+    project = _project(args)
+    names = _names(project, args.targets)
+    session = Session(project, readonly=True)
+    try:
+        plan = session.plan(names)
+    finally:
+        session.close()
+    color = {"up to date": "palegreen", "stale": "gold", "missing": "lightcoral"}
+    if args.format == "json":
+        rep.print(json.dumps({"nodes": [{"name": n, "status": plan[n].status.value,
+                                         "outputs": list(project.nodes[n].output_paths)} for n in names],
+                              "edges": [[d, n] for n in names for d in project.nodes[n].deps]}, indent=1))
+    elif args.format == "mermaid":
+        rep.print("graph LR")
+        ids = {n: f"n{i}" for i, n in enumerate(names)}
+        for n in names:
+            rep.print(f'  {ids[n]}["{n}"]:::{plan[n].status.name.lower()}')
+        for n in names:
+            for d in project.nodes[n].deps:
+                rep.print(f"  {ids[d]} --> {ids[n]}")
+        rep.print("  classDef up_to_date fill:#9f9\n  classDef stale fill:#fd0\n  classDef missing fill:#f99")
+    else:
+        rep.print("digraph nodefile {\n  rankdir=LR;\n  node [shape=box, style=filled];")
+        for n in names:
+            rep.print(f'  "{n}" [fillcolor={color[plan[n].status.value]}];')
+        for n in names:
+            for d in project.nodes[n].deps:
+                rep.print(f'  "{d}" -> "{n}";')
+        rep.print("}")
+    return 0
+
+
+def _later(what: str, issue: str):
+    def cmd(args, rep) -> int:
+        raise ConfigError(f"`node {what}` is not available in this version ({issue})")
+    return cmd
+
+
+cmd_watch = _later("watch", "planned: watch mode")
+cmd_report = _later("report", "planned: HTML report")
+cmd_gc = _later("gc", "planned with the artifact cache")
+cmd_push = _later("push", "planned with stores")
+cmd_pull = _later("pull", "planned with stores")

@@ -1,0 +1,64 @@
+"""Line numbers for TOML keys, which tomllib does not report.
+
+A light line scanner: it tracks `[table]` headers and `key =` lines. Good enough
+to point a user at the right line; when a key is not found, the table's header
+line is used.
+"""
+from __future__ import annotations
+
+import re
+
+_HEADER = re.compile(r"^\s*\[\[?\s*(.+?)\s*\]\]?\s*(?:#.*)?$")
+_KEY = re.compile(r"""^\s*("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_\-]+)\s*=""")
+_PART = re.compile(r"""\s*("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_\-]+)\s*(?:\.|$)""")
+
+
+def split_dotted(text: str) -> tuple[str, ...]:
+    parts = []
+    pos = 0
+    while pos < len(text):
+        m = _PART.match(text, pos)
+        if not m:
+            return tuple(p.strip() for p in text.split("."))
+        parts.append(_unquote(m.group(1)))
+        pos = m.end()
+    return tuple(parts)
+
+
+def _unquote(s: str) -> str:
+    if len(s) >= 2 and s[0] == s[-1] and s[0] in "\"'":
+        return s[1:-1]
+    return s
+
+
+class Locator:
+    def __init__(self, text: str):
+        self.headers: dict[tuple, int] = {}
+        self.keys: dict[tuple, int] = {}
+        table: tuple = ()
+        for no, line in enumerate(text.splitlines(), 1):
+            m = _HEADER.match(line)
+            if m and not _KEY.match(line):
+                table = split_dotted(m.group(1))
+                self.headers.setdefault(table, no)
+                continue
+            k = _KEY.match(line)
+            if k:
+                self.keys.setdefault(table + (_unquote(k.group(1)),), no)
+
+    def line(self, table: tuple, key: str | None = None) -> int | None:
+        if key is not None:
+            if table + (key,) in self.keys:
+                return self.keys[table + (key,)]
+            # a node written as an inline table: `clean = { ... }` under [nodes]
+            for i in range(len(table), 0, -1):
+                if table[:i] in self.keys:
+                    return self.keys[table[:i]]
+        if table in self.headers:
+            return self.headers[table]
+        for i in range(len(table) - 1, 0, -1):
+            if table[:i] + (table[i],) in self.keys:
+                return self.keys[table[:i] + (table[i],)]
+            if table[:i] in self.headers:
+                return self.headers[table[:i]]
+        return None

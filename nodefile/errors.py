@@ -1,0 +1,67 @@
+"""One error hierarchy. User-fixable errors carry a message fit to print as is."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem, located as precisely as the Nodefile allows."""
+
+    message: str
+    file: str = ""
+    line: int | None = None
+    key: str = ""
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line:
+            where += f":{self.line}"
+        key = f" [{self.key}]" if self.key else ""
+        return f"{where}:{key} {self.message}" if where else f"{key.strip()} {self.message}".strip()
+
+
+class NodefileError(Exception):
+    """Base of every error nodefile raises on purpose. Exit status 2 unless stated."""
+
+    exit_code = 2
+
+
+class ConfigError(NodefileError):
+    """The Nodefile (or the command line's view of it) is invalid: every problem at once."""
+
+    def __init__(self, problems: list[Problem] | str):
+        if isinstance(problems, str):
+            problems = [Problem(problems)]
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class CycleError(ConfigError):
+    pass
+
+
+class UnknownTargetError(NodefileError):
+    pass
+
+
+class LockError(NodefileError):
+    pass
+
+
+class RecipeError(NodefileError):
+    exit_code = 1
+
+
+class BuildError(NodefileError):
+    """Raised by the Python API when a build fails; carries the summary."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, summary=None):
+        super().__init__(message)
+        self.summary = summary
+
+
+class Interrupted(NodefileError):
+    exit_code = 130

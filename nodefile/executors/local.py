@@ -1,0 +1,171 @@
+"""Local subprocesses, each in its own process group (session), so that a
+cancel or Ctrl-C ends a recipe and everything it started.
+
+Waiting uses pidfds (Linux >= 5.3) in select(), so a build wakes exactly when
+a recipe ends; elsewhere it falls back to polling.
+"""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+
+GRACE = 3.0
+
+
+@dataclass
+class Finished:
+    handle: int
+    exit_code: int | None  # None when it could not start
+    duration: float
+    timed_out: bool = False
+    cancelled: bool = False
+    error: str = ""  # why it could not start
+
+
+class _Proc:
+    __slots__ = ("popen", "pidfd", "start", "deadline", "timed_out", "cancelled", "kill_at", "logf")
+
+    def __init__(self, popen, pidfd, start, deadline, logf):
+        self.popen = popen
+        self.pidfd = pidfd
+        self.start = start
+        self.deadline = deadline
+        self.timed_out = False
+        self.cancelled = False
+        self.kill_at = None
+        self.logf = logf
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self):
+        self.procs: dict[int, _Proc] = {}
+        self._early: list[Finished] = []
+        self._pidfd = hasattr(os, "pidfd_open")
+
+    def submit(self, spec) -> int:
+        os.makedirs(os.path.dirname(spec.log), exist_ok=True)
+        logf = open(spec.log, "ab", buffering=0)
+        start = time.monotonic()
+        try:
+            popen = subprocess.Popen(list(spec.argv), cwd=spec.cwd, env=spec.env, stdin=subprocess.DEVNULL,
+                                     stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+                                     close_fds=True)
+        except OSError as e:
+            msg = f"cannot start {spec.argv[0]}: {e.strerror or e}"
+            logf.write((msg + "\n").encode())
+            logf.close()
+            handle = -(len(self._early) + 1) - int(start * 1000)
+            self._early.append(Finished(handle, None, 0.0, error=msg))
+            return handle
+        pidfd = None
+        if self._pidfd:
+            try:
+                pidfd = os.pidfd_open(popen.pid)
+            except OSError:
+                self._pidfd = False
+        deadline = start + spec.timeout if spec.timeout else None
+        self.procs[popen.pid] = _Proc(popen, pidfd, start, deadline, logf)
+        return popen.pid
+
+    def running(self) -> int:
+        return len(self.procs)
+
+    def wait(self, timeout: float | None) -> list[Finished]:
+        """Block until at least one recipe ends or `timeout` passes."""
+        if self._early:
+            done, self._early = self._early, []
+            return done
+        if not self.procs:
+            return []
+        now = time.monotonic()
+        limit = timeout
+        for p in self.procs.values():
+            for t in (p.deadline, p.kill_at):
+                if t is not None:
+                    limit = max(0.0, t - now) if limit is None else min(limit, max(0.0, t - now))
+        if self._pidfd and all(p.pidfd is not None for p in self.procs.values()):
+            fds = {p.pidfd: pid for pid, p in self.procs.items()}
+            try:
+                ready, _, _ = select.select(list(fds), [], [], limit)
+            except InterruptedError:
+                ready = []
+            done = [self._reap(fds[fd]) for fd in ready]
+        else:
+            done = self._poll(limit)
+        self._enforce_deadlines()
+        return [d for d in done if d is not None]
+
+    def _poll(self, limit):
+        end = time.monotonic() + (limit if limit is not None else 3600)
+        while True:
+            done = []
+            for pid in list(self.procs):
+                r = os.waitpid(pid, os.WNOHANG)
+                if r[0]:
+                    done.append(self._finish(pid, r[1]))
+            if done or time.monotonic() >= end:
+                return done
+            time.sleep(0.005)
+
+    def _reap(self, pid: int):
+        _, status = os.waitpid(pid, 0)
+        return self._finish(pid, status)
+
+    def _finish(self, pid: int, status: int) -> Finished:
+        p = self.procs.pop(pid)
+        code = os.waitstatus_to_exitcode(status)
+        p.popen.returncode = code
+        if p.pidfd is not None:
+            os.close(p.pidfd)
+        p.logf.close()
+        # the recipe's children may outlive it: end the whole group
+        _signal_group(pid, signal.SIGKILL)
+        return Finished(pid, code, time.monotonic() - p.start, p.timed_out, p.cancelled)
+
+    def _enforce_deadlines(self) -> None:
+        now = time.monotonic()
+        for pid, p in self.procs.items():
+            if p.deadline is not None and now >= p.deadline and not p.timed_out:
+                p.timed_out = True
+                self._term(pid, p)
+            elif p.kill_at is not None and now >= p.kill_at:
+                _signal_group(pid, signal.SIGKILL)
+                p.kill_at = None
+
+    def _term(self, pid: int, p: _Proc) -> None:
+        _signal_group(pid, signal.SIGTERM)
+        p.kill_at = time.monotonic() + GRACE
+
+    def cancel(self, handle: int) -> None:
+        p = self.procs.get(handle)
+        if p and not p.cancelled:
+            p.cancelled = True
+            self._term(handle, p)
+
+    def cancel_all(self, grace: float = GRACE) -> list[Finished]:
+        """Terminate every running recipe's process group; wait for them."""
+        for pid, p in list(self.procs.items()):
+            p.cancelled = True
+            _signal_group(pid, signal.SIGTERM)
+        done: list[Finished] = []
+        end = time.monotonic() + grace
+        while self.procs and time.monotonic() < end:
+            done += self.wait(0.05)
+        for pid in list(self.procs):
+            _signal_group(pid, signal.SIGKILL)
+        while self.procs:
+            done += self.wait(0.5)
+        return done
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,79 @@
+"""The DAG as plain data: closure of targets, topological order, cycles, chains."""
+from __future__ import annotations
+
+
+def find_cycle(nodes: dict) -> list[str] | None:
+    """A cycle as a path `a -> b -> a`, or None. Iterative DFS (deep graphs are fine)."""
+    WHITE, GREY, BLACK = 0, 1, 2
+    color = dict.fromkeys(nodes, WHITE)
+    for start in nodes:
+        if color[start] != WHITE:
+            continue
+        stack = [(start, iter(nodes[start].deps))]
+        path = [start]
+        color[start] = GREY
+        while stack:
+            name, it = stack[-1]
+            for dep in it:
+                if dep not in color:
+                    continue
+                if color[dep] == GREY:
+                    i = path.index(dep)
+                    return path[i:] + [dep]
+                if color[dep] == WHITE:
+                    color[dep] = GREY
+                    path.append(dep)
+                    stack.append((dep, iter(nodes[dep].deps)))
+                    break
+            else:
+                color[name] = BLACK
+                stack.pop()
+                path.pop()
+    return None
+
+
+def closure(nodes: dict, targets) -> list[str]:
+    """Every node the targets need, in topological order (dependencies first)."""
+    order: list[str] = []
+    seen: set[str] = set()
+    for t in targets:
+        if t in seen:
+            continue
+        stack = [(t, iter(nodes[t].deps))]
+        seen.add(t)
+        while stack:
+            name, it = stack[-1]
+            for dep in it:
+                if dep not in seen:
+                    seen.add(dep)
+                    stack.append((dep, iter(nodes[dep].deps)))
+                    break
+            else:
+                order.append(name)
+                stack.pop()
+    return order
+
+
+def dependents(nodes: dict, names) -> dict[str, list[str]]:
+    wanted = set(names)
+    out: dict[str, list[str]] = {n: [] for n in names}
+    for n in names:
+        for d in nodes[n].deps:
+            if d in wanted:
+                out[d].append(n)
+    return out
+
+
+def bottom_levels(order: list[str], nodes: dict, weight) -> dict[str, float]:
+    """Critical-path priority: weight(n) + the longest chain of weights below it
+    (towards the targets). `order` is topological (dependencies first).
+
+    Worked example: a -> b -> c (c needs b, b needs a), weights 1, 2, 3:
+    level(c) = 3, level(b) = 2 + 3 = 5, level(a) = 1 + 5 = 6, so a starts first.
+    """
+    deps_of = dependents(nodes, order)
+    level: dict[str, float] = {}
+    for n in reversed(order):
+        below = max((level[d] for d in deps_of[n]), default=0.0)
+        level[n] = weight(n) + below
+    return level

@@ -1,0 +1,143 @@
+"""xxh3-128 of files behind a stat cache, and the node key.
+
+A file's hash is re-read only when its stat (size, mtime_ns, inode) changed, or
+when its mtime lies within RACY_NS of the moment its hash was recorded: a write
+in the same timestamp tick as our read would otherwise go unseen (git's "racy
+clean" problem). Such a file is re-hashed until its stamp is old enough.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat as statmod
+import time
+
+import xxhash
+
+from .model import FORMAT_VERSION, Node
+
+RACY_NS = 2_000_000_000  # covers coarse (1-2 s) filesystem timestamps
+CHUNK = 1 << 20
+
+
+def hash_bytes(data: bytes) -> str:
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def hash_file_content(path: str, size: int | None = None) -> str:
+    with open(path, "rb", buffering=0) as f:
+        if size is not None and size <= CHUNK:
+            return xxhash.xxh3_128_hexdigest(f.read())
+        h = xxhash.xxh3_128()
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(view[:n])
+        return h.hexdigest()
+
+
+class Hasher:
+    """Content hashes of project files (paths relative to root), memoised per run."""
+
+    def __init__(self, root: str, state):
+        self.root = root
+        self.state = state
+        self.memo: dict[str, str | None] = {}
+        self.bytes_read = 0
+
+    def invalidate(self, paths=None) -> None:
+        if paths is None:
+            self.memo.clear()
+        else:
+            for p in paths:
+                self.memo.pop(p.rstrip("/"), None)
+
+    def abspath(self, rel: str) -> str:
+        return rel if os.path.isabs(rel) else os.path.join(self.root, rel)
+
+    def hash(self, rel: str) -> str | None:
+        """The file's (or directory tree's) hash, or None when it does not exist."""
+        key = rel.rstrip("/")
+        if key in self.memo:
+            return self.memo[key]
+        try:
+            st = os.stat(self.abspath(key))
+        except (FileNotFoundError, NotADirectoryError):
+            self.memo[key] = None
+            return None
+        if statmod.S_ISDIR(st.st_mode):
+            h = self._tree(key)
+        else:
+            h = self._file(key, st)
+        self.memo[key] = h
+        return h
+
+    def kind(self, rel: str) -> str | None:
+        try:
+            st = os.stat(self.abspath(rel.rstrip("/")))
+        except OSError:
+            return None
+        return "dir" if statmod.S_ISDIR(st.st_mode) else "file"
+
+    def _file(self, rel: str, st: os.stat_result) -> str:
+        stamps = self.state.stamps()
+        old = stamps.get(rel)
+        if old is not None and old[0] == st.st_size and old[1] == st.st_mtime_ns and old[2] == st.st_ino \
+                and old[4] - st.st_mtime_ns > RACY_NS:
+            return old[3]
+        now = time.time_ns()
+        h = hash_file_content(self.abspath(rel), st.st_size)
+        self.bytes_read += st.st_size
+        if old is None or old[3] != h or old[0] != st.st_size or old[1] != st.st_mtime_ns \
+                or old[2] != st.st_ino or old[4] - st.st_mtime_ns <= RACY_NS:
+            self.state.put_stamp(rel, (st.st_size, st.st_mtime_ns, st.st_ino, h, now))
+        return h
+
+    def _tree(self, rel: str) -> str:
+        items = []
+        base = self.abspath(rel)
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for fn in sorted(filenames):
+                full = os.path.join(dirpath, fn)
+                sub = os.path.relpath(full, base).replace(os.sep, "/")
+                child = f"{rel}/{sub}"
+                try:
+                    st = os.stat(full)
+                except OSError:
+                    continue
+                items.append(f"{sub}\0{self._file(child, st)}")
+        return hash_bytes(("dir\0" + "\0".join(items)).encode())
+
+
+def key_parts(node: Node, hasher: Hasher, closure=None) -> dict:
+    """The components of a node's key, in a fixed order: component id -> value.
+
+    Values are short strings (hashes, JSON of params) so that `node explain`
+    can show old -> new per component. `closure(script) -> [paths]` gives the
+    local files a script imports or sources (the code closure).
+    """
+    parts: dict[str, str | None] = {"format": str(FORMAT_VERSION)}
+    parts["outputs"] = json.dumps([[e.name, list(e.paths)] for e in node.outputs])
+    parts["recipes"] = json.dumps([r.signature() for r in node.recipes if r.kind != "fetch"])
+    for r in node.recipes:
+        if r.script:
+            parts[f"script:{r.script}"] = hasher.hash(r.script)
+            if closure is not None:
+                for dep in closure(r):
+                    parts.setdefault(f"import:{dep}", hasher.hash(dep))
+    for name, value in sorted(node.params):
+        parts[f"param:{name}"] = json.dumps(value, sort_keys=True, default=str)
+    for name, value in node.wildcards:
+        parts[f"wildcard:{name}"] = value
+    parts["inputs"] = json.dumps([[e.name, list(e.paths)] for e in node.inputs])
+    for p in node.input_paths:
+        parts.setdefault(f"input:{p}", hasher.hash(p))
+    return parts
+
+
+def key_of(parts: dict) -> str:
+    return hash_bytes(json.dumps(list(parts.items()), separators=(",", ":")).encode())

@@ -1,0 +1,209 @@
+"""Frozen value types shared by every layer: the project as data, verdicts, outcomes."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMAT_VERSION = 1
+
+RUN_KINDS = ("python", "r", "shell", "call")
+TRANSFER_KINDS = ("fetch", "load")
+RECIPE_KINDS = RUN_KINDS + ("fetch",)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One input or output entry: a name (or None) and the path(s) it stands for.
+
+    `value` keeps the declared shape: a str for one path, a tuple for several.
+    `source` is what was written (a node name, a glob, a path), for messages.
+    """
+
+    name: str | None
+    paths: tuple[str, ...]
+    many: bool = False
+    source: str = ""
+    kind: str = "path"  # path | node | glob | dir
+
+    @property
+    def value(self) -> str | list[str]:
+        return list(self.paths) if self.many or len(self.paths) != 1 else self.paths[0]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    kind: str  # python | r | shell | call | fetch
+    target: str  # script path, shell command, "module:function", or store name
+    name: str
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    timeout: float | None = None
+    retries: int = 0
+    resources: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def script(self) -> str | None:
+        return self.target if self.kind in ("python", "r") else None
+
+    def signature(self) -> dict:
+        """What of the recipe enters the node key (never `name`, never fetch)."""
+        return {"kind": self.kind, "target": self.target, "args": list(self.args),
+                "env": [list(p) for p in self.env]}
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    outputs: tuple[Entry, ...]
+    inputs: tuple[Entry, ...]
+    params: tuple[tuple[str, Any], ...]
+    recipes: tuple[Recipe, ...]
+    cwd: str  # project-relative folder recipes run in ("" = project root)
+    file: str  # declaring Nodefile (for messages)
+    line: int | None = None
+    wildcards: tuple[tuple[str, str], ...] = ()
+    priority: int = 0
+    order: int = 0  # declaration order
+    deps: tuple[str, ...] = ()  # names of nodes whose outputs this node reads
+    # extra file dependencies discovered statically (recipe scripts)
+    script_inputs: tuple[str, ...] = ()
+
+    @property
+    def output_paths(self) -> tuple[str, ...]:
+        return tuple(p for e in self.outputs for p in e.paths)
+
+    @property
+    def input_paths(self) -> tuple[str, ...]:
+        return tuple(p for e in self.inputs for p in e.paths)
+
+    @property
+    def is_alias(self) -> bool:
+        return not self.recipes
+
+    @property
+    def params_dict(self) -> dict:
+        return dict(self.params)
+
+
+@dataclass(frozen=True)
+class Store:
+    name: str
+    url: str
+    push: bool = False
+
+
+@dataclass(frozen=True)
+class Project:
+    root: str  # absolute path of the project root
+    file: str  # absolute path of the root Nodefile
+    name: str
+    nodes: dict  # name -> Node, in declaration order
+    producers: dict  # output path -> node name
+    params: dict
+    default: tuple[str, ...]
+    jobs: int | None = None
+    cache: bool = True
+    python: str | None = None
+    stores: dict = field(default_factory=dict)
+    dir_outputs: tuple[tuple[str, str], ...] = ()  # (dir path with trailing /, node)
+    sources: tuple[str, ...] = ()  # Nodefile and template files, for watch
+
+
+class Status(enum.Enum):
+    UP_TO_DATE = "up to date"
+    STALE = "stale"
+    MISSING = "missing"
+
+
+class ReasonKind(enum.Enum):
+    NEVER_BUILT = "never built"
+    FORCED = "forced (-B)"
+    INCOMPLETE = "previous build was interrupted"
+    OUTPUT_MISSING = "output missing"
+    OUTPUT_CHANGED = "output edited since it was built"
+    SCRIPT_CHANGED = "script changed"
+    IMPORT_CHANGED = "imported file changed"
+    INPUT_CHANGED = "input changed"
+    INPUT_ADDED = "input added"
+    INPUT_REMOVED = "input removed"
+    PARAM_CHANGED = "param changed"
+    WILDCARD_CHANGED = "wildcard changed"
+    RECIPE_CHANGED = "recipe changed"
+    OUTPUTS_CHANGED = "declared outputs changed"
+    FORMAT_CHANGED = "nodefile format changed"
+    UPSTREAM = "an input will be rebuilt"
+    INPUT_MISSING = "input missing"
+
+
+@dataclass(frozen=True)
+class Reason:
+    kind: ReasonKind
+    subject: str = ""
+    old: str | None = None
+    new: str | None = None
+
+    def __str__(self) -> str:
+        text = self.kind.value
+        if self.subject:
+            text += f": {self.subject}"
+        if self.old is not None or self.new is not None:
+            text += f" ({_short(self.old)} -> {_short(self.new)})"
+        return text
+
+
+def _short(v: str | None) -> str:
+    if v is None:
+        return "none"
+    return v[:12] if len(v) == 32 and all(c in "0123456789abcdef" for c in v) else v
+
+
+@dataclass(frozen=True)
+class Verdict:
+    node: str
+    status: Status
+    reasons: tuple[Reason, ...] = ()
+    key: str | None = None
+
+    @property
+    def stale(self) -> bool:
+        return self.status is not Status.UP_TO_DATE
+
+
+class Outcome(enum.Enum):
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not run because an upstream node failed
+    UP_TO_DATE = "up to date"
+    CANCELLED = "cancelled"
+
+
+class FailureClass(enum.Enum):
+    UNAVAILABLE = "unavailable"
+    TRANSIENT = "transient"
+    RECIPE_ERROR = "recipe error"
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    node: str
+    outcome: Outcome
+    recipe: str | None = None
+    duration: float = 0.0
+    message: str = ""
+    log: str | None = None
+
+
+@dataclass
+class Summary:
+    built: list = field(default_factory=list)
+    up_to_date: list = field(default_factory=list)
+    failed: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    durations: dict = field(default_factory=dict)
+    elapsed: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.interrupted and not self.skipped

@@ -1,0 +1,158 @@
+"""Recipes: turn a node + recipe into something to run (argv, env, cwd) and the
+job manifest every recipe receives (NODEFILE_JOB).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+
+from .. import placeholders
+from ..config.load import placeholder_context, relative_to
+from ..model import Node, Project, Recipe
+from .rlang import r_named_list, r_string, r_value
+
+R_BOOTSTRAP = os.path.join(os.path.dirname(os.path.dirname(__file__)), "r", "run.R")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A process to start for one attempt."""
+
+    node: str
+    recipe: Recipe
+    argv: tuple[str, ...]
+    env: dict
+    cwd: str
+    log: str
+    manifest: str
+    timeout: float | None
+    resources: dict
+    attempt: int
+    index: int = 0  # position of the recipe in the node's order for this build
+
+
+def manifest(project: Project, node: Node, recipe: Recipe | None = None, attempt: int = 1,
+             log: str | None = None) -> dict:
+    def entries(es):
+        out = []
+        for e in es:
+            paths = [relative_to(p, node.cwd) for p in e.paths]
+            value = paths if (e.many or len(paths) != 1) else paths[0]
+            out.append({"name": e.name, "value": value})
+        return out
+
+    return {
+        "format": 1,
+        "node": node.name,
+        "project": project.name,
+        "root": project.root,
+        "cwd": os.path.join(project.root, node.cwd) if node.cwd else project.root,
+        "inputs": entries(node.inputs),
+        "outputs": entries(node.outputs),
+        "params": node.params_dict,
+        "wildcards": dict(node.wildcards),
+        "recipe": None if recipe is None else {
+            "kind": recipe.kind, "name": recipe.name, "target": recipe.target, "args": list(recipe.args)},
+        "attempt": attempt,
+        "resources": dict(recipe.resources) if recipe else {},
+        "log": log,
+    }
+
+
+def r_job_source(m: dict) -> str:
+    """R code that defines the list `node` from a manifest."""
+    def lst(es):
+        return r_named_list([(e["name"], e["value"]) for e in es])
+
+    fields = [
+        ("node", r_string(m["node"])),
+        ("inputs", lst(m["inputs"])),
+        ("outputs", lst(m["outputs"])),
+        ("params", r_value(m["params"]) if m["params"] else "structure(list(), names = character(0))"),
+        ("wildcards", r_value(m["wildcards"]) if m["wildcards"] else "structure(list(), names = character(0))"),
+        ("attempt", r_value(m["attempt"])),
+        ("log", r_value(m["log"])),
+        ("project", r_string(m["project"])),
+        ("root", r_string(m["root"])),
+    ]
+    body = ",\n  ".join(f"{k} = {v}" for k, v in fields)
+    return f"# written by nodefile for node {m['node']}\nnode <- list(\n  {body}\n)\n"
+
+
+def write_job(jobdir: str, m: dict, with_r: bool) -> tuple[str, str | None]:
+    os.makedirs(jobdir, exist_ok=True)
+    base = os.path.join(jobdir, _safe(m["node"]))
+    path = base + ".json"
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(m, f, indent=1, default=str)
+    os.replace(tmp, path)
+    rpath = None
+    if with_r:
+        rpath = base + ".R"
+        with open(rpath + ".tmp", "w") as f:
+            f.write(r_job_source(m))
+        os.replace(rpath + ".tmp", rpath)
+    return path, rpath
+
+
+def _safe(name: str) -> str:
+    return name.replace("/", "_")
+
+
+def command(project: Project, node: Node, recipe: Recipe) -> list[str]:
+    """argv of a run recipe (without the environment)."""
+    ctx = placeholder_context(node)
+    args = placeholders.expand_args(recipe.args, ctx)
+    if recipe.kind == "python":
+        return [project.python or sys.executable, relative_to(recipe.target, node.cwd)] + args
+    if recipe.kind == "r":
+        return [rscript(), R_BOOTSTRAP] + args
+    if recipe.kind == "shell":
+        return ["/bin/sh", "-c", placeholders.substitute(recipe.target, ctx, quote=True)]
+    if recipe.kind == "call":
+        return [project.python or sys.executable, "-m", "nodefile._call", recipe.target] + args
+    raise ValueError(f"not a run recipe: {recipe.kind}")
+
+
+def rscript() -> str:
+    return shutil.which("Rscript") or "Rscript"
+
+
+def prepare(project: Project, node: Node, recipe: Recipe, attempt: int, log: str, jobdir: str,
+            index: int = 0) -> Spec:
+    m = manifest(project, node, recipe, attempt, log)
+    mpath, rpath = write_job(jobdir, m, with_r=recipe.kind == "r")
+    ctx = placeholder_context(node)
+    env = dict(os.environ)
+    for k, v in recipe.env:
+        env[k] = placeholders.substitute(v, ctx)
+    env["NODEFILE_JOB"] = mpath
+    env["NODEFILE_NODE"] = node.name
+    env["PYTHONUNBUFFERED"] = "1"
+    if recipe.kind in ("python", "call"):
+        pp = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = project.root + (os.pathsep + pp if pp else "")
+    if recipe.kind == "r":
+        env["NODEFILE_JOB_R"] = rpath
+        env["NODEFILE_SCRIPT"] = relative_to(recipe.target, node.cwd)
+    cwd = os.path.join(project.root, node.cwd) if node.cwd else project.root
+    res = dict(recipe.resources)
+    res.setdefault("cores", 1.0)
+    return Spec(node.name, recipe, tuple(command(project, node, recipe)), env, cwd, log, mpath,
+                recipe.timeout, res, attempt, index)
+
+
+def hand_command(project: Project, node: Node, recipe: Recipe, mpath: str, rpath: str | None) -> str:
+    """The one line a user runs to execute the recipe by hand (from the recipe's folder)."""
+    import shlex
+    argv = command(project, node, recipe)
+    rel = os.path.relpath(mpath, os.path.join(project.root, node.cwd))
+    env = f"NODEFILE_JOB={shlex.quote(rel)}"
+    if recipe.kind == "r":
+        env += f" NODEFILE_JOB_R={shlex.quote(os.path.relpath(rpath, os.path.join(project.root, node.cwd)))}"
+        env += f" NODEFILE_SCRIPT={shlex.quote(relative_to(recipe.target, node.cwd))}"
+    return env + " " + " ".join(shlex.quote(a) for a in argv)

@@ -1,0 +1,131 @@
+"""The console reporter: a live progress line on a terminal, plain lines otherwise.
+
+Plain ANSI rather than rich: importing rich costs ~40 ms, a large share of a
+no-op build's budget (see docs/decisions.md).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from ..model import NodeResult, Outcome, Summary
+
+
+def _fmt_s(s: float) -> str:
+    if s < 1:
+        return f"{s * 1000:.0f}ms"
+    if s < 60:
+        return f"{s:.1f}s"
+    m, s = divmod(int(s), 60)
+    return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
+
+
+class Console:
+    def __init__(self, verbosity: int = 0, out=None, err=None, tty: bool | None = None):
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.verbosity = verbosity
+        self.tty = self.err.isatty() if tty is None else tty
+        if os.environ.get("NODEFILE_PROGRESS") == "plain":
+            self.tty = False
+        self._line = False
+        self.started_at: dict[str, float] = {}
+        self.expected: dict[str, float] = {}
+        self.eta = None  # callable(running, done) -> seconds, set by build when learned
+
+    # -- plumbing ------------------------------------------------------------------------
+    def _clear(self) -> None:
+        if self._line:
+            self.err.write("\r\x1b[2K")
+            self.err.flush()
+            self._line = False
+
+    def print(self, text: str = "") -> None:
+        self._clear()
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def info(self, text: str) -> None:
+        if self.verbosity >= 0:
+            self.print(text)
+
+    def detail(self, text: str) -> None:
+        if self.verbosity > 0:
+            self.print(text)
+
+    def warn(self, text: str) -> None:
+        self._clear()
+        self.err.write(f"warning: {text}\n")
+        self.err.flush()
+
+    def error(self, text: str) -> None:
+        self._clear()
+        self.err.write(f"error: {text}\n")
+        self.err.flush()
+
+    # -- build events ----------------------------------------------------------------
+    def started(self, spec) -> None:
+        self.started_at[spec.node] = time.monotonic()
+        if not self.tty and self.verbosity >= 0:
+            r = spec.recipe
+            what = r.target if r.kind != "shell" else "shell"
+            self.print(f"run  {spec.node}  ({r.kind} {what})" if r.kind != "shell" else f"run  {spec.node}  (shell)")
+
+    def done(self, result: NodeResult) -> None:
+        o = result.outcome
+        if o is Outcome.OK:
+            if self.verbosity >= 0:
+                via = f" via {result.recipe}" if result.recipe else ""
+                self.print(f"ok   {result.node}  {_fmt_s(result.duration)}{via}")
+        elif o is Outcome.FAILED:
+            self._clear()
+            self.err.write(f"FAILED {result.node}: {result.message}\n")
+            self.err.flush()
+        elif o is Outcome.SKIPPED:
+            if self.verbosity >= 0:
+                self.print(f"skip {result.node}  ({result.message})")
+        elif o is Outcome.UP_TO_DATE and self.verbosity > 0:
+            self.print(f"     {result.node}  up to date")
+
+    def tick(self, running, done: int, total: int) -> None:
+        if not self.tty or self.verbosity < 0:
+            return
+        now = time.monotonic()
+        parts = []
+        for spec in running[:4]:
+            el = now - self.started_at.get(spec.node, now)
+            exp = self.expected.get(spec.node)
+            parts.append(f"{spec.node} {_fmt_s(el)}" + (f"/{_fmt_s(exp)}" if exp else ""))
+        more = f" +{len(running) - 4}" if len(running) > 4 else ""
+        eta = ""
+        if self.eta is not None:
+            left = self.eta(running, now)
+            if left is not None:
+                eta = f"  ETA {_fmt_s(left)}"
+        line = f"[{done}/{total}] running: {', '.join(parts)}{more}{eta}"
+        width = 200
+        try:
+            width = os.get_terminal_size(self.err.fileno()).columns - 1
+        except (OSError, ValueError):
+            pass
+        self.err.write("\r\x1b[2K" + line[:width])
+        self.err.flush()
+        self._line = True
+
+    def summary(self, s: Summary, dry_run: bool = False) -> None:
+        self._clear()
+        if self.verbosity < 0 and s.ok:
+            return
+        if not s.built and not s.failed and not s.skipped and not s.interrupted:
+            self.print(f"nothing to do: {len(s.up_to_date)} node(s) up to date ({_fmt_s(s.elapsed)})")
+            return
+        bits = [f"built {len(s.built)}"]
+        if s.up_to_date:
+            bits.append(f"up to date {len(s.up_to_date)}")
+        if s.failed:
+            bits.append(f"failed {len(s.failed)}")
+        if s.skipped:
+            bits.append(f"not built {len(s.skipped)}")
+        tail = " (interrupted)" if s.interrupted else ""
+        self.print(f"{', '.join(bits)} in {_fmt_s(s.elapsed)}{tail}")

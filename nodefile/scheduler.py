@@ -1,0 +1,120 @@
+"""The build loop: fill slots by priority and resources, wait for one, repeat.
+
+It knows nothing of hashing or recipes. A `runner` supplies:
+  decide(name)            -> a Spec to run, or a NodeResult (up to date, failed...)
+  finished(name, spec, f) -> the next Spec (another recipe, a retry) or a NodeResult
+  started(spec), done(result), tick(running, done, total)  (progress)
+"""
+from __future__ import annotations
+
+import heapq
+import time
+
+from .model import NodeResult, Outcome
+
+
+class Scheduler:
+    def __init__(self, order, deps, priority, limits, executor, runner, keep_going=False,
+                 tick_every=0.5):
+        self.order = list(order)
+        self.index = {n: i for i, n in enumerate(self.order)}
+        self.deps = deps  # name -> iterable of dependency names (within order)
+        self.priority = priority  # name -> sortable tuple, larger first
+        self.limits = limits
+        self.executor = executor
+        self.runner = runner
+        self.keep_going = keep_going
+        self.tick_every = tick_every
+        self.results: dict[str, NodeResult] = {}
+        self.stopped = False
+
+    def run(self) -> dict[str, NodeResult]:
+        waiting = {n: 0 for n in self.order}
+        users: dict[str, list[str]] = {n: [] for n in self.order}
+        for n in self.order:
+            for d in self.deps[n]:
+                if d in waiting:
+                    waiting[n] += 1
+                    users[d].append(n)
+        ready = [n for n in self.order if waiting[n] == 0]
+        queue: list = []  # (priority key, index, name, spec)
+        running: dict = {}  # handle -> (name, spec)
+        used: dict[str, float] = {}
+        total = len(self.order)
+
+        def settle(name: str, result: NodeResult) -> None:
+            self.results[name] = result
+            self.runner.done(result)
+            if result.outcome is Outcome.FAILED and not self.keep_going:
+                self.stopped = True
+            for u in users[name]:
+                waiting[u] -= 1
+                if waiting[u] == 0:
+                    ready.append(u)
+
+        def launch(name, spec) -> None:
+            handle = self.executor.submit(spec)
+            for k, v in spec.resources.items():
+                used[k] = used.get(k, 0.0) + v
+            running[handle] = (name, spec)
+            self.runner.started(spec)
+
+        def fits(spec) -> bool:
+            if not running:
+                return True  # never deadlock on a request that equals the whole machine
+            return all(used.get(k, 0.0) + v <= self.limits.get(k, float("inf")) + 1e-9
+                       for k, v in spec.resources.items())
+
+        last_tick = 0.0
+        while ready or queue or running:
+            while ready:
+                name = ready.pop()
+                failed = [d for d in self.deps[name] if d in self.results
+                          and self.results[d].outcome in (Outcome.FAILED, Outcome.SKIPPED, Outcome.CANCELLED)]
+                if failed:
+                    settle(name, NodeResult(name, Outcome.SKIPPED, message=f"needs {failed[0]}, which failed"))
+                    continue
+                if self.stopped:
+                    continue
+                r = self.runner.decide(name)
+                if isinstance(r, NodeResult):
+                    settle(name, r)
+                else:
+                    heapq.heappush(queue, (self.priority(name), self.index[name], name, r))
+            if not self.stopped:
+                skipped = []
+                while queue:
+                    item = heapq.heappop(queue)
+                    if fits(item[3]):
+                        launch(item[2], item[3])
+                    else:
+                        skipped.append(item)
+                        break  # keep priority order: wait for resources for the head
+                for it in skipped:
+                    heapq.heappush(queue, it)
+            elif queue and not running:
+                queue.clear()
+            if not running:
+                if queue and not self.stopped:
+                    continue
+                if not ready:
+                    break
+                continue
+            now = time.monotonic()
+            timeout = max(0.0, self.tick_every - (now - last_tick))
+            for fin in self.executor.wait(timeout):
+                name, spec = running.pop(fin.handle)
+                for k, v in spec.resources.items():
+                    used[k] -= v
+                nxt = self.runner.finished(name, spec, fin)
+                if isinstance(nxt, NodeResult):
+                    settle(name, nxt)
+                elif self.stopped:
+                    settle(name, NodeResult(name, Outcome.FAILED, message="build stopped"))
+                else:
+                    heapq.heappush(queue, (self.priority(name), self.index[name], name, nxt))
+            now = time.monotonic()
+            if now - last_tick >= self.tick_every:
+                last_tick = now
+                self.runner.tick([s for _, s in running.values()], len(self.results), total)
+        return self.results

@@ -1,0 +1,171 @@
+"""The SQLite state store in .nodefile/state.db (WAL).
+
+Tables: file stamps (the stat cache), node records, builds, attempts. Only the
+build process writes node records, one transaction per finished node, so a
+killed build loses at most the nodes that were running.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT);
+CREATE TABLE IF NOT EXISTS files(
+  path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER,
+  hash TEXT, recorded_ns INTEGER);
+CREATE TABLE IF NOT EXISTS nodes(
+  name TEXT PRIMARY KEY, key TEXT, parts TEXT, outputs TEXT, built_ns INTEGER,
+  recipe TEXT, build_id INTEGER, incomplete INTEGER DEFAULT 0);
+CREATE TABLE IF NOT EXISTS builds(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, started_ns INTEGER, ended_ns INTEGER,
+  targets TEXT, status INTEGER, pid INTEGER);
+CREATE TABLE IF NOT EXISTS attempts(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, build_id INTEGER, node TEXT, recipe TEXT,
+  kind TEXT, attempt INTEGER, start_ns INTEGER, duration REAL, outcome TEXT,
+  failure TEXT, bytes INTEGER, log TEXT, exit_code INTEGER, message TEXT,
+  script_hash TEXT);
+CREATE INDEX IF NOT EXISTS attempts_node ON attempts(node, build_id);
+"""
+
+
+def state_dir(root: str) -> str:
+    return os.path.join(root, ".nodefile")
+
+
+class State:
+    def __init__(self, root: str, readonly: bool = False):
+        self.root = root
+        self.dir = state_dir(root)
+        path = os.path.join(self.dir, "state.db")
+        self.exists = os.path.exists(path)
+        if readonly and not self.exists:
+            self.db = sqlite3.connect(":memory:")
+            self.db.executescript(_SCHEMA)
+        else:
+            os.makedirs(self.dir, exist_ok=True)
+            self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
+            self.db.execute("PRAGMA busy_timeout=60000")
+            if not self.exists or not readonly:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(_SCHEMA)
+        self._stamps: dict | None = None
+        self._dirty_stamps: dict = {}
+
+    def close(self) -> None:
+        self.flush_stamps()
+        self.db.close()
+
+    # -- file stamps -------------------------------------------------------------------
+    def stamps(self) -> dict:
+        """All recorded stamps, read in one query: path -> (size, mtime_ns, ino, hash, recorded_ns)."""
+        if self._stamps is None:
+            self._stamps = {r[0]: r[1:] for r in self.db.execute(
+                "SELECT path, size, mtime_ns, ino, hash, recorded_ns FROM files")}
+        return self._stamps
+
+    def put_stamp(self, path: str, stamp: tuple) -> None:
+        self.stamps()[path] = stamp
+        self._dirty_stamps[path] = stamp
+
+    def flush_stamps(self) -> None:
+        if not self._dirty_stamps:
+            return
+        rows = [(p,) + s for p, s in self._dirty_stamps.items()]
+        self._dirty_stamps = {}
+        try:
+            with self._tx():
+                self.db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)", rows)
+        except sqlite3.OperationalError:
+            pass  # a read-only view (status, explain): the cache is only an optimisation
+
+    # -- node records ----------------------------------------------------------------
+    def records(self) -> dict:
+        return {r[0]: {"key": r[1], "parts": r[2], "outputs": r[3], "built_ns": r[4], "recipe": r[5],
+                       "build_id": r[6], "incomplete": r[7]}
+                for r in self.db.execute("SELECT name, key, parts, outputs, built_ns, recipe, build_id, incomplete FROM nodes")}
+
+    def record(self, name: str) -> dict | None:
+        r = self.db.execute("SELECT key, parts, outputs, built_ns, recipe, build_id, incomplete FROM nodes WHERE name=?",
+                            (name,)).fetchone()
+        if not r:
+            return None
+        return {"key": r[0], "parts": r[1], "outputs": r[2], "built_ns": r[3], "recipe": r[4],
+                "build_id": r[5], "incomplete": r[6]}
+
+    def mark_incomplete(self, name: str) -> None:
+        with self._tx():
+            self.db.execute("UPDATE nodes SET incomplete=1 WHERE name=?", (name,))
+
+    def put_record(self, name: str, key: str, parts: dict, outputs: dict, recipe: str | None,
+                   build_id: int | None) -> None:
+        """One transaction: the node record and the stamps seen so far."""
+        rows = [(p,) + s for p, s in self._dirty_stamps.items()]
+        self._dirty_stamps = {}
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO nodes VALUES (?,?,?,?,?,?,?,0)",
+                            (name, key, json.dumps(parts), json.dumps(outputs), time.time_ns(), recipe, build_id))
+            if rows:
+                self.db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)", rows)
+
+    def forget(self, names) -> None:
+        with self._tx():
+            self.db.executemany("DELETE FROM nodes WHERE name=?", [(n,) for n in names])
+
+    # -- builds and attempts ---------------------------------------------------------
+    def start_build(self, targets) -> int:
+        with self._tx():
+            cur = self.db.execute("INSERT INTO builds(started_ns, targets, pid) VALUES (?,?,?)",
+                                  (time.time_ns(), json.dumps(list(targets)), os.getpid()))
+            return cur.lastrowid
+
+    def end_build(self, build_id: int, status: int) -> None:
+        with self._tx():
+            self.db.execute("UPDATE builds SET ended_ns=?, status=? WHERE id=?", (time.time_ns(), status, build_id))
+
+    def add_attempt(self, **a) -> None:
+        cols = ("build_id", "node", "recipe", "kind", "attempt", "start_ns", "duration", "outcome",
+                "failure", "bytes", "log", "exit_code", "message", "script_hash")
+        with self._tx():
+            self.db.execute(f"INSERT INTO attempts({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
+                            tuple(a.get(c) for c in cols))
+
+    def attempts(self, node: str | None = None, build_id: int | None = None) -> list[dict]:
+        q = "SELECT * FROM attempts"
+        cond, args = [], []
+        if node is not None:
+            cond.append("node=?")
+            args.append(node)
+        if build_id is not None:
+            cond.append("build_id=?")
+            args.append(build_id)
+        if cond:
+            q += " WHERE " + " AND ".join(cond)
+        cur = self.db.execute(q + " ORDER BY id", args)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur]
+
+    def last_durations(self) -> dict:
+        """node -> duration of its latest successful attempt (a simple priority weight)."""
+        return {r[0]: r[1] for r in self.db.execute(
+            "SELECT node, duration FROM attempts WHERE outcome='ok' ORDER BY id")}
+
+    def _tx(self):
+        return _Tx(self.db)
+
+
+class _Tx:
+    def __init__(self, db):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, *_):
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False
