@@ -7,15 +7,12 @@ local({
   job_r <- Sys.getenv("NODEFILE_JOB_R")
   if (nzchar(job_r)) sys.source(job_r, envir = globalenv(), keep.source = FALSE)
 })
-options(keep.source = TRUE)
-
 .nodefile_where <- function(calls, script, line) {
   for (k in rev(seq_along(calls))) {
     sr <- attr(calls[[k]], "srcref")
-    if (!is.null(sr)) {
-      f <- attr(sr, "srcfile")
-      fname <- if (!is.null(f) && !is.null(f$filename) && nzchar(f$filename)) f$filename else script
-      return(sprintf("%s:%d", fname, sr[1L]))
+    f <- if (is.null(sr)) NULL else attr(sr, "srcfile")
+    if (!is.null(f) && !is.null(f$filename) && nzchar(f$filename)) {
+      return(sprintf("%s:%d", f$filename, sr[1L]))
     }
   }
   sprintf("%s:%d", script, line)
@@ -36,6 +33,7 @@ options(keep.source = TRUE)
       error = function(e) {
         where <- .nodefile_where(sys.calls(), script, line)
         call <- conditionCall(e)
+        if (is.call(call) && identical(call[[1L]], quote(eval))) call <- NULL
         prefix <- if (is.null(call)) "Error" else paste0("Error in ", paste(deparse(call, nlines = 1L), collapse = ""))
         cat(prefix, ": ", conditionMessage(e), "\n  at ", where, "\n", sep = "", file = stderr())
         quit(save = "no", status = 1)
@@ -44,6 +42,7 @@ options(keep.source = TRUE)
   invisible(NULL)
 }
 
+options(keep.source = TRUE)  # from here on: the user's code keeps its line numbers
 local({
   script <- Sys.getenv("NODEFILE_SCRIPT")
   if (!nzchar(script)) stop("NODEFILE_SCRIPT is not set: run this through `node build` or `node job`")
