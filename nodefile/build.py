@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from . import graph, hashing, stale
 from .errors import ConfigError, LockError, UnknownTargetError
-from .model import NodeResult, Outcome, Project, Reason, ReasonKind, Status, Summary, Verdict
+from .model import NodeResult, Outcome, Project, Reason, ReasonKind, Recipe, Status, Summary, Verdict
 from .state import State
 
 
@@ -32,6 +32,7 @@ class Options:
     executor: str = "local"
     resources: dict = field(default_factory=dict)
     wait_for_lock: bool = True
+    transfers_only: bool = False  # node pull: restore from the cache or stores, never rebuild
 
 
 # -- targets ----------------------------------------------------------------------------
@@ -76,6 +77,32 @@ class Session:
         self.hasher = hashing.Hasher(project.root, self.state)
         self.dir = self.state.dir
         self._records = None
+        self._stores: dict = {}
+        self._cache = None
+
+    @property
+    def cache(self):
+        if self._cache is None and self.project.cache:
+            from .stores import local_cache
+            self._cache = local_cache(self.project.root)
+        return self._cache
+
+    def store(self, name: str):
+        if name not in self._stores:
+            from .stores import open_store
+            self._stores[name] = open_store(self.project.stores[name])
+        return self._stores[name]
+
+    def source_of(self, name: str, key: str | None, options: Options | None = None) -> str:
+        """Where a stale node would come from: cache, store NAME, or a rebuild recipe."""
+        node = self.project.nodes[name]
+        for r in candidates(self, node, key or "", options or Options(), set(), probe=True):
+            if r.kind == "load":
+                return "cache"
+            if r.kind == "fetch":
+                return f"store {r.target}"
+            return f"rebuild ({r.name})"
+        return "nothing can make it"
 
     def close(self) -> None:
         self.state.close()
@@ -206,13 +233,13 @@ class Runner:
         self.tries: dict[tuple, int] = {}
         self.summary = Summary()
         self.jobdir = os.path.join(session.dir, "jobs")
+        self.tmpdir = os.path.join(session.dir, "tmp")
+        self.negative: set[tuple[str, str]] = set()  # (store, key): not there, for this build
+        self.uploads = None  # a one-thread pool for cache puts and pushes
 
     # recipes in the order to try them (one function: learning plugs in here)
-    def recipe_order(self, node) -> list:
-        recipes = [r for r in node.recipes if r.kind != "fetch"]
-        if self.o.recipe_kind:
-            recipes = [r for r in node.recipes if r.kind == self.o.recipe_kind or r.name == self.o.recipe_kind]
-        return recipes
+    def recipe_order(self, node, key: str) -> list:
+        return candidates(self.s, node, key, self.o, self.negative)
 
     def decide(self, name: str):
         node = self.s.project.nodes[name]
@@ -228,9 +255,10 @@ class Runner:
             return NodeResult(name, Outcome.UP_TO_DATE)
         self.rep.detail(f"     {name}: {'; '.join(str(r) for r in verdict.reasons)}")
         self.keys[name] = (verdict.key, parts)
-        self.order[name] = self.recipe_order(node)
+        self.order[name] = self.recipe_order(node, verdict.key)
         if not self.order[name]:
-            return NodeResult(name, Outcome.FAILED, message=f"no recipe of kind '{self.o.recipe_kind}'")
+            why = f"no recipe of kind '{self.o.recipe_kind}'" if self.o.recipe_kind else "no recipe can produce it"
+            return NodeResult(name, Outcome.FAILED, message=why)
         self.s.state.mark_incomplete(name)
         return self._next_spec(name, 0)
 
@@ -246,9 +274,95 @@ class Runner:
             os.makedirs(parent, exist_ok=True)
         log = os.path.join(self.s.dir, "logs", name.replace("/", "_"),
                            f"{self.build_id:05d}-{n}-{recipe.name.replace('#', '_')}.log")
+        if recipe.kind in TRANSFERS:
+            return self._transfer_spec(node, recipe, n, log, idx)
         return recipes.prepare(self.s.project, node, recipe, n, log, self.jobdir, index=idx)
 
+    def _transfer_spec(self, node, recipe, n, log, idx):
+        from .recipes import Spec
+        from .stores import StoreError
+        key = self.keys[node.name][0]
+        store = self.s.store(recipe.target) if recipe.kind == "fetch" else self.s.cache
+        root, tmpdir = self.s.project.root, self.tmpdir
+
+        def transfer():
+            m = store.manifest(key)
+            if m is None:
+                raise StoreError(f"not in store '{store.name}'", "unavailable")
+            return store.restore(m, node.output_paths, root, tmpdir)
+
+        return Spec(node.name, recipe, (), {}, root, log, "", None, {"transfers": 1.0}, n, idx, transfer)
+
+    def _finished_transfer(self, name, spec, fin):
+        node = self.s.project.nodes[name]
+        key, parts = self.keys[name]
+        store = spec.recipe.target if spec.recipe.kind == "fetch" else "cache"
+        outputs, size = fin.payload if fin.exit_code == 0 else ({}, 0)
+        if fin.exit_code == 0:
+            self.s.hasher.invalidate(node.output_paths)
+            current = {p: self.s.hasher.hash(p) for p in node.output_paths}
+            if current != outputs:
+                fin.exit_code, fin.error, fin.failure = 1, "restored outputs changed while being written", "transient"
+        os.makedirs(os.path.dirname(spec.log), exist_ok=True)
+        with open(spec.log, "a") as f:
+            f.write((f"{spec.recipe.kind} from {store}: " + ("ok" if fin.exit_code == 0 else fin.error)) + "\n")
+        self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name, kind=spec.recipe.kind,
+                                 attempt=spec.attempt, start_ns=time.time_ns() - int(fin.duration * 1e9),
+                                 duration=fin.duration, outcome="ok" if fin.exit_code == 0 else "failed",
+                                 failure=fin.failure, bytes=size, log=os.path.relpath(spec.log, self.s.project.root),
+                                 exit_code=fin.exit_code, message=fin.error or None, script_hash=store)
+        if fin.exit_code == 0:
+            self.s.state.put_record(name, key, parts, outputs, spec.recipe.name, self.build_id)
+            self.summary.built.append(name)
+            self.summary.durations[name] = fin.duration
+            return NodeResult(name, Outcome.OK, spec.recipe.name, fin.duration, log=spec.log)
+        if fin.failure == "unavailable":
+            self.negative.add((store, key))
+            self.rep.detail(f"     {name}: {fin.error}")
+        else:
+            self.rep.warn(f"{name}: {fin.error}; trying the next recipe")
+        return self._fallback(name, spec, fin.error, spec.recipe.kind + " from " + store, fin)
+
+    def _fallback(self, name, spec, problem, what, fin):
+        if spec.index + 1 < len(self.order[name]):
+            return self._next_spec(name, spec.index + 1)
+        self.summary.failed.append(name)
+        return NodeResult(name, Outcome.FAILED, spec.recipe.name, fin.duration, f"{what}: {problem}", spec.log)
+
+    def _after_rebuild(self, node, key: str, outputs: dict) -> None:
+        """Put fresh outputs in the local cache and push them to `push = true` stores,
+        in a background thread; a failed push is a warning, never a failed build."""
+        stores = [st for st in self.s.project.stores.values() if st.push]
+        if not (self.s.cache or stores):
+            return
+        from .stores import describe_outputs
+        try:
+            entries = describe_outputs(self.s.project.root, node.output_paths, self.s.hasher)
+        except OSError as e:
+            self.rep.warn(f"{node.name}: cannot describe outputs for the cache: {e}")
+            return
+        if self.uploads is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self.uploads = ThreadPoolExecutor(1, thread_name_prefix="nodefile-upload")
+        targets = ([self.s.cache] if self.s.cache else []) + [self.s.store(st.name) for st in stores]
+        root, rep = self.s.project.root, self.rep
+
+        def upload():
+            for t in targets:
+                try:
+                    t.put(node.name, key, root, entries)
+                except Exception as e:  # any backend error: warn, keep building
+                    rep.warn(f"{node.name}: could not push to store '{t.name}': {str(e).splitlines()[0][:200]}")
+
+        self.uploads.submit(upload)
+
+    def wait_uploads(self) -> None:
+        if self.uploads is not None:
+            self.uploads.shutdown(wait=True)
+
     def finished(self, name: str, spec, fin):
+        if spec.func is not None:
+            return self._finished_transfer(name, spec, fin)
         node = self.s.project.nodes[name]
         idx = spec.index
         problem = ""
@@ -282,6 +396,7 @@ class Runner:
             self.s.state.put_record(name, key, parts, outputs, spec.recipe.name, self.build_id)
             self.summary.built.append(name)
             self.summary.durations[name] = fin.duration
+            self._after_rebuild(node, key, outputs)
             return NodeResult(name, Outcome.OK, spec.recipe.name, fin.duration, log=spec.log)
         _move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
         what = f"{spec.recipe.kind} {spec.recipe.target}" if spec.recipe.kind != "shell" else "shell recipe"
@@ -297,7 +412,10 @@ class Runner:
             return self._next_spec(name, idx)
         if idx + 1 < len(self.order[name]):
             self.rep.warn(f"{name}: {what} {problem}; trying the next recipe (log: {rel_log})")
-            return self._next_spec(name, idx + 1)
+        return self._fallback(name, spec, detail, what, fin) if idx + 1 < len(self.order[name]) else \
+            self._fail(name, spec, detail, fin)
+
+    def _fail(self, name, spec, detail, fin):
         self.summary.failed.append(name)
         return NodeResult(name, Outcome.FAILED, spec.recipe.name, fin.duration, detail, spec.log)
 
@@ -327,6 +445,41 @@ class Runner:
         self.rep.tick(running, done, total)
 
 
+TRANSFERS = ("load", "fetch")
+LOAD = Recipe(kind="load", target="cache", name="load")
+
+
+def candidates(session: Session, node, key: str, options: Options, negative: set, probe: bool = False) -> list:
+    """The recipes to try for a stale node, in order: the local cache when it holds
+    the key, then the Nodefile's recipes (fetches whose store is known not to hold
+    the key are left out). With probe, a fetch is kept only if its store has the key."""
+    out = []
+    always = options.always_make
+    if session.cache is not None and not always and key:
+        try:
+            if session.cache.manifest(key) is not None:
+                out.append(LOAD)
+        except Exception:
+            pass
+    for r in node.recipes:
+        if r.kind == "fetch":
+            if always or (r.target, key) in negative:
+                continue
+            if probe:
+                try:
+                    if session.store(r.target).manifest(key) is None:
+                        continue
+                except Exception:
+                    continue
+        out.append(r)
+    if options.transfers_only:
+        out = [r for r in out if r.kind in TRANSFERS]
+    if options.recipe_kind:
+        k = options.recipe_kind
+        out = [r for r in out if r.kind == k or r.name == k]
+    return out
+
+
 def _size(path: str) -> int:
     if os.path.isdir(path):
         return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
@@ -338,7 +491,7 @@ def _size(path: str) -> int:
 
 def limits_for(options: Options, project: Project) -> dict:
     jobs = options.jobs or project.jobs or os.cpu_count() or 1
-    limits = {"cores": float(jobs)}
+    limits = {"cores": float(jobs), "transfers": float(max(4, jobs))}
     for k, v in options.resources.items():
         limits[k] = float(v)
     return limits
@@ -375,6 +528,7 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
     try:
         lock.acquire(options.wait_for_lock, on_wait=reporter.info)
         build_id = session.state.start_build(names)
+        shutil.rmtree(os.path.join(session.dir, "tmp"), ignore_errors=True)  # partial fetches of a killed build
         runner = Runner(session, options, reporter, build_id)
         durations = session.state.last_durations()
         levels = graph.bottom_levels(order, project.nodes, lambda n: durations.get(n, 1.0))
@@ -399,6 +553,7 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
             status = 130
         finally:
             signal.signal(signal.SIGTERM, old)
+        runner.wait_uploads()
         summary = runner.summary
         summary.up_to_date = [n for n in summary.up_to_date if n not in summary.built]
         if not summary.interrupted:
@@ -441,8 +596,7 @@ def dry_run(project: Project, order, options: Options, reporter, t0) -> Summary:
             if node.is_alias:
                 continue
             if v.stale:
-                recipe = next((r for r in node.recipes if r.kind != "fetch"), None)
-                via = f"{recipe.kind} {recipe.target}" if recipe and recipe.kind != "shell" else "shell"
+                via = session.source_of(n, v.key, options)
                 reporter.print(f"would run  {n}  ({via}): {'; '.join(str(r) for r in v.reasons)}")
                 summary.built.append(n)
             else:

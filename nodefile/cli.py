@@ -103,9 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     cmd("log", "the logs of the attempts of a node's last build, newest last")
     cmd("watch", "build, then rebuild on change (not in this version)")
     cmd("report", "an HTML report (not in this version)", targets=False)
-    cmd("gc", "prune cache and state (not in this version)", targets=False)
-    cmd("push", "push artifacts to stores (not in this version)")
-    cmd("pull", "pull artifacts from stores (not in this version)")
+    sp = cmd("gc", "drop cache entries and state of nodes no longer in the Nodefile", targets=False)
+    sp.add_argument("--older-than", type=float, metavar="DAYS", help="also drop cache entries older than this")
+    sp = cmd("push", "upload the outputs of up-to-date nodes to stores")
+    sp.add_argument("--store", help="this store only (default: every store with push = true)")
+    cmd("pull", "restore stale nodes from the local cache or stores, without running recipes")
     sub.add_parser("help", help="show this help")
     return p
 

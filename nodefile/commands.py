@@ -51,21 +51,22 @@ def cmd_status(args, rep) -> int:
     project = _project(args)
     names = _names(project, args.targets)
     session = Session(project, readonly=True)
+    rows = []
     try:
         plan = session.plan(names)
+        sources = {n: session.source_of(n, plan[n].key) for n in names
+                   if plan[n].stale and not project.nodes[n].is_alias}
     finally:
         session.close()
-    rows = []
     for n in names:
         v = plan[n]
         node = project.nodes[n]
-        recipe = "" if node.is_alias or not v.stale else next(
-            (r.name for r in node.recipes if r.kind != "fetch"), "")
+        recipe = sources.get(n, "")
         reason = "; ".join(str(r) for r in v.reasons[:2]) + (" …" if len(v.reasons) > 2 else "")
         rows.append((n, v.status.value if not node.is_alias else ("alias" if not v.stale else "stale"),
                      recipe, reason))
-    widths = [max(len(r[i]) for r in rows + [("node", "status", "recipe", "")]) for i in range(3)]
-    rep.print(f"{'node':<{widths[0]}}  {'status':<{widths[1]}}  {'recipe':<{widths[2]}}  reason")
+    widths = [max(len(r[i]) for r in rows + [("node", "status", "from", "")]) for i in range(3)]
+    rep.print(f"{'node':<{widths[0]}}  {'status':<{widths[1]}}  {'from':<{widths[2]}}  reason")
     for r in rows:
         rep.print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip())
     stale = sum(1 for n in names if plan[n].stale and not project.nodes[n].is_alias)
@@ -224,6 +225,93 @@ def _later(what: str, issue: str):
 
 cmd_watch = _later("watch", "planned: watch mode")
 cmd_report = _later("report", "planned: HTML report")
-cmd_gc = _later("gc", "planned with the artifact cache")
-cmd_push = _later("push", "planned with stores")
-cmd_pull = _later("pull", "planned with stores")
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def cmd_push(args, rep) -> int:
+    """Upload the current outputs of up-to-date nodes to stores."""
+    from .stores import describe_outputs
+    project = _project(args)
+    if args.store and args.store not in project.stores:
+        raise ConfigError(f"--store {args.store}: no such store" + _dym(args.store, project.stores))
+    names = [n for n in _names(project, args.targets) if not project.nodes[n].is_alias]
+    targets = [args.store] if args.store else [s.name for s in project.stores.values() if s.push]
+    if not targets:
+        raise ConfigError("no store to push to: give --store NAME or set push = true on a store")
+    session = Session(project)
+    pushed = sent = skipped = 0
+    failed = []
+    try:
+        plan = session.plan(names)
+        for n in names:
+            if plan[n].stale:
+                skipped += 1
+                continue
+            entries = describe_outputs(project.root, project.nodes[n].output_paths, session.hasher)
+            for t in targets:
+                try:
+                    sent += session.store(t).put(n, plan[n].key, project.root, entries)
+                    pushed += 1
+                except Exception as e:
+                    failed.append(f"{n} -> {t}: {str(e).splitlines()[0][:200]}")
+    finally:
+        session.close()
+    for f in failed:
+        rep.error(f"push failed: {f}")
+    rep.print(f"pushed {pushed} artifact(s) to {', '.join(targets)} ({_fmt_bytes(sent)} sent)"
+              + (f"; {skipped} stale node(s) not pushed (build them first)" if skipped else ""))
+    return 1 if failed else 0
+
+
+def _dym(word, choices) -> str:
+    from .config.load import did_you_mean
+    return did_you_mean(word, choices)
+
+
+def cmd_pull(args, rep) -> int:
+    """Restore stale nodes from the local cache or the stores; never run a recipe."""
+    project = _project(args)
+    opts = Options(jobs=None, keep_going=True, transfers_only=True)
+    summary = build(project, args.targets or list(project.nodes), opts, rep)
+    rep.print(f"pulled {len(summary.built)} node(s); {len(summary.up_to_date)} already up to date"
+              + (f"; {len(summary.failed)} not found in any store" if summary.failed else ""))
+    return 0 if not summary.failed else 1
+
+
+def cmd_gc(args, rep) -> int:
+    """Drop cache entries and state of nodes no longer in the Nodefile, and cache
+    entries older than --older-than DAYS."""
+    import time as _t
+    project = _project(args, check_sources=False)
+    session = Session(project)
+    try:
+        older = args.older_than * 86400 if args.older_than is not None else None
+        entries = freed = 0
+        if session.cache is not None:
+            entries, freed = session.cache.gc(lambda n: n in project.nodes, older)
+        gone = [n for n in session.records() if n not in project.nodes]
+        session.state.forget(gone)
+        for where in ("previous", "failed", "logs"):
+            base = os.path.join(session.dir, where)
+            if not os.path.isdir(base):
+                continue
+            for d in os.listdir(base):
+                if d not in {n.replace("/", "_") for n in project.nodes}:
+                    freed += _du(os.path.join(base, d))
+                    shutil.rmtree(os.path.join(base, d), ignore_errors=True)
+    finally:
+        session.close()
+    rep.print(f"gc: removed {entries} cache entr{'y' if entries == 1 else 'ies'} and the records of "
+              f"{len(gone)} node(s) no longer in the Nodefile; freed {_fmt_bytes(freed)}")
+    return 0
+
+
+def _du(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)

@@ -109,8 +109,14 @@ class Hasher:
                     st = os.stat(full)
                 except OSError:
                     continue
-                items.append(f"{sub}\0{self._file(child, st)}")
-        return hash_bytes(("dir\0" + "\0".join(items)).encode())
+                items.append((sub, self._file(child, st)))
+        items.sort()
+        return tree_hash(items)
+
+
+def tree_hash(items) -> str:
+    """A directory's hash from its (relative path, file hash) pairs, sorted by path."""
+    return hash_bytes(("dir\0" + "\0".join(f"{rel}\0{h}" for rel, h in items)).encode())
 
 
 def key_parts(node: Node, hasher: Hasher, closure=None) -> dict:

@@ -91,6 +91,7 @@ class Store:
     name: str
     url: str
     push: bool = False
+    options: tuple = ()  # fsspec storage options, as (key, value) pairs
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ else:  # pragma: no cover
 NODEFILE = "Nodefile.toml"
 TOP_KEYS = ("project", "params", "stores", "nodes", "use")
 PROJECT_KEYS = ("name", "default", "jobs", "cache", "python")
-STORE_KEYS = ("url", "push")
+STORE_KEYS = ("url", "push", "options")
 RECIPE_OPTS = ("name", "args", "env", "timeout", "retries", "resources")
 NODE_KEYS = ("outputs", "inputs", "params", "recipes", "priority", "wildcards", "matrix") \
     + RECIPE_KINDS + RECIPE_OPTS[1:]
@@ -181,7 +181,11 @@ class _Builder:
                 continue
             if "://" not in url and not os.path.isabs(url):
                 url = os.path.normpath(os.path.join(self.root, url))
-            out[name] = Store(name, url, bool(st.get("push", False)))
+            opts = st.get("options", {})
+            if not isinstance(opts, dict):
+                self.ctx.err("options must be a table of fsspec storage options", t, "options")
+                opts = {}
+            out[name] = Store(name, url, bool(st.get("push", False)), tuple(opts.items()))
         return out
 
     def _default(self, proj, nodes) -> tuple[str, ...]:

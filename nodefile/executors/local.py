@@ -10,6 +10,7 @@ import os
 import select
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 
@@ -23,7 +24,9 @@ class Finished:
     duration: float
     timed_out: bool = False
     cancelled: bool = False
-    error: str = ""  # why it could not start
+    error: str = ""  # why it could not start, or why a transfer failed
+    failure: str | None = None  # for transfers: unavailable | transient | recipe error
+    payload: object = None  # for transfers: what the callable returned
 
 
 class _Proc:
@@ -47,8 +50,32 @@ class LocalExecutor:
         self.procs: dict[int, _Proc] = {}
         self._early: list[Finished] = []
         self._pidfd = hasattr(os, "pidfd_open")
+        self.threads: dict[int, float] = {}
+        self._thread_done: list[Finished] = []
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._next_handle = -1
+
+    def _run_thread(self, handle: int, spec, start: float) -> None:
+        try:
+            payload = spec.func()
+            fin = Finished(handle, 0, time.monotonic() - start, payload=payload)
+        except Exception as e:  # a transfer's failure is a value, not a crash
+            fin = Finished(handle, 1, time.monotonic() - start, error=str(e),
+                           failure=getattr(e, "failure", "transient"))
+        with self._lock:
+            self._thread_done.append(fin)
+        os.write(self._wake_w, b"x")
 
     def submit(self, spec) -> int:
+        if spec.func is not None:
+            handle = self._next_handle
+            self._next_handle -= 1
+            start = time.monotonic()
+            self.threads[handle] = start
+            threading.Thread(target=self._run_thread, args=(handle, spec, start), daemon=True).start()
+            return handle
         os.makedirs(os.path.dirname(spec.log), exist_ok=True)
         logf = open(spec.log, "ab", buffering=0)
         start = time.monotonic()
@@ -74,14 +101,31 @@ class LocalExecutor:
         return popen.pid
 
     def running(self) -> int:
-        return len(self.procs)
+        return len(self.procs) + len(self.threads)
+
+    def _collect_threads(self) -> list[Finished]:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        with self._lock:
+            done, self._thread_done = self._thread_done, []
+        for f in done:
+            self.threads.pop(f.handle, None)
+        return done
 
     def wait(self, timeout: float | None) -> list[Finished]:
         """Block until at least one recipe ends or `timeout` passes."""
         if self._early:
             done, self._early = self._early, []
             return done
+        if self._thread_done:
+            return self._collect_threads()
         if not self.procs:
+            if self.threads:
+                select.select([self._wake_r], [], [], timeout)
+                return self._collect_threads()
             return []
         now = time.monotonic()
         limit = timeout
@@ -92,12 +136,15 @@ class LocalExecutor:
         if self._pidfd and all(p.pidfd is not None for p in self.procs.values()):
             fds = {p.pidfd: pid for pid, p in self.procs.items()}
             try:
-                ready, _, _ = select.select(list(fds), [], [], limit)
+                ready, _, _ = select.select(list(fds) + [self._wake_r], [], [], limit)
             except InterruptedError:
                 ready = []
-            done = [self._reap(fds[fd]) for fd in ready]
+            done = [self._reap(fds[fd]) for fd in ready if fd != self._wake_r]
+            if self._wake_r in ready:
+                done += self._collect_threads()
         else:
-            done = self._poll(limit)
+            done = self._poll(limit if not self.threads else min(limit or 0.05, 0.05))
+            done += self._collect_threads()
         self._enforce_deadlines()
         return [d for d in done if d is not None]
 

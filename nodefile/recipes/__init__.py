@@ -32,6 +32,7 @@ class Spec:
     resources: dict
     attempt: int
     index: int = 0  # position of the recipe in the node's order for this build
+    func: object = None  # transfers (load, fetch): a callable run in a thread instead of a process
 
 
 def manifest(project: Project, node: Node, recipe: Recipe | None = None, attempt: int = 1,
