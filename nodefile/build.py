@@ -33,6 +33,7 @@ class Options:
     resources: dict = field(default_factory=dict)
     wait_for_lock: bool = True
     transfers_only: bool = False  # node pull: restore from the cache or stores, never rebuild
+    on_runner: object = None  # called with the Runner once a build starts (watch mode uses it)
 
 
 # -- targets ----------------------------------------------------------------------------
@@ -236,6 +237,35 @@ class Runner:
         self.tmpdir = os.path.join(session.dir, "tmp")
         self.negative: set[tuple[str, str]] = set()  # (store, key): not there, for this build
         self.uploads = None  # a one-thread pool for cache puts and pushes
+        # watch mode: paths reported changed while recipes run (set from another thread)
+        import threading
+        self._changed_lock = threading.Lock()
+        self._changed: set[str] = set()
+        self.requeued: list[str] = []
+
+    def notify_changed(self, paths) -> None:
+        """Thread-safe: these project-relative paths changed (watch mode)."""
+        with self._changed_lock:
+            self._changed.update(p.rstrip("/") for p in paths)
+
+    def should_cancel(self, spec) -> bool:
+        """A running recipe whose inputs or script changed is cancelled and re-queued."""
+        if not self._changed:
+            return False
+        node = self.s.project.nodes[spec.node]
+        watched = set(p.rstrip("/") for p in node.input_paths) | set(node.script_inputs)
+        with self._changed_lock:
+            hit = bool(watched & self._changed)
+        return hit
+
+    def _inputs_changed(self, name: str, parts: dict) -> list[str]:
+        """Inputs (and scripts) whose bytes differ from what the run started with."""
+        node = self.s.project.nodes[name]
+        keys = [k for k in parts if k.startswith(("input:", "script:", "import:"))]
+        self.s.hasher.invalidate([k.split(":", 1)[1] for k in keys])
+        with self._changed_lock:
+            self._changed.difference_update(k.split(":", 1)[1] for k in keys)
+        return [k.split(":", 1)[1] for k in keys if self.s.hasher.hash(k.split(":", 1)[1]) != parts[k]]
 
     # recipes in the order to try them (one function: learning plugs in here)
     def recipe_order(self, node, key: str) -> list:
@@ -377,6 +407,19 @@ class Runner:
         else:
             problem = self._check_outputs(node)
         key, parts = self.keys[name]
+        changed = self._inputs_changed(name, parts)
+        if changed or fin.cancelled:
+            # never record a result computed from inputs that changed while it ran
+            self.rep.info(f"     {name}: {', '.join(changed) or 'an input'} changed while it ran; running it again")
+            self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name,
+                                     kind=spec.recipe.kind, attempt=spec.attempt,
+                                     start_ns=time.time_ns() - int(fin.duration * 1e9), duration=fin.duration,
+                                     outcome="cancelled", failure="transient",
+                                     log=os.path.relpath(spec.log, self.s.project.root), exit_code=fin.exit_code,
+                                     message="inputs changed while it ran")
+            _move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
+            self.requeued.append(name)
+            return self.decide(name)
         outcome = "ok" if not problem else ("cancelled" if fin.cancelled else "failed")
         failure = None if not problem else ("unavailable" if fin.error else
                                             "transient" if fin.timed_out else "recipe error")
@@ -530,6 +573,10 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
         build_id = session.state.start_build(names)
         shutil.rmtree(os.path.join(session.dir, "tmp"), ignore_errors=True)  # partial fetches of a killed build
         runner = Runner(session, options, reporter, build_id)
+        from .executors import LocalExecutor
+        executor = LocalExecutor()
+        if options.on_runner is not None:
+            options.on_runner(runner, executor)
         durations = session.state.last_durations()
         levels = graph.bottom_levels(order, project.nodes, lambda n: durations.get(n, 1.0))
         reporter.expected = durations
@@ -537,8 +584,6 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
         def priority(n):
             return (-project.nodes[n].priority, -levels[n])
 
-        from .executors import LocalExecutor
-        executor = LocalExecutor()
         sched = Scheduler(order, {n: project.nodes[n].deps for n in order}, priority, limits, executor, runner,
                           keep_going=options.keep_going)
         status = 0

@@ -107,12 +107,19 @@ class Scheduler:
                 for k, v in spec.resources.items():
                     used[k] -= v
                 nxt = self.runner.finished(name, spec, fin)
+                if nxt is None:
+                    continue  # the node settled elsewhere
                 if isinstance(nxt, NodeResult):
                     settle(name, nxt)
                 elif self.stopped:
                     settle(name, NodeResult(name, Outcome.FAILED, message="build stopped"))
                 else:
                     heapq.heappush(queue, (self.priority(name), self.index[name], name, nxt))
+            should_cancel = getattr(self.runner, "should_cancel", None)
+            if should_cancel is not None:
+                for handle, (name, spec) in list(running.items()):
+                    if should_cancel(spec):
+                        self.executor.cancel(handle)
             now = time.monotonic()
             if now - last_tick >= self.tick_every:
                 last_tick = now

@@ -100,6 +100,10 @@ class LocalExecutor:
         self.procs[popen.pid] = _Proc(popen, pidfd, start, deadline, logf)
         return popen.pid
 
+    def wake(self) -> None:
+        """Thread-safe: make a blocked wait() return now (watch mode uses it to cancel)."""
+        os.write(self._wake_w, b"w")
+
     def running(self) -> int:
         return len(self.procs) + len(self.threads)
 

@@ -1,0 +1,133 @@
+"""The tools under test: where they are, how to run them, what state to wipe.
+
+make comes from the system; ninja, doit and snakemake from the benchmark's own
+venv at bench/.env/ (created and filled by `ensure_env`); nodefile is the
+console script next to the interpreter running the harness.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ENV = os.path.join(HERE, ".env")
+ENV_BIN = os.path.join(ENV, "bin")
+ENV_PY = os.path.join(ENV_BIN, "python")
+PEER_PACKAGES = ("ninja", "doit", "snakemake", "matplotlib")
+
+
+@dataclass
+class Tool:
+    name: str
+    argv: list  # the build command, run in the workflow's folder
+    state: tuple  # files / folders holding the tool's state (wiped for a full build)
+    max_n: int | None = None  # above this many nodes the tool is not run
+    max_n_reason: str = ""
+    early_cutoff: bool = False  # a byte-identical output stops the rebuild there
+    version: str = ""
+    source: str = ""  # where the binary came from
+    env: dict = field(default_factory=dict)  # extra environment variables
+
+    def too_big(self, n: int) -> str | None:
+        if self.max_n is not None and n > self.max_n:
+            return self.max_n_reason or f"not run above {self.max_n} nodes"
+        return None
+
+
+def nodefile_cmd() -> list:
+    """The real console script next to sys.executable (never a PATH shim), else `python -m nodefile`."""
+    script = os.path.join(os.path.dirname(sys.executable), "nodefile")
+    if os.path.isfile(script) and os.access(script, os.X_OK):
+        return [script]
+    return [sys.executable, "-m", "nodefile"]
+
+
+def _version(argv) -> str:
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    out = (r.stdout or r.stderr).strip().splitlines()
+    return out[0].strip() if out else "?"
+
+
+def ensure_env(log=print) -> None:
+    """Create bench/.env with `python -m venv` and pip install the peers that are missing."""
+    if not os.path.exists(ENV_PY):
+        log(f"creating the benchmark venv {ENV}")
+        subprocess.run([sys.executable, "-m", "venv", ENV], check=True)
+    missing = []
+    for pkg in PEER_PACKAGES:
+        mod = {"ninja": "ninja", "doit": "doit", "snakemake": "snakemake", "matplotlib": "matplotlib"}[pkg]
+        r = subprocess.run([ENV_PY, "-c", f"import {mod}"], capture_output=True)
+        if r.returncode:
+            missing.append(pkg)
+    if missing:
+        log(f"pip install into {ENV}: {' '.join(missing)}")
+        subprocess.run([ENV_PY, "-m", "pip", "install", "-q", *missing], check=True)
+
+
+def find_tools(snakemake_max: int = 1000, doit_max: int = 10000) -> tuple[dict, dict]:
+    """(available tools by name, unavailable tool -> reason)."""
+    tools: dict = {}
+    missing: dict = {}
+
+    make = shutil.which("make")
+    if make:
+        tools["make"] = Tool("make", [make, "-r", "-j2", "-s"], (), version=_version([make, "--version"]),
+                             source=make)
+    else:
+        missing["make"] = "no `make` on PATH"
+
+    ninja = os.path.join(ENV_BIN, "ninja")
+    src = "bench/.env (PyPI)"
+    if not os.path.exists(ninja):
+        ninja = shutil.which("ninja") or ""
+        src = ninja
+    if ninja:
+        tools["ninja"] = Tool("ninja", [ninja, "-j2"], (".ninja_log", ".ninja_deps"),
+                              version="ninja " + _version([ninja, "--version"]), source=src)
+    else:
+        missing["ninja"] = "not installed in bench/.env and none on PATH"
+
+    doit = os.path.join(ENV_BIN, "doit")
+    if os.path.exists(doit):
+        tools["doit"] = Tool("doit", [doit, "-n", "2"], (".doit.db", ".doit.db.dat", ".doit.db.dir",
+                                                          ".doit.db.bak", ".doit.db.db"),
+                             max_n=doit_max, early_cutoff=True,
+                             max_n_reason=f"doit not run above {doit_max} nodes (~2 ms CPU per task and "
+                                          "~1.2 s no-op already at 10k; 100k would take many minutes)",
+                             version="doit " + _version([doit, "--version"]), source="bench/.env (PyPI)")
+    else:
+        missing["doit"] = "not installed in bench/.env"
+
+    snake = os.path.join(ENV_BIN, "snakemake")
+    if os.path.exists(snake):
+        tools["snakemake"] = Tool("snakemake", [snake, "-c2", "--quiet"], (".snakemake",), max_n=snakemake_max,
+                                  max_n_reason=f"snakemake not run above {snakemake_max} nodes (its scheduler "
+                                               "is O(ready jobs) per round: 10k trivial jobs take > 1 h)",
+                                  version="snakemake " + _version([snake, "--version"]),
+                                  source="bench/.env (PyPI)")
+    else:
+        missing["snakemake"] = "not installed in bench/.env"
+
+    nf = nodefile_cmd()
+    tools["nodefile"] = Tool("nodefile", nf + ["build", "-j", "2"], (".nodefile",), early_cutoff=True,
+                             version=_version(nf + ["--version"]), source=" ".join(nf))
+    return tools, missing
+
+
+def clean(tool: Tool, d: str) -> None:
+    """Remove outputs and the tool's state: the next build is a full build."""
+    out = os.path.join(d, "out")
+    shutil.rmtree(out, ignore_errors=True)
+    os.mkdir(out)
+    for s in tool.state:
+        p = os.path.join(d, s)
+        if os.path.isdir(p) and not os.path.islink(p):
+            shutil.rmtree(p)
+        elif os.path.lexists(p):
+            os.remove(p)
