@@ -80,6 +80,7 @@ class Session:
         self._records = None
         self._stores: dict = {}
         self._cache = None
+        self._closure = None
 
     @property
     def cache(self):
@@ -106,6 +107,8 @@ class Session:
         return "nothing can make it"
 
     def close(self) -> None:
+        if self._closure is not None:
+            self._closure.save()
         self.state.close()
 
     def records(self) -> dict:
@@ -113,8 +116,15 @@ class Session:
             self._records = self.state.records()
         return self._records
 
+    @property
+    def closure(self):
+        if self._closure is None:
+            from .closure import Closure
+            self._closure = Closure(self.project.root, self.hasher, self.state.db)
+        return self._closure
+
     def parts(self, name: str) -> dict:
-        return hashing.key_parts(self.project.nodes[name], self.hasher, closure=None)
+        return hashing.key_parts(self.project.nodes[name], self.hasher, closure=self.closure)
 
     def output_hashes(self, name: str) -> dict:
         return {p: self.hasher.hash(p) for p in self.project.nodes[name].output_paths}

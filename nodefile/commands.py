@@ -14,7 +14,8 @@ from .errors import ConfigError, UnknownTargetError
 def _project(args, check_sources: bool = True):
     from .cli import parse_set
     overrides = parse_set(getattr(args, "set", []) or [])
-    return load_project(args.file, overrides, check_sources=check_sources)
+    return load_project(args.file, overrides, check_sources=check_sources,
+                        requests=tuple(getattr(args, "targets", None) or ()))
 
 
 def cmd_build(args, rep) -> int:

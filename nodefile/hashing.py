@@ -131,9 +131,9 @@ def key_parts(node: Node, hasher: Hasher, closure=None) -> dict:
     parts["recipes"] = json.dumps([r.signature() for r in node.recipes if r.kind != "fetch"])
     for r in node.recipes:
         if r.script:
-            parts[f"script:{r.script}"] = hasher.hash(r.script)
+            parts[f"script:{r.label or r.script}"] = hasher.hash(r.script)
             if closure is not None:
-                for dep in closure(r):
+                for dep in closure(node, r):
                     parts.setdefault(f"import:{dep}", hasher.hash(dep))
     for name, value in sorted(node.params):
         parts[f"param:{name}"] = json.dumps(value, sort_keys=True, default=str)

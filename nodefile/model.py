@@ -41,6 +41,7 @@ class Recipe:
     timeout: float | None = None
     retries: int = 0
     resources: tuple[tuple[str, float], ...] = ()
+    label: str = ""  # a portable name for a script outside the project (templates)
 
     @property
     def script(self) -> str | None:
@@ -48,7 +49,7 @@ class Recipe:
 
     def signature(self) -> dict:
         """What of the recipe enters the node key (never `name`, never fetch)."""
-        return {"kind": self.kind, "target": self.target, "args": list(self.args),
+        return {"kind": self.kind, "target": self.label or self.target, "args": list(self.args),
                 "env": [list(p) for p in self.env]}
 
 

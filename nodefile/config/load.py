@@ -75,26 +75,32 @@ def read_toml(path: str, display: str) -> tuple[dict, str]:
 
 
 class _Ctx:
-    """Problems collected while loading one Nodefile."""
+    """One Nodefile or template: its display name, line locator, and the
+    project-wide list of problems it reports into."""
 
-    def __init__(self, display: str, text: str):
+    def __init__(self, display: str, text: str, problems: list | None = None, path: str = ""):
         self.display = display
+        self.path = path
         self.loc = Locator(text)
-        self.problems: list[Problem] = []
+        self.problems: list[Problem] = problems if problems is not None else []
 
     def err(self, msg: str, table: tuple = (), key: str | None = None) -> None:
         keyname = ".".join(table + ((key,) if key else ()))
         self.problems.append(Problem(msg, self.display, self.loc.line(table, key), keyname))
 
+    errs_once = err  # duplicates are dropped when the problems are reported
+
 
 def load_project(path: str | None = None, overrides: dict | None = None,
-                 check_sources: bool = True) -> Project:
+                 check_sources: bool = True, requests=()) -> Project:
+    """Load and validate the project. `requests`: target paths (relative to the
+    current folder) that may name instances of pattern nodes."""
     nodefile = find_nodefile(path)
     root = os.path.dirname(nodefile)
     display = os.path.relpath(nodefile)
     data, text = read_toml(nodefile, display)
-    ctx = _Ctx(display, text)
-    return _Builder(root, nodefile, data, ctx, overrides or {}, check_sources).build()
+    ctx = _Ctx(display, text, path=nodefile)
+    return _Builder(root, nodefile, data, ctx, overrides or {}, check_sources, requests).build()
 
 
 def norm(path: str, base: str = "") -> str:
@@ -107,17 +113,56 @@ def norm(path: str, base: str = "") -> str:
     return p + "/" if is_dir and p else p
 
 
+class _Draft:
+    """A node declaration validated on its own, before inputs are resolved."""
+    __slots__ = ("decl", "name", "outputs", "recipes", "params", "priority", "order", "is_pattern",
+                 "wild_names", "regexes", "constraints")
+
+
 class _Builder:
-    def __init__(self, root, nodefile, data, ctx, overrides, check_sources):
+    def __init__(self, root, nodefile, data, ctx, overrides, check_sources, requests=()):
         self.root = root
         self.nodefile = nodefile
         self.data = data
         self.ctx = ctx
         self.overrides = overrides
         self.check_sources = check_sources
+        self.requests = requests
+
+    # -- files -------------------------------------------------------------------------
+    def locate_use(self, ref: str, ctx, cwd: str, is_template: bool):
+        if ref.startswith("package:"):
+            pkg, _, sub = ref[8:].partition(":")
+            if not sub:
+                pkg, _, sub = ref[8:].partition("/")
+            try:
+                import importlib.resources as ir
+                p = str(ir.files(pkg).joinpath(sub))
+            except (ImportError, ModuleNotFoundError, TypeError, ValueError):
+                return None, ref
+            return (p if os.path.isfile(p) else None), ref
+        base = os.path.dirname(ctx.path)
+        p = os.path.normpath(os.path.join(base, ref))
+        return (p if os.path.isfile(p) else None), ref
+
+    def read(self, path: str, label: str):
+        display = os.path.relpath(path) if not label.startswith("package:") else label
+        try:
+            data, text = read_toml(path, display)
+        except ConfigError as e:
+            self.ctx.problems.extend(e.problems)
+            return None
+        return data, _Ctx(display, text, self.ctx.problems, path)
+
+    def rel_or_abs(self, folder: str) -> str:
+        rel = os.path.relpath(folder, self.root).replace(os.sep, "/")
+        if rel == ".":
+            return ""
+        return folder if rel.startswith("../") or rel == ".." else rel
 
     # -- top level -----------------------------------------------------------------
     def build(self) -> Project:
+        from .gather import Gatherer, problems_dedup
         c = self.ctx
         for k in self.data:
             if k not in TOP_KEYS:
@@ -135,11 +180,9 @@ class _Builder:
             else:
                 params[k] = v
         self.params = params
-        stores = self._stores()
-        if "use" in self.data:
-            c.err("[use] (templates and sub-pipelines) is not supported by this version", ("use",))
-        raw_nodes = self._table(self.data.get("nodes", {}), ("nodes",))
-        nodes = self._nodes(raw_nodes, stores)
+        gathered = Gatherer(self).run(self.data, c, "", params)
+        stores = self._stores(gathered.stores)
+        nodes = self._nodes(gathered, stores)
         default = self._default(proj, nodes)
         jobs = proj.get("jobs")
         if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
@@ -151,13 +194,13 @@ class _Builder:
         if python is not None and not isinstance(python, str):
             c.err("python must be a string (an interpreter path)", ("project",), "python")
         if c.problems:
-            raise ConfigError(c.problems)
-        producers = {p.rstrip("/"): n.name for n in nodes.values() for p in n.output_paths}
-        dirs = tuple((p, n.name) for n in nodes.values() for p in n.output_paths if p.endswith("/"))
+            raise ConfigError(problems_dedup(c.problems))
+        producers = {p.rstrip("/"): n.name for n in nodes.values() if n.recipes for p in n.output_paths}
+        dirs = tuple((p, n.name) for n in nodes.values() if n.recipes for p in n.output_paths if p.endswith("/"))
         return Project(root=self.root, file=self.nodefile, name=str(proj.get("name") or os.path.basename(self.root)),
                        nodes=nodes, producers=producers, params=params, default=default,
                        jobs=jobs, cache=cache, python=python, stores=stores, dir_outputs=dirs,
-                       sources=(self.nodefile,))
+                       sources=tuple(dict.fromkeys(gathered.sources)))
 
     def _table(self, value, table: tuple) -> dict:
         if not isinstance(value, dict):
@@ -165,25 +208,25 @@ class _Builder:
             return {}
         return value
 
-    def _stores(self) -> dict:
+    def _stores(self, raw: dict) -> dict:
         out = {}
-        for name, st in self._table(self.data.get("stores", {}), ("stores",)).items():
+        for name, (st, ctx, cwd) in raw.items():
             t = ("stores", name)
             if not isinstance(st, dict):
-                self.ctx.err("a store must be a table with a url", ("stores",), name)
+                ctx.err("a store must be a table with a url", ("stores",), name)
                 continue
             for k in st:
                 if k not in STORE_KEYS:
-                    self.ctx.err(f"unknown key '{k}'{did_you_mean(k, STORE_KEYS)}", t, k)
+                    ctx.err(f"unknown key '{k}'{did_you_mean(k, STORE_KEYS)}", t, k)
             url = st.get("url")
             if not isinstance(url, str) or not url:
-                self.ctx.err("a store needs a url (a path or an fsspec URL)", t, "url")
+                ctx.err("a store needs a url (a path or an fsspec URL)", t, "url")
                 continue
             if "://" not in url and not os.path.isabs(url):
-                url = os.path.normpath(os.path.join(self.root, url))
+                url = os.path.normpath(os.path.join(self.root, cwd, url))
             opts = st.get("options", {})
             if not isinstance(opts, dict):
-                self.ctx.err("options must be a table of fsspec storage options", t, "options")
+                ctx.err("options must be a table of fsspec storage options", t, "options")
                 opts = {}
             out[name] = Store(name, url, bool(st.get("push", False)), tuple(opts.items()))
         return out
@@ -192,7 +235,8 @@ class _Builder:
         d = proj.get("default")
         if d is None:
             needed = {dep for n in nodes.values() for dep in n.deps}
-            return tuple(n for n in nodes if n not in needed)
+            grouped = {m for n in nodes.values() if n.is_alias for m in n.deps}
+            return tuple(n for n in nodes if n not in needed and n not in grouped)
         if isinstance(d, str):
             d = [d]
         if not isinstance(d, list) or not all(isinstance(x, str) for x in d):
@@ -204,93 +248,304 @@ class _Builder:
         return tuple(d)
 
     # -- nodes -------------------------------------------------------------------------
-    def _nodes(self, raw: dict, stores: dict) -> dict:
-        c = self.ctx
-        decls = []
-        for order, (name, spec) in enumerate(raw.items()):
-            t = ("nodes", name)
-            if not _NAME.match(name):
-                c.err(f"invalid node name '{name}' (letters, digits, '_' and '-')", ("nodes",), name)
-                continue
-            if not isinstance(spec, dict):
-                c.err("a node must be a table", ("nodes",), name)
-                continue
-            for k in spec:
-                if k not in NODE_KEYS:
-                    c.err(f"unknown key '{k}'{did_you_mean(k, NODE_KEYS)}", t, k)
-            if "matrix" in spec or "wildcards" in spec:
-                c.err("pattern nodes (matrix, wildcards) are not supported by this version", t,
-                      "matrix" if "matrix" in spec else "wildcards")
-            outputs = self._entries(spec.get("outputs", []), t, "outputs")
-            for e in outputs:
+    def _draft(self, decl, stores, order: int) -> _Draft | None:
+        from . import patterns
+        c, spec, t, name = decl.ctx, decl.spec, decl.table, decl.name
+        if not _NAME.match(t[-1]):
+            c.err(f"invalid node name '{t[-1]}' (letters, digits, '_' and '-')", ("nodes",), t[-1])
+            return None
+        if not isinstance(spec, dict):
+            c.err("a node must be a table", ("nodes",), t[-1])
+            return None
+        for k in spec:
+            if k not in NODE_KEYS:
+                c.err(f"unknown key '{k}'{did_you_mean(k, NODE_KEYS)}", t, k)
+        d = _Draft()
+        d.decl, d.name, d.order = decl, name, order
+        d.outputs = self._entries(spec.get("outputs", []), t, "outputs", base=decl.cwd, ctx=c)
+        wild: list[str] = []
+        for e in d.outputs:
+            for p in e.paths:
+                if p.startswith("../") or p == ".." or os.path.isabs(p):
+                    c.err(f"output '{e.source}' lies outside the project root", t, "outputs")
+                for w in patterns.wildcards_in(p):
+                    if w not in wild:
+                        wild.append(w)
+        d.is_pattern = bool(wild) and not decl.wildcards
+        d.wild_names = wild
+        d.regexes = []
+        d.constraints = {}
+        if d.is_pattern:
+            cons = spec.get("wildcards", {})
+            if not isinstance(cons, dict) or not all(isinstance(v, str) for v in cons.values()):
+                c.err('wildcards must be a table of NAME = "REGEX"', t, "wildcards")
+                cons = {}
+            d.constraints = cons
+            for k in cons:
+                if k not in wild:
+                    c.err(f"wildcards.{k}: '{k}' is not a wildcard of the outputs ({', '.join(wild)})", t, "wildcards")
+            for e in d.outputs:
                 for p in e.paths:
-                    if p.startswith("../") or p == ".." or os.path.isabs(p):
-                        c.err(f"output '{e.source}' lies outside the project root", t, "outputs")
-                    elif "{" in p:
-                        c.err(f"output '{p}' has a wildcard: pattern nodes are not supported by this version", t, "outputs")
-            recipes = self._recipes(spec, t, stores)
-            if recipes and not outputs:
-                c.err("a node with a recipe must declare outputs", t)
-            if not recipes and outputs:
-                c.err("a node with outputs needs a recipe (python, r, shell, call or recipes = [...])", t)
-            params = self._params(spec.get("params", []), t)
-            priority = spec.get("priority", 0)
-            if not isinstance(priority, int) or isinstance(priority, bool):
-                c.err("priority must be an integer", t, "priority")
-                priority = 0
-            decls.append((name, spec, t, outputs, recipes, params, priority, order))
-        # producers: literal outputs and directory outputs
+                    missing = [w for w in wild if w not in patterns.wildcards_in(p)]
+                    if missing:
+                        c.err(f"output '{p}' lacks wildcard(s) {', '.join(missing)}: every output of a pattern "
+                              f"node must use all of them", t, "outputs")
+                    try:
+                        d.regexes.append(patterns.compile_output(p, cons))
+                    except re.error as ex:
+                        c.err(f"invalid wildcard regex: {ex}", t, "wildcards")
+        elif "matrix" in spec or "wildcards" in spec:
+            if not decl.wildcards:
+                c.err("matrix and wildcards need wildcards in the outputs, e.g. outputs = \"fits/{model}.json\"",
+                      t, "matrix" if "matrix" in spec else "wildcards")
+        d.recipes = self._recipes(spec, t, stores, decl)
+        if d.recipes and not d.outputs:
+            c.err("a node with a recipe must declare outputs", t)
+        if not d.recipes and d.outputs:
+            c.err("a node with outputs needs a recipe (python, r, shell, call or recipes = [...])", t)
+        d.params = self._params(spec.get("params", []), t, decl)
+        pr = spec.get("priority", 0)
+        if not isinstance(pr, int) or isinstance(pr, bool):
+            c.err("priority must be an integer", t, "priority")
+            pr = 0
+        d.priority = pr
+        return d
+
+    def _instance(self, pat: _Draft, values: dict, stores, order: int) -> _Draft | None:
+        from . import patterns
+        from .gather import Decl
+        decl = pat.decl
+        spec = {k: v for k, v in decl.spec.items() if k not in ("matrix", "wildcards")}
+        for key in ("outputs", "inputs"):
+            if key in spec:
+                spec[key] = _map_strings(spec[key], lambda s: patterns.fill_paths(s, values))
+        name = patterns.instance_name(decl.name, pat.wild_names, values)
+        inst = Decl(name, spec, decl.ctx, decl.table, decl.cwd, decl.script_base, decl.params, decl.scopes,
+                    tuple((w, values[w]) for w in pat.wild_names), decl.name)
+        return self._draft(inst, stores, order)
+
+    def _nodes(self, gathered, stores: dict) -> dict:
+        from . import patterns
+        c = self.ctx
+        drafts: dict[str, _Draft] = {}
+        pats: list[_Draft] = []
+        groups: dict[str, list[str]] = {}
+        order = 0
+        for decl in gathered.decls:
+            d = self._draft(decl, stores, order)
+            order += 1
+            if d is None:
+                continue
+            if d.name in drafts:
+                decl.ctx.err(f"node '{d.name}' is declared twice", decl.table)
+                continue
+            if d.is_pattern:
+                pats.append(d)
+                spec = decl.spec
+                members: list[str] = []
+                if "matrix" in spec:
+                    inst = patterns.matrix_instances(spec["matrix"])
+                    if isinstance(inst, str):
+                        decl.ctx.err(inst, decl.table, "matrix")
+                        inst = []
+                    for values in inst:
+                        if set(values) != set(d.wild_names):
+                            decl.ctx.err(f"matrix gives {', '.join(sorted(values))}; the outputs' wildcards are "
+                                         f"{', '.join(d.wild_names)}", decl.table, "matrix")
+                            break
+                        off = [f"{w}={values[w]}" for w in d.wild_names
+                               if w in d.constraints and not _fullmatch(d.constraints[w], values[w])]
+                        if off:
+                            decl.ctx.err(f"matrix value {', '.join(off)} does not match its wildcards "
+                                         f"constraint", decl.table, "matrix")
+                            continue
+                        i = self._instance(d, values, stores, order)
+                        order += 1
+                        if i is not None and i.name not in drafts:
+                            drafts[i.name] = i
+                            members.append(i.name)
+                groups[d.name] = members
+                drafts[d.name] = d  # the pattern's name: an alias of its instances
+            else:
+                drafts[d.name] = d
+        for gname, (gctx, gt, prefix, default) in gathered.groups.items():
+            if gname in drafts:
+                gctx.err(f"'{gname}' is both a node and a [use] name", gt)
+                continue
+            if default:
+                members = [prefix + x for x in ([default] if isinstance(default, str) else default)]
+            else:
+                members = [n for n in drafts if n.startswith(prefix) and "[" not in n[len(prefix):].split(".")[0]]
+            groups[gname] = members
+        # producers: literal outputs of concrete nodes
         producers: dict[str, str] = {}
         dirs: list[tuple[str, str]] = []
-        for name, spec, t, outputs, *_ in decls:
-            for e in outputs:
+
+        def add_producer(d: _Draft) -> None:
+            for e in d.outputs:
                 for p in e.paths:
                     key = p.rstrip("/")
-                    if key in producers and producers[key] != name:
-                        c.err(f"output '{p}' is also declared by node '{producers[key]}'", t, "outputs")
-                    producers[key] = name
+                    if key in producers and producers[key] != d.name:
+                        d.decl.ctx.err(f"output '{p}' is also declared by node '{producers[key]}'",
+                                       d.decl.table, "outputs")
+                    producers[key] = d.name
                     if p.endswith("/"):
-                        dirs.append((key + "/", name))
-        for d, owner in dirs:
-            for p, name in producers.items():
-                if name != owner and p.startswith(d):
-                    c.err(f"output '{p}' lies inside directory output '{d}' of node '{owner}'",
-                          ("nodes", name), "outputs")
-        names = [d[0] for d in decls]
-        nodes: dict[str, Node] = {}
-        missing: dict[str, list[tuple[str, tuple]]] = {}
-        for name, spec, t, outputs, recipes, params, priority, order in decls:
-            inputs, deps = self._inputs(spec.get("inputs", []), t, names, producers, dirs, missing, decls)
-            script_inputs = []
-            for r in recipes:
-                if r.script:
-                    owner = _producer_of(r.script, producers, dirs)
-                    if owner:
-                        deps.append(owner)
-                    elif self.check_sources and not os.path.isfile(os.path.join(self.root, r.script)):
-                        c.err(f"{r.kind} script '{r.script}' does not exist", t, r.kind if r.kind in spec else "recipes")
-                    script_inputs.append(r.script)
-            node = Node(name=name, outputs=outputs, inputs=inputs, params=params, recipes=recipes,
-                        cwd="", file=self.ctx.display, line=c.loc.line(t), priority=priority,
-                        order=order, deps=tuple(dict.fromkeys(d for d in deps if d != name)),
-                        script_inputs=tuple(script_inputs))
-            self._check_placeholders(node, t)
-            nodes[name] = node
-        for path, needers in sorted(missing.items()):
-            who = ", ".join(sorted({n for n, _ in needers}))
-            hint = did_you_mean(path, names)
-            c.err(f"missing source '{path}' (no node produces it), needed by {who}{hint}",
-                  needers[0][1], "inputs")
-        if True:
-            from ..graph import find_cycle
-            cyc = find_cycle(nodes)
-            if cyc:
-                c.err("dependency cycle: " + " -> ".join(cyc), ("nodes", cyc[0]), "inputs")
-        return nodes
+                        dirs.append((key + "/", d.name))
 
-    def _entries(self, value, t: tuple, key: str, allow_names=False) -> tuple[Entry, ...]:
+        for d in drafts.values():
+            if not d.is_pattern:
+                add_producer(d)
+        for dpath, owner in dirs:
+            for p, name in producers.items():
+                if name != owner and p.startswith(dpath):
+                    drafts[name].decl.ctx.err(f"output '{p}' lies inside directory output '{dpath}' of node "
+                                              f"'{owner}'", drafts[name].decl.table, "outputs")
+
+        def match_pattern(path: str):
+            """The instance draft for a path only a pattern produces; None when none does."""
+            hits = []
+            for pd in pats:
+                for rx in pd.regexes:
+                    m = rx.match(path)
+                    if m:
+                        hits.append((pd, m.groupdict()))
+                        break
+            if not hits:
+                return None
+            if len(hits) > 1:
+                raise _Ambiguous(path, [h[0].name for h in hits])
+            pd, values = hits[0]
+            name = patterns.instance_name(pd.name, pd.wild_names, values)
+            if name not in drafts:
+                nonlocal order
+                inst = self._instance(pd, values, stores, order)
+                order += 1
+                if inst is None:
+                    return None
+                drafts[name] = inst
+                add_producer(inst)
+                work.append(name)
+            return drafts[name]
+
+        # requested paths (command line) may name pattern instances
+        for req in self.requests:
+            if req in drafts:
+                continue
+            p = norm(os.path.relpath(os.path.abspath(req), self.root).replace(os.sep, "/"))
+            if p.rstrip("/") not in producers:
+                work = []
+                try:
+                    match_pattern(p.rstrip("/"))
+                except _Ambiguous as a:
+                    c.err(f"'{req}' matches more than one pattern: {' and '.join(a.names)}; "
+                          f"make one of them literal or constrain its wildcards")
+        outputs_of = {}
+        nodes: dict[str, Node] = {}
+        missing: dict[str, list[tuple[str, tuple, object]]] = {}
+        work = [n for n in drafts]
+        done: set[str] = set()
+        while work:
+            name = work.pop(0)
+            if name in done:
+                continue
+            done.add(name)
+            d = drafts[name]
+            if d.is_pattern:
+                continue
+            nodes[name] = self._resolve(d, drafts, groups, producers, dirs, missing, match_pattern)
+        # pattern and [use] names become aliases of their members
+        for gname, members in groups.items():
+            members = [m for m in members if m in nodes]
+            paths = tuple(p for m in members for p in nodes[m].output_paths)
+            d = drafts.get(gname)
+            nodes[gname] = Node(name=gname, outputs=(), inputs=(Entry(None, paths, True, gname, "node"),),
+                                params=(), recipes=(), cwd="", file=d.decl.ctx.display if d else c.display,
+                                line=None, order=d.order if d else 10 ** 9, deps=tuple(members))
+        for path, needers in sorted(missing.items()):
+            who = ", ".join(sorted({n for n, _, _ in needers}))
+            names = [n for n in drafts]
+            hint = did_you_mean(path, names)
+            needers[0][2].err(f"missing source '{path}' (no node produces it), needed by {who}{hint}",
+                              needers[0][1], "inputs")
+        from ..graph import find_cycle
+        cyc = find_cycle(nodes)
+        if cyc:
+            d = drafts.get(cyc[0])
+            (d.decl.ctx if d else c).err("dependency cycle: " + " -> ".join(cyc),
+                                         d.decl.table if d else (), "inputs")
+        ordered = sorted(nodes.values(), key=lambda n: n.order)
+        return {n.name: n for n in ordered}
+
+    def _resolve(self, d: _Draft, drafts, groups, producers, dirs, missing, match_pattern) -> Node:
+        decl, c, t = d.decl, d.decl.ctx, d.decl.table
+        deps: list[str] = []
+        inputs = []
+        raw = self._entries(decl.spec.get("inputs", []), t, "inputs", allow_names=True, ctx=c)
+        for e in raw:
+            paths: list[str] = []
+            kind = "path"
+            for item in e.paths:
+                target = _scoped(item, decl.scopes, drafts)
+                if target is not None:
+                    kind = "node"
+                    td = drafts[target]
+                    if td.is_pattern or target in groups:
+                        members = groups.get(target, [])
+                        deps.extend(members)
+                        for m in members:
+                            paths.extend(p for oe in drafts[m].outputs for p in oe.paths)
+                    else:
+                        deps.append(target)
+                        paths.extend(p for oe in td.outputs for p in oe.paths)
+                    continue
+                p = norm(item, decl.cwd)
+                if _GLOB.search(p):
+                    kind = "glob"
+                    matched = self._glob(p, producers)
+                    for m in matched:
+                        owner = _producer_of(m, producers, dirs)
+                        if owner:
+                            deps.append(owner)
+                    if not matched and self.check_sources:
+                        c.err(f"input glob '{item}' matches no file", t, "inputs")
+                    paths.extend(matched)
+                    continue
+                owner = _producer_of(p, producers, dirs)
+                if owner is None:
+                    try:
+                        inst = match_pattern(p.rstrip("/"))
+                    except _Ambiguous as a:
+                        c.err(f"input '{item}' matches more than one pattern: {' and '.join(a.names)}", t, "inputs")
+                        inst = None
+                    owner = inst.name if inst is not None else None
+                if owner:
+                    deps.append(owner)
+                elif self.check_sources and not os.path.exists(os.path.join(self.root, p)):
+                    missing.setdefault(p if item == p else item, []).append((d.name, t, c))
+                paths.append(p)
+            many = e.many or (kind != "path" and len(paths) != 1)
+            inputs.append(Entry(e.name, tuple(paths), many, e.source, kind))
+        script_inputs = []
+        for r in d.recipes:
+            if r.script:
+                owner = _producer_of(r.script, producers, dirs)
+                if owner:
+                    deps.append(owner)
+                elif self.check_sources and not os.path.isfile(os.path.join(self.root, r.script)):
+                    c.err(f"{r.kind} script '{r.label or r.script}' does not exist", t,
+                          r.kind if r.kind in decl.spec else "recipes")
+                script_inputs.append(r.script)
+        node = Node(name=d.name, outputs=d.outputs, inputs=tuple(inputs), params=d.params, recipes=d.recipes,
+                    cwd=decl.cwd, file=c.display, line=c.loc.line(t), wildcards=decl.wildcards,
+                    priority=d.priority, order=d.order, deps=tuple(dict.fromkeys(x for x in deps if x != d.name)),
+                    script_inputs=tuple(script_inputs))
+        self._check_placeholders(node, t, c)
+        return node
+
+    def _entries(self, value, t: tuple, key: str, allow_names=False, base: str = "",
+                 ctx=None) -> tuple[Entry, ...]:
         """Normalise outputs (or raw inputs) to Entries; inputs are resolved later."""
-        c = self.ctx
+        c = ctx or self.ctx
         out: list[Entry] = []
 
         def one(name, v):
@@ -298,9 +553,9 @@ class _Builder:
                 if not v:
                     c.err(f"empty path in {key}", t, key)
                     return
-                out.append(Entry(name, (v if allow_names else norm(v),), False, v))
+                out.append(Entry(name, (v if allow_names else norm(v, base),), False, v))
             elif isinstance(v, list) and all(isinstance(x, str) and x for x in v):
-                out.append(Entry(name, tuple(v if allow_names else [norm(x) for x in v]), True, ", ".join(v)))
+                out.append(Entry(name, tuple(v if allow_names else [norm(x, base) for x in v]), True, ", ".join(v)))
             else:
                 c.err(f"{key} entries must be paths (strings) or lists of paths", t, key)
 
@@ -319,43 +574,6 @@ class _Builder:
             c.err(f"{key} must be a string, a list or a table", t, key)
         return tuple(out)
 
-    def _inputs(self, value, t, names, producers, dirs, missing, decls):
-        c = self.ctx
-        raw = self._entries(value, t, "inputs", allow_names=True)
-        outputs_of = {d[0]: d[3] for d in decls}
-        entries: list[Entry] = []
-        deps: list[str] = []
-        for e in raw:
-            paths: list[str] = []
-            kind = "path"
-            for item in e.paths:
-                if item in outputs_of:
-                    kind = "node"
-                    deps.append(item)
-                    paths.extend(p for oe in outputs_of[item] for p in oe.paths)
-                    continue
-                p = norm(item)
-                if _GLOB.search(p):
-                    kind = "glob"
-                    matched = self._glob(p, producers)
-                    for m in matched:
-                        owner = _producer_of(m, producers, dirs)
-                        if owner:
-                            deps.append(owner)
-                    if not matched and self.check_sources:
-                        c.err(f"input glob '{item}' matches no file", t, "inputs")
-                    paths.extend(matched)
-                    continue
-                owner = _producer_of(p, producers, dirs)
-                if owner:
-                    deps.append(owner)
-                elif self.check_sources and not os.path.exists(os.path.join(self.root, p)):
-                    missing.setdefault(p if item == p else item, []).append((t[-1], t))
-                paths.append(p)
-            many = e.many or (kind != "path" and len(paths) != 1)
-            entries.append(Entry(e.name, tuple(paths), many, e.source, kind))
-        return tuple(entries), deps
-
     def _glob(self, pattern: str, producers: dict) -> list[str]:
         found = set()
         for m in globmod.glob(os.path.join(self.root, pattern), recursive=True):
@@ -364,24 +582,25 @@ class _Builder:
         found.update(p for p in producers if fnmatch.fnmatchcase(p, pattern))
         return sorted(found)
 
-    def _params(self, value, t) -> tuple:
-        c = self.ctx
+    def _params(self, value, t, decl) -> tuple:
+        c = decl.ctx
+        params = decl.params
         out: dict = {}
         items = value if isinstance(value, list) else [value]
         for item in items:
             if isinstance(item, str):
-                if item not in self.params:
-                    c.err(f"unknown param '{item}' (not in [params]){did_you_mean(item, self.params)}", t, "params")
+                if item not in params:
+                    c.err(f"unknown param '{item}' (not in [params]){did_you_mean(item, params)}", t, "params")
                 else:
-                    out[item] = self.params[item]
+                    out[item] = params[item]
             elif isinstance(item, dict):
                 out.update(item)
             else:
                 c.err("params must be names of [params] entries, an inline table, or a list of both", t, "params")
         return tuple(out.items())
 
-    def _recipes(self, spec: dict, t: tuple, stores: dict) -> tuple[Recipe, ...]:
-        c = self.ctx
+    def _recipes(self, spec: dict, t: tuple, stores: dict, decl) -> tuple[Recipe, ...]:
+        c = decl.ctx
         kinds = [k for k in RECIPE_KINDS if k in spec]
         defaults = {k: spec[k] for k in RECIPE_OPTS[1:] if k in spec}
         raw: list[tuple[dict, tuple]] = []
@@ -414,8 +633,12 @@ class _Builder:
             if not isinstance(target, str) or not target:
                 c.err(f"{kind} must be a non-empty string", tt, where)
                 continue
+            label = ""
             if kind in ("python", "r"):
-                target = norm(target)
+                target = norm(target, decl.script_base)
+                if os.path.isabs(target):
+                    # outside the project (a template's own script): a portable name for the key
+                    label = f"{os.path.basename(os.path.dirname(target))}/{os.path.basename(target)}"
             if kind == "fetch" and target not in stores:
                 c.err(f"fetch names unknown store '{target}'{did_you_mean(target, stores)}", tt, where)
             if kind == "call" and ":" not in target:
@@ -449,14 +672,14 @@ class _Builder:
                     isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in res.values()):
                 c.err("resources must be a table of name = number, e.g. { cores = 2, mem_gb = 8 }", tt, where)
                 res = {}
-            recipes.append(Recipe(kind=kind, target=target, name=name,
+            recipes.append(Recipe(kind=kind, target=target, name=name, label=label,
                                   args=tuple(_toml_str(a) for a in args),
                                   env=tuple((str(k), _toml_str(v)) for k, v in env.items()),
                                   timeout=float(timeout) if timeout else None, retries=retries,
                                   resources=tuple(sorted((str(k), float(v)) for k, v in res.items()))))
         return tuple(recipes)
 
-    def _check_placeholders(self, node: Node, t: tuple) -> None:
+    def _check_placeholders(self, node: Node, t: tuple, c) -> None:
         ctx = placeholder_context(node)
         for r in node.recipes:
             templates = list(r.args) + [v for _, v in r.env]
@@ -467,7 +690,38 @@ class _Builder:
                     try:
                         placeholders.resolve(ref, ctx)
                     except placeholders.PlaceholderError as e:
-                        self.ctx.err(str(e), t, "shell" if r.kind == "shell" else "args")
+                        c.err(str(e), t, "shell" if r.kind == "shell" else "args")
+
+
+class _Ambiguous(Exception):
+    def __init__(self, path, names):
+        super().__init__(path)
+        self.path, self.names = path, names
+
+
+def _fullmatch(rx: str, value: str) -> bool:
+    try:
+        return re.fullmatch(rx, value) is not None
+    except re.error:
+        return True
+
+
+def _scoped(item: str, scopes, drafts) -> str | None:
+    """The node an input string names, searching the declaring scope outwards."""
+    for prefix in scopes:
+        if prefix + item in drafts:
+            return prefix + item
+    return None
+
+
+def _map_strings(value, f):
+    if isinstance(value, str):
+        return f(value)
+    if isinstance(value, list):
+        return [_map_strings(v, f) for v in value]
+    if isinstance(value, dict):
+        return {k: _map_strings(v, f) for k, v in value.items()}
+    return value
 
 
 def _toml_str(v) -> str:

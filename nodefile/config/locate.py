@@ -50,6 +50,10 @@ class Locator:
         if key is not None:
             if table + (key,) in self.keys:
                 return self.keys[table + (key,)]
+            full = table + (key,)
+            under = [no for h, no in self.headers.items() if h[:len(full)] == full]
+            if under:  # a table known only through dotted headers: [node.a]
+                return min(under)
             # a node written as an inline table: `clean = { ... }` under [nodes]
             for i in range(len(table), 0, -1):
                 if table[:i] in self.keys:

@@ -1,0 +1,180 @@
+"""The code closure of a recipe script: the local files it imports or sources,
+transitively, so that editing a helper rebuilds exactly the nodes that use it.
+
+Python: `import a.b`, `from . import c`, `from a import b` (b a module or a name
+in a), resolved against the script's folder, the project root (on PYTHONPATH
+for recipes) and the node's folder. Package `__init__.py` files along the way
+count (they run on import). Only files under the project root are followed.
+R: every literal `source("...")` / `sys.source("...")`, resolved against the
+working directory (the node's folder), as R itself does.
+
+Each file's direct dependencies are cached by (path, content hash) in the
+state store, so a no-op build parses nothing.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+
+_R_SOURCE = re.compile(r"""(?<![\w.])(?:sys\.)?source\s*\(\s*(?:file\s*=\s*)?(["'])((?:(?!\1).)+)\1""")
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + os.sep)
+
+
+class Closure:
+    def __init__(self, root: str, hasher, db=None):
+        self.root = os.path.realpath(root)
+        self.hasher = hasher
+        self.db = db
+        self.memo: dict[tuple, list[str]] = {}
+        self._loaded = False
+        self._cache: dict[tuple, list[str]] = {}
+        self._new: dict[tuple, list[str]] = {}
+
+    # -- persistence -------------------------------------------------------------------
+    def _load(self) -> None:
+        self._loaded = True
+        if self.db is None:
+            return
+        self.db.execute("CREATE TABLE IF NOT EXISTS closures(path TEXT, kind TEXT, ctx TEXT, hash TEXT, deps TEXT, "
+                        "PRIMARY KEY(path, kind, ctx))")
+        for path, kind, ctx, h, deps in self.db.execute("SELECT path, kind, ctx, hash, deps FROM closures"):
+            self._cache[(path, kind, ctx, h)] = json.loads(deps)
+
+    def save(self) -> None:
+        if self.db is None or not self._new:
+            return
+        rows = [(p, k, c, h, json.dumps(d)) for (p, k, c, h), d in self._new.items()]
+        self._new = {}
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR REPLACE INTO closures VALUES (?,?,?,?,?)", rows)
+            self.db.execute("COMMIT")
+        except Exception:
+            try:
+                self.db.execute("ROLLBACK")
+            except Exception:
+                pass
+
+    # -- the closure -------------------------------------------------------------------
+    def __call__(self, node, recipe) -> list[str]:
+        """Project-relative paths of the files the script needs, transitively (not itself)."""
+        if not recipe.script or recipe.kind not in ("python", "r"):
+            return []
+        key = (recipe.script, recipe.kind, node.cwd)
+        if key in self.memo:
+            return self.memo[key]
+        seen: list[str] = []
+        todo = [recipe.script]
+        visited = {recipe.script}
+        while todo:
+            cur = todo.pop()
+            for dep in self._direct(cur, recipe.kind, node.cwd):
+                if dep not in visited:
+                    visited.add(dep)
+                    seen.append(dep)
+                    todo.append(dep)
+        self.memo[key] = sorted(seen)
+        return self.memo[key]
+
+    def _direct(self, rel: str, kind: str, cwd: str) -> list[str]:
+        h = self.hasher.hash(rel)
+        if h is None:
+            return []
+        if not self._loaded:
+            self._load()
+        ctx = cwd if kind == "r" else ""
+        k = (rel, kind, ctx, h)
+        if k in self._cache:
+            return self._cache[k]
+        full = self.hasher.abspath(rel)
+        try:
+            with open(full, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return []
+        deps = self._python(full, text) if kind == "python" else self._r(text, cwd)
+        out = []
+        for d in deps:
+            real = os.path.realpath(d)
+            if _under(real, self.root) and os.path.isfile(real):
+                out.append(os.path.relpath(real, self.root).replace(os.sep, "/"))
+        out = sorted(set(out))
+        self._cache[k] = out
+        self._new[k] = out
+        return out
+
+    def _r(self, text: str, cwd: str) -> list[str]:
+        base = os.path.join(self.root, cwd)
+        out = []
+        for line in text.splitlines():
+            code = line.split("#", 1)[0] if "#" in line and '"#' not in line and "'#" not in line else line
+            for m in _R_SOURCE.finditer(code):
+                out.append(os.path.normpath(os.path.join(base, m.group(2))))
+        return out
+
+    def _python(self, full: str, text: str) -> list[str]:
+        try:
+            tree = ast.parse(text, filename=full)
+        except (SyntaxError, ValueError):
+            return []
+        here = os.path.dirname(full)
+        search = [here, self.root]
+        out: list[str] = []
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Import):
+                for a in n.names:
+                    out += self._module(a.name, search)
+            elif isinstance(n, ast.ImportFrom):
+                if n.level:
+                    base = here
+                    for _ in range(n.level - 1):
+                        base = os.path.dirname(base)
+                    bases = [base]
+                    mod = n.module or ""
+                    found = self._module_in(base, mod) if mod else [os.path.join(base, "__init__.py")]
+                else:
+                    bases = search
+                    mod = n.module or ""
+                    found = self._module(mod, search)
+                out += found
+                for a in n.names:
+                    if a.name == "*":
+                        continue
+                    sub = f"{mod}.{a.name}" if mod else a.name
+                    for b in bases:
+                        out += self._module_in(b, sub, only_last=True)
+        return out
+
+    def _module(self, dotted: str, search) -> list[str]:
+        for base in search:
+            found = self._module_in(base, dotted)
+            if found:
+                return found
+        return []
+
+    def _module_in(self, base: str, dotted: str, only_last: bool = False) -> list[str]:
+        """Files a dotted module resolves to under base: each package's __init__.py and the module."""
+        parts = dotted.split(".")
+        out = []
+        cur = base
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            pkg = os.path.join(cur, part)
+            if os.path.isfile(os.path.join(pkg, "__init__.py")):
+                if not only_last or last:
+                    out.append(os.path.join(pkg, "__init__.py"))
+                cur = pkg
+                continue
+            if last and os.path.isfile(pkg + ".py"):
+                out.append(pkg + ".py")
+                return out
+            if os.path.isdir(pkg) and not last:  # a namespace package
+                cur = pkg
+                continue
+            return [] if not out or not only_last else []
+        return out

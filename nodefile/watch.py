@@ -1,0 +1,503 @@
+"""`node watch`: build, then rebuild what a change to the watched files makes stale.
+
+The pieces, in the order a change flows through them:
+
+- `watched_paths(project, names)` is the one place that says what the targets
+  depend on: source inputs (files, directories, glob patterns), recipe scripts,
+  the files they import (`code_closure`), and the Nodefile. Never an output the
+  tool writes, never `.nodefile/`.
+- `Matcher` turns that set into the folders to observe (watchdog observes
+  directories) and decides, for one event path, whether it matters.
+- `Observers` keeps the watchdog observer's scheduled folders in step with the
+  matcher, and falls back to polling when native events are unavailable.
+- `Watcher` runs the loop: debounce a burst of events into one set of changed
+  paths, reload the Nodefile, call `build()` (which decides what is stale), and
+  report. While a build runs, a change to an input of a running recipe is passed
+  to the runner at once (`notify_changed` + `wake`), so the scheduler cancels the
+  recipe and runs it again with the new input in the same build.
+
+Only the reporter prints. Invariant: the main thread alone builds and prints;
+the observer thread only records changes and pokes the running build.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+from dataclasses import dataclass, replace
+
+from .build import Options, build, resolve_targets
+from .errors import ConfigError, NodefileError
+from .graph import closure
+from .report.console import _fmt_s
+
+DEBOUNCE = 0.3  # seconds of quiet that end a burst of events (write temp, rename, chmod)
+MAX_DELAY = 2.0  # a burst that never goes quiet still starts a rebuild this long after it began
+POLL_FALLBACK = 1.0  # polling interval when native events are unavailable
+STATE_DIR = ".nodefile"
+_GLOB = re.compile(r"[*?\[]")
+
+
+# -- what is watched ---------------------------------------------------------------------
+def code_closure(project, node) -> tuple[str, ...]:
+    """The local files the node's scripts import or source (SPEC §3), project-relative.
+
+    Empty until hashing provides the code closure; this is the one place to plug
+    it in, and watch mode then follows imported files with no other change.
+    """
+    return ()
+
+
+def watched_paths(project, names) -> frozenset[str]:
+    """Project-relative paths a change to which can make one of `names` stale.
+
+    Conventions: a path ending in `/` is a directory whose whole tree is watched;
+    a path with glob characters is a pattern (a file appearing, changing or
+    vanishing where it matches counts); anything else is one file. Paths outside
+    the project root (a template from elsewhere) start with `../`.
+    """
+    out: set[str] = set()
+    for name in names:
+        node = project.nodes[name]
+        for entry in node.inputs:
+            for piece in entry.source.split(", "):
+                if _GLOB.search(piece) and piece not in project.nodes:
+                    out.add(_norm(piece))
+            for p in entry.paths:
+                if not is_output(project, p):
+                    out.add(_as_dir_if_dir(project.root, p))
+        for p in tuple(node.script_inputs) + tuple(code_closure(project, node)):
+            if not is_output(project, p):
+                out.add(p)
+    for src in project.sources:
+        out.add(os.path.relpath(src, project.root).replace(os.sep, "/"))
+    return frozenset(out)
+
+
+def is_output(project, rel: str) -> bool:
+    """Whether a project-relative path is written by the tool (an output, or state)."""
+    p = rel.rstrip("/")
+    if p == STATE_DIR or p.startswith(STATE_DIR + "/"):
+        return True
+    if p in project.producers:
+        return True
+    return any(p.startswith(d) for d, _ in project.dir_outputs)
+
+
+def _norm(path: str) -> str:
+    import posixpath
+    is_dir = path.endswith("/")
+    p = posixpath.normpath(path)
+    return p + "/" if is_dir and p != "." else p
+
+
+def _as_dir_if_dir(root: str, rel: str) -> str:
+    if rel.endswith("/"):
+        return rel
+    return rel + "/" if os.path.isdir(os.path.join(root, rel)) else rel
+
+
+def glob_regex(pattern: str) -> re.Pattern:
+    """A glob as glob.glob(recursive=True) reads it: `*` and `?` stay within one
+    folder, `**` crosses folders."""
+    out, i, n = [], 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif c == "*":
+            out.append("[^/]*")
+            i += 1
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "[" and "]" in pattern[i + 2:]:
+            j = pattern.index("]", i + 2)
+            body = pattern[i + 1:j]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body).replace("\\", "\\\\") + "]")
+            i = j + 1
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def _glob_base(pattern: str) -> tuple[str, bool]:
+    """The folder a glob lives in, and whether matches may lie deeper than it."""
+    parts = pattern.split("/")
+    for i, part in enumerate(parts):
+        if _GLOB.search(part):
+            return "/".join(parts[:i]), i < len(parts) - 1
+    return "/".join(parts[:-1]), False
+
+
+# -- matching events -------------------------------------------------------------------------
+class Matcher:
+    """The watched set of one project: which folders to observe, and which event
+    paths matter. Immutable: the watcher swaps in a new one after a reload."""
+
+    def __init__(self, root: str, paths, project=None):
+        self.root = root
+        self.project = project
+        self.paths = frozenset(paths)
+        self.files = frozenset(p for p in self.paths if not p.endswith("/") and not _GLOB.search(p))
+        self.trees = tuple(sorted(p for p in self.paths if p.endswith("/") and not _GLOB.search(p)))
+        self.globs = tuple((p, glob_regex(p)) for p in sorted(self.paths) if _GLOB.search(p))
+        ancestors: dict[str, set[str]] = {}
+        for p in self.files | set(t.rstrip("/") for t in self.trees) | {_glob_base(g)[0] for g, _ in self.globs}:
+            d = os.path.dirname(p)
+            while d and d not in ("..", "."):
+                ancestors.setdefault(d, set()).add(p)
+                d = os.path.dirname(d)
+        self.ancestors = ancestors  # folder -> watched paths beneath it
+
+    def describe(self) -> str:
+        bits = [_count(len(self.files), "file")]
+        if self.trees:
+            bits.append(_count(len(self.trees), "folder"))
+        if self.globs:
+            bits.append(_count(len(self.globs), "pattern"))
+        return ", ".join(bits)
+
+    def rel(self, abspath: str) -> str:
+        return os.path.relpath(abspath, self.root).replace(os.sep, "/")
+
+    def match(self, abspath: str) -> tuple[str, frozenset[str]] | None:
+        """(the changed path, the watched paths it stands for), or None when the
+        event does not matter."""
+        rel = self.rel(abspath)
+        if self.project is not None and is_output(self.project, rel):
+            return None
+        if rel == STATE_DIR or rel.startswith(STATE_DIR + "/"):
+            return None
+        if rel in self.files:
+            return rel, frozenset([rel])
+        for t in self.trees:
+            if rel == t.rstrip("/") or rel.startswith(t):
+                return rel, frozenset([t.rstrip("/")])
+        for g, rx in self.globs:
+            if rx.match(rel):
+                return rel, frozenset([rel])
+        if rel in self.ancestors:  # a folder holding watched files was created, moved or deleted
+            return rel + "/", frozenset(self.ancestors[rel])
+        return None
+
+    def folders(self) -> dict[str, bool]:
+        """Absolute folder -> recursive, for every folder to observe. A folder that
+        does not exist is replaced by its nearest existing ancestor."""
+        want: dict[str, bool] = {}
+
+        def add(rel_dir: str, recursive: bool) -> None:
+            d = os.path.normpath(os.path.join(self.root, rel_dir))
+            while not os.path.isdir(d):
+                parent = os.path.dirname(d)
+                if parent == d:
+                    return
+                d, recursive = parent, False
+            want[d] = want.get(d, False) or recursive
+
+        for f in self.files:
+            add(os.path.dirname(f), False)
+        for t in self.trees:
+            add(t.rstrip("/"), True)
+            add(os.path.dirname(t.rstrip("/")), False)  # the tree itself being replaced
+        for g, _ in self.globs:
+            add(*_glob_base(g))
+        # a recursive watch covers every folder below it
+        rec = [d for d, r in want.items() if r]
+        return {d: r for d, r in want.items()
+                if not any(d != top and d.startswith(top.rstrip(os.sep) + os.sep) for top in rec)}
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+# -- observers -----------------------------------------------------------------------------------
+def _event_types():
+    from watchdog import events as ev
+    return [ev.FileCreatedEvent, ev.FileDeletedEvent, ev.FileModifiedEvent, ev.FileMovedEvent,
+            ev.FileClosedEvent, ev.DirCreatedEvent, ev.DirDeletedEvent, ev.DirMovedEvent]
+
+
+class Observers:
+    """The watchdog observer and the folders it observes.
+
+    `update(folders)` schedules what is new and unschedules what is gone; a
+    folder replaced since it was scheduled (another inode) is scheduled anew.
+    Native events (inotify, FSEvents, kqueue, ReadDirectoryChangesW) are used
+    unless `poll` is given; when they fail (e.g. the inotify watch limit), it
+    falls back to polling and says so through `warn`."""
+
+    def __init__(self, on_event, poll: float | None, warn):
+        from watchdog.events import FileSystemEventHandler
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event):
+                on_event(event)
+
+        self.handler = Handler()
+        self.warn = warn
+        self.poll = poll
+        self.types = _event_types()
+        self.observer = self._make(poll)
+        self.observer.start()
+        self.current: dict[str, tuple] = {}  # folder -> (watch, recursive, inode)
+
+    @property
+    def polling(self) -> bool:
+        from watchdog.observers.polling import PollingObserver
+        return isinstance(self.observer, PollingObserver)
+
+    @staticmethod
+    def _make(poll):
+        if poll is not None:
+            from watchdog.observers.polling import PollingObserver
+            return PollingObserver(timeout=poll)
+        from watchdog.observers import Observer
+        return Observer()
+
+    def update(self, folders: dict[str, bool]) -> None:
+        for d, (watch, rec, ino) in list(self.current.items()):
+            if folders.get(d) != rec or _inode(d) != ino:
+                self._unschedule(d)
+        for d, rec in folders.items():
+            if d not in self.current:
+                self._schedule(d, rec, folders)
+
+    def _schedule(self, d: str, rec: bool, folders) -> None:
+        ino = _inode(d)
+        if ino is None:
+            return  # vanished since folders() looked: the next cycle tries again
+        try:
+            watch = self.observer.schedule(self.handler, d, recursive=rec, event_filter=self.types)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if self.polling:
+                raise
+            self._fall_back(e, folders)
+            return
+        self.current[d] = (watch, rec, ino)
+
+    def _unschedule(self, d: str) -> None:
+        watch = self.current.pop(d)[0]
+        try:
+            self.observer.unschedule(watch)
+        except KeyError:
+            pass
+
+    def _fall_back(self, error: OSError, folders) -> None:
+        self.warn(f"native file events are unavailable ({error.strerror or error}); "
+                  f"polling every {POLL_FALLBACK:g}s instead (--poll SECONDS sets the interval)")
+        self.stop()
+        self.current.clear()
+        self.observer = self._make(POLL_FALLBACK)
+        self.observer.start()
+        self.update(folders)
+
+    def stop(self) -> None:
+        try:
+            self.observer.stop()
+            self.observer.join(timeout=5)
+        except RuntimeError:
+            pass
+
+
+def _inode(d: str):
+    try:
+        st = os.stat(d)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+# -- the loop ------------------------------------------------------------------------------------
+@dataclass
+class Cycle:
+    """What one cycle did, for the exit status: 0 built, 1 a recipe failed,
+    2 the Nodefile or a target is invalid, 130 interrupted."""
+
+    status: int = 0
+    interrupted: bool = False
+
+
+class Watcher:
+    """Build, then rebuild on change until interrupted. `run()` returns the exit
+    status: that of the last finished cycle (0, 1 or 2), or 130 when Ctrl-C
+    interrupted a running build."""
+
+    def __init__(self, load, nodefile: str, targets, options: Options, reporter,
+                 poll: float | None = None, debounce: float = DEBOUNCE):
+        self.load = load  # () -> Project; raises ConfigError when the Nodefile is invalid
+        self.nodefile = nodefile
+        self.root = os.path.dirname(nodefile)
+        self.targets = list(targets or [])
+        self.options = options
+        self.rep = reporter
+        self.poll = poll
+        self.debounce = debounce
+        self.project = None  # the last valid project
+        self.matcher = Matcher(self.root, {os.path.basename(nodefile)})
+        self.observers: Observers | None = None
+        self._cond = threading.Condition()
+        self._pending: dict[str, None] = {}  # changed paths, in the order they were seen
+        self._first_at = self._last_at = 0.0
+        self._active = None  # (runner, executor) while a build runs
+        self._building = False  # main thread only: inside build()
+
+    # -- observer thread ----------------------------------------------------------------
+    def on_event(self, event) -> None:
+        """Called on the observer thread: record relevant changes; poke a running build."""
+        if event.is_directory and event.event_type == "modified":
+            return
+        hits = [self.matcher.match(p) for p in (event.src_path, getattr(event, "dest_path", "")) if p]
+        hits = [h for h in hits if h]
+        if not hits:
+            return
+        keys = frozenset().union(*(k for _, k in hits))
+        with self._cond:
+            now = time.monotonic()
+            if not self._pending:
+                self._first_at = now
+            for rel, _ in hits:
+                self._pending[rel] = None
+            self._last_at = now
+            active = self._active
+            self._cond.notify_all()
+        if active is not None:
+            runner, executor = active
+            runner.notify_changed(keys)
+            executor.wake()
+
+    def _on_runner(self, runner, executor) -> None:
+        with self._cond:
+            self._active = (runner, executor)
+
+    # -- main thread --------------------------------------------------------------------
+    def run(self) -> int:
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        last = Cycle()
+        try:
+            self._start()
+            last = self.cycle(None)
+            while not last.interrupted:
+                last = self.cycle(self.wait())
+        except KeyboardInterrupt:
+            last = Cycle(130, True) if self._building else last
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if self.observers is not None:
+                self.observers.stop()
+        self.rep.info("stopped watching" + (" (a build was interrupted)" if last.interrupted else ""))
+        return 130 if last.interrupted else last.status
+
+    def _start(self) -> None:
+        """Load the project and begin observing before the first build, so that a
+        change during that build is seen. Unknown targets are a usage error."""
+        try:
+            self.project = self.load()
+        except ConfigError:
+            pass  # the first cycle reports it, then waits for a fix
+        if self.project is not None:
+            resolve_targets(self.project, self.targets)
+            self._use(self.project)
+        self.observers = Observers(self.on_event, self.poll, self.rep.warn)
+        self.observers.update(self.matcher.folders())
+
+    def _use(self, project) -> None:
+        names = closure(project.nodes, resolve_targets(project, self.targets))
+        self.matcher = Matcher(project.root, watched_paths(project, names), project)
+
+    def wait(self) -> list[str]:
+        """Block until a change arrives, then until the burst goes quiet for the
+        debounce period (or MAX_DELAY after it began); return the changed paths."""
+        with self._cond:
+            while not self._pending:
+                self._cond.wait(0.5)  # short waits keep Ctrl-C prompt
+            while True:
+                now = time.monotonic()
+                left = min(self._last_at + self.debounce, self._first_at + max(MAX_DELAY, self.debounce)) - now
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            changed, self._pending = list(self._pending), {}
+        return changed
+
+    def cycle(self, changed: list[str] | None) -> Cycle:
+        """Reload the Nodefile, rebuild what is stale, report; never raises for a
+        user-fixable problem."""
+        t0 = time.monotonic()
+        if changed:
+            self.rep.info("changed: " + _list(changed))
+        try:
+            result = self._reload_and_build(changed, t0)
+        except NodefileError as e:
+            self._print_errors(e, "cannot build")
+            result = Cycle(2)
+        except OSError as e:  # a file vanished mid-build, a full disk: say so, keep watching
+            self.rep.error(f"build stopped: {e}")
+            result = Cycle(1)
+        if not result.interrupted:
+            self.observers.update(self.matcher.folders())
+            self.rep.info(f"watching {self.matcher.describe()} (Ctrl-C to stop)")
+        return result
+
+    def _reload_and_build(self, changed, t0) -> Cycle:
+        try:
+            project = self.load()
+        except ConfigError as e:
+            self._print_errors(e, "the Nodefile is invalid")
+            if self.project is not None:
+                self.rep.info("keeping the last valid Nodefile; fix it and save to rebuild")
+            return Cycle(2)
+        if changed and any(os.path.normpath(os.path.join(self.root, c)) in project.sources for c in changed):
+            self.rep.info(f"reloaded {os.path.relpath(project.file)} ({_count(len(project.nodes), 'node')})")
+        self._use(project)  # raises UnknownTargetError when a target is gone
+        self.project = project
+        self.observers.update(self.matcher.folders())  # before the build: see changes made during it
+        opts = replace(self.options, on_runner=self._on_runner, dry_run=False)
+        self._building = True
+        summary = build(project, self.targets, opts, self.rep)
+        self._building = False
+        with self._cond:
+            self._active = None
+        took = _fmt_s(time.monotonic() - t0)
+        if summary.interrupted:
+            return Cycle(130, True)
+        if summary.failed or summary.skipped:
+            bits = [f"failed: {_list(summary.failed)}"] if summary.failed else []
+            if summary.built:
+                bits.append(f"rebuilt {_list(summary.built)}")
+            if summary.skipped:
+                bits.append(f"not built {_list(summary.skipped)}")
+            self.rep.info(f"{'; '.join(bits)} ({took}); the next change retries")
+            return Cycle(1)
+        if summary.built:
+            self.rep.info(f"rebuilt {_list(summary.built)} in {took}")
+        else:
+            self.rep.info(f"nothing to rebuild ({took})")
+        return Cycle(0)
+
+    def _print_errors(self, e: NodefileError, what: str) -> None:
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        self.rep.error(f"{what}:" if len(lines) > 1 else f"{what}: {lines[0] if lines else e}")
+        if len(lines) > 1:
+            for line in lines:
+                self.rep.error(f"  {line}")
+
+
+def _list(items, most: int = 6) -> str:
+    items = list(items)
+    shown = ", ".join(items[:most])
+    return shown + (f" and {len(items) - most} more" if len(items) > most else "")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
