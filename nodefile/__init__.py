@@ -6,7 +6,12 @@ Imports are lazy so that `nodefile.job()` inside a recipe costs almost nothing.
 from __future__ import annotations
 
 from .errors import BuildError, ConfigError, NodefileError
-from .job import job
+
+
+def job(target: str | None = None, path: str | None = None):
+    """The current job (see nodefile.job.job)."""
+    from .job import job as _job
+    return _job(target, path)
 
 __version__ = "0.1.0"
 __all__ = ["build", "status", "job", "load_project", "NodefileError", "BuildError", "ConfigError"]

@@ -34,6 +34,7 @@ class Options:
     wait_for_lock: bool = True
     transfers_only: bool = False  # node pull: restore from the cache or stores, never rebuild
     on_runner: object = None  # called with the Runner once a build starts (watch mode uses it)
+    noop_record: tuple | None = None  # (argv, cwd): record a no-op for the fast path (fastpath.py)
 
 
 # -- targets ----------------------------------------------------------------------------
@@ -616,11 +617,29 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
             summary.skipped += [n for n in order if n not in ran and not project.nodes[n].is_alias]
             status = 1 if summary.failed or summary.skipped else 0
         session.state.end_build(build_id, status)
+        if options.noop_record and status == 0 and not summary.built:
+            _record_noop(session, order, options.noop_record, len(summary.up_to_date))
         summary.elapsed = time.monotonic() - t0
         return summary
     finally:
         session.close()
         lock.release()
+
+
+def _record_noop(session: Session, order, argv_cwd, count: int) -> None:
+    from .fastpath import write_record
+    project = session.project
+    paths = set(session.hasher.seen)
+    paths.update(os.path.relpath(p, project.root) for p in project.sources)
+    for n in order:
+        node = project.nodes[n]
+        for e in node.inputs:
+            if e.kind == "glob":  # a new file matching the glob changes its folder
+                pat = e.source
+                paths.add(os.path.dirname(pat.split("*")[0].split("?")[0].split("[")[0]) or ".")
+        for s in node.script_inputs:
+            paths.add(os.path.dirname(s) or ".")  # a new module there could change import resolution
+    write_record(project.root, argv_cwd[0], argv_cwd[1], paths, count)
 
 
 def _raise_interrupt(signum, frame):

@@ -4,8 +4,6 @@ Exit status: 0 success, 1 a recipe failed, 2 usage or Nodefile error, 130 interr
 """
 from __future__ import annotations
 
-import argparse
-import enum
 import os
 import sys
 
@@ -14,7 +12,8 @@ COMMANDS = ("build", "status", "explain", "check", "watch", "graph", "report", "
 VERSION = "0.1.0"
 
 
-class ExitCode(enum.IntEnum):
+class ExitCode:
+    """The documented exit statuses (plain ints: no enum import on the start-up path)."""
     OK = 0
     FAILED = 1
     USAGE = 2
@@ -64,7 +63,8 @@ def passthrough(argv: list[str]) -> int | None:
 
 
 # -- argument parsing ---------------------------------------------------------------------
-def _parser() -> argparse.ArgumentParser:
+def _parser():
+    import argparse
     p = argparse.ArgumentParser(prog="node", description="nodefile: a Make-like build tool for data projects "
                                 "in Python and R. Reads Nodefile.toml in this folder or the nearest parent.")
     p.add_argument("--version", action="version", version=f"nodefile {VERSION}")
@@ -101,7 +101,13 @@ def _parser() -> argparse.ArgumentParser:
     cmd("touch", "accept the current outputs as up to date")
     cmd("clean", "remove the outputs of targets (default: every node)")
     cmd("log", "the logs of the attempts of a node's last build, newest last")
-    cmd("watch", "build, then rebuild on change (not in this version)")
+    w = cmd("watch", "build, then rebuild what a change to inputs, scripts or the Nodefile makes stale")
+    w.add_argument("-j", "--jobs", type=int, help="run up to N recipes at once")
+    w.add_argument("-k", "--keep-going", action="store_true", help="build everything not downstream of a failure")
+    w.add_argument("--poll", type=float, metavar="SECONDS", help="poll for changes every SECONDS instead of "
+                   "using native file events (for network drives, containers)")
+    w.add_argument("--debounce", type=float, default=0.3, metavar="SECONDS",
+                   help="quiet period that ends a burst of changes (default 0.3)")
     cmd("report", "an HTML report (not in this version)", targets=False)
     sp = cmd("gc", "drop cache entries and state of nodes no longer in the Nodefile", targets=False)
     sp.add_argument("--older-than", type=float, metavar="DAYS", help="also drop cache entries older than this")
@@ -110,6 +116,15 @@ def _parser() -> argparse.ArgumentParser:
     cmd("pull", "restore stale nodes from the local cache or stores, without running recipes")
     sub.add_parser("help", help="show this help")
     return p
+
+
+_FAST_FLAGS_OFF = ("-n", "--dry-run", "-B", "--always-make", "-C", "--directory", "-f", "--file", "-h", "--help",
+                   "-v", "--verbose", "-vv")
+
+
+def _fast_ok(argv) -> bool:
+    """Options under which a recorded no-op may be trusted without loading anything."""
+    return not any(a in _FAST_FLAGS_OFF or a.startswith(("-C", "-f", "--directory=", "--file=")) for a in argv)
 
 
 def parse_set(items) -> dict:
@@ -153,8 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] in (["--version"], ["-v"]) and prog == "node":
         print(f"nodefile {VERSION}")
         return ExitCode.OK
+    if argv[:1] == ["build"] and _fast_ok(argv):
+        from .fastpath import try_noop
+        msg = try_noop(argv)
+        if msg is not None:
+            if "-q" not in argv and "--quiet" not in argv:
+                sys.stdout.write(msg + "\n")
+            return ExitCode.OK
     parser = _parser()
     args = parser.parse_args(argv)
+    if _fast_ok(argv):
+        args._argv = list(argv)
     if args.command in (None, "help"):
         parser.print_help()
         return ExitCode.OK if args.command == "help" else ExitCode.USAGE

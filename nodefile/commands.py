@@ -24,7 +24,8 @@ def cmd_build(args, rep) -> int:
     opts = Options(jobs=args.jobs, keep_going=args.keep_going, dry_run=args.dry_run,
                    always_make=args.always_make, recipe_kind=args.recipe, retries=args.retries,
                    executor=args.executor, resources=parse_resources(args.resources),
-                   wait_for_lock=not args.no_wait)
+                   wait_for_lock=not args.no_wait,
+                   noop_record=(getattr(args, "_argv", None), os.getcwd()) if getattr(args, "_argv", None) else None)
     if opts.jobs is not None and opts.jobs < 1:
         raise ConfigError("-j must be at least 1")
     summary = build(project, args.targets, opts, rep)
@@ -224,7 +225,22 @@ def _later(what: str, issue: str):
     return cmd
 
 
-cmd_watch = _later("watch", "planned: watch mode")
+def cmd_watch(args, rep) -> int:
+    """Build, then rebuild on change until Ctrl-C (see nodefile/watch.py, docs/watch.md)."""
+    from .config import find_nodefile
+    from .watch import Watcher
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError("-j must be at least 1")
+    if args.poll is not None and args.poll <= 0:
+        raise ConfigError("--poll must be a positive number of seconds")
+    if args.debounce < 0:
+        raise ConfigError("--debounce must not be negative")
+    opts = Options(jobs=args.jobs, keep_going=args.keep_going)
+    watcher = Watcher(lambda: _project(args), find_nodefile(args.file), args.targets, opts, rep,
+                      poll=args.poll, debounce=args.debounce)
+    return watcher.run()
+
+
 cmd_report = _later("report", "planned: HTML report")
 
 

@@ -1,17 +1,25 @@
 """One error hierarchy. User-fixable errors carry a message fit to print as is."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
 class Problem:
-    """One validation problem, located as precisely as the Nodefile allows."""
+    """One validation problem, located as precisely as the Nodefile allows.
+    (A plain class: dataclasses would import `inspect`, 10 ms on every start.)"""
 
-    message: str
-    file: str = ""
-    line: int | None = None
-    key: str = ""
+    __slots__ = ("message", "file", "line", "key")
+
+    def __init__(self, message: str, file: str = "", line: int | None = None, key: str = ""):
+        self.message, self.file, self.line, self.key = message, file, line, key
+
+    def __eq__(self, other):
+        return isinstance(other, Problem) and (self.message, self.file, self.line, self.key) == \
+            (other.message, other.file, other.line, other.key)
+
+    def __hash__(self):
+        return hash((self.message, self.file, self.line, self.key))
+
+    def __repr__(self):
+        return f"Problem({self.message!r}, {self.file!r}, {self.line!r}, {self.key!r})"
 
     def __str__(self) -> str:
         where = self.file

@@ -47,6 +47,7 @@ class Hasher:
         self.state = state
         self.memo: dict[str, str | None] = {}
         self.bytes_read = 0
+        self.seen: set[str] = set()  # every path consulted (for the no-op fast path)
 
     def invalidate(self, paths=None) -> None:
         if paths is None:
@@ -63,6 +64,7 @@ class Hasher:
         key = rel.rstrip("/")
         if key in self.memo:
             return self.memo[key]
+        self.seen.add(key)
         try:
             st = os.stat(self.abspath(key))
         except (FileNotFoundError, NotADirectoryError):
@@ -101,10 +103,12 @@ class Hasher:
         base = self.abspath(rel)
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames.sort()
+            self.seen.add(os.path.relpath(dirpath, self.root).replace(os.sep, "/"))
             for fn in sorted(filenames):
                 full = os.path.join(dirpath, fn)
                 sub = os.path.relpath(full, base).replace(os.sep, "/")
                 child = f"{rel}/{sub}"
+                self.seen.add(child)
                 try:
                     st = os.stat(full)
                 except OSError:

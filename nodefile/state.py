@@ -56,6 +56,14 @@ class State:
                 self.db.executescript(_SCHEMA)
         self._stamps: dict | None = None
         self._dirty_stamps: dict = {}
+        self._fast_invalidated = False
+
+    def _records_change(self) -> None:
+        """Any change to node records voids every recorded no-op (fastpath.py)."""
+        if not self._fast_invalidated:
+            from .fastpath import invalidate
+            invalidate(self.root)
+            self._fast_invalidated = True
 
     def close(self) -> None:
         self.flush_stamps()
@@ -99,12 +107,14 @@ class State:
                 "build_id": r[5], "incomplete": r[6]}
 
     def mark_incomplete(self, name: str) -> None:
+        self._records_change()
         with self._tx():
             self.db.execute("UPDATE nodes SET incomplete=1 WHERE name=?", (name,))
 
     def put_record(self, name: str, key: str, parts: dict, outputs: dict, recipe: str | None,
                    build_id: int | None) -> None:
         """One transaction: the node record and the stamps seen so far."""
+        self._records_change()
         rows = [(p,) + s for p, s in self._dirty_stamps.items()]
         self._dirty_stamps = {}
         with self._tx():
@@ -114,6 +124,7 @@ class State:
                 self.db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)", rows)
 
     def forget(self, names) -> None:
+        self._records_change()
         with self._tx():
             self.db.executemany("DELETE FROM nodes WHERE name=?", [(n,) for n in names])
 

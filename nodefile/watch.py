@@ -41,39 +41,68 @@ _GLOB = re.compile(r"[*?\[]")
 
 
 # -- what is watched ---------------------------------------------------------------------
-def code_closure(project, node) -> tuple[str, ...]:
-    """The local files the node's scripts import or source (SPEC §3), project-relative.
+class _StatHasher:
+    """As much of hashing.Hasher as the code closure needs (existence, a change
+    stamp), without the state store: the watcher never holds the project's state."""
 
-    Empty until hashing provides the code closure; this is the one place to plug
-    it in, and watch mode then follows imported files with no other change.
-    """
-    return ()
+    def __init__(self, root: str):
+        self.root = root
+
+    def abspath(self, rel: str) -> str:
+        return rel if os.path.isabs(rel) else os.path.join(self.root, rel)
+
+    def hash(self, rel: str) -> str | None:
+        try:
+            st = os.stat(self.abspath(rel))
+        except OSError:
+            return None
+        return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
 
 
 def watched_paths(project, names) -> frozenset[str]:
-    """Project-relative paths a change to which can make one of `names` stale.
+    """Project-relative paths a change to which can make one of `names` stale:
+    source inputs, recipe scripts and the local files they import or source (the
+    code closure, as in the key), and the Nodefiles and templates read.
 
     Conventions: a path ending in `/` is a directory whose whole tree is watched;
     a path with glob characters is a pattern (a file appearing, changing or
     vanishing where it matches counts); anything else is one file. Paths outside
-    the project root (a template from elsewhere) start with `../`.
+    the project root (a template from elsewhere) start with `../`. Outputs and
+    `.nodefile/` are never in the set.
     """
+    from .closure import Closure
+    imports = Closure(project.root, _StatHasher(project.root))
     out: set[str] = set()
+
+    def add(p: str) -> None:
+        p = _rel(project.root, p)
+        if not is_output(project, p):
+            out.add(p)
+
     for name in names:
         node = project.nodes[name]
         for entry in node.inputs:
             for piece in entry.source.split(", "):
                 if _GLOB.search(piece) and piece not in project.nodes:
-                    out.add(_norm(piece))
+                    for k, v in node.wildcards:
+                        piece = piece.replace("{" + k + "}", str(v))
+                    out.add(_norm(piece, node.cwd))
             for p in entry.paths:
-                if not is_output(project, p):
-                    out.add(_as_dir_if_dir(project.root, p))
-        for p in tuple(node.script_inputs) + tuple(code_closure(project, node)):
-            if not is_output(project, p):
-                out.add(p)
+                add(_as_dir_if_dir(project.root, p))
+        for p in node.script_inputs:
+            add(p)
+        for r in node.recipes:
+            for p in imports(node, r):
+                add(p)
     for src in project.sources:
-        out.add(os.path.relpath(src, project.root).replace(os.sep, "/"))
+        out.add(_rel(project.root, src))
     return frozenset(out)
+
+
+def _rel(root: str, p: str) -> str:
+    if not os.path.isabs(p):
+        return p
+    return os.path.relpath(p, root).replace(os.sep, "/")
 
 
 def is_output(project, rel: str) -> bool:
@@ -86,10 +115,10 @@ def is_output(project, rel: str) -> bool:
     return any(p.startswith(d) for d, _ in project.dir_outputs)
 
 
-def _norm(path: str) -> str:
+def _norm(path: str, base: str = "") -> str:
     import posixpath
     is_dir = path.endswith("/")
-    p = posixpath.normpath(path)
+    p = posixpath.normpath(posixpath.join(base, path))
     return p + "/" if is_dir and p != "." else p
 
 
@@ -350,7 +379,6 @@ class Watcher:
         self._pending: dict[str, None] = {}  # changed paths, in the order they were seen
         self._first_at = self._last_at = 0.0
         self._active = None  # (runner, executor) while a build runs
-        self._building = False  # main thread only: inside build()
 
     # -- observer thread ----------------------------------------------------------------
     def on_event(self, event) -> None:
@@ -390,7 +418,7 @@ class Watcher:
             while not last.interrupted:
                 last = self.cycle(self.wait())
         except KeyboardInterrupt:
-            last = Cycle(130, True) if self._building else last
+            pass  # while idle: the last cycle's status stands
         finally:
             signal.signal(signal.SIGTERM, previous)
             if self.observers is not None:
@@ -463,11 +491,13 @@ class Watcher:
         self.project = project
         self.observers.update(self.matcher.folders())  # before the build: see changes made during it
         opts = replace(self.options, on_runner=self._on_runner, dry_run=False)
-        self._building = True
-        summary = build(project, self.targets, opts, self.rep)
-        self._building = False
-        with self._cond:
-            self._active = None
+        try:
+            summary = build(project, self.targets, opts, self.rep)
+        except KeyboardInterrupt:  # outside the scheduler loop: no recipe is running
+            return Cycle(130, True)
+        finally:
+            with self._cond:
+                self._active = None
         took = _fmt_s(time.monotonic() - t0)
         if summary.interrupted:
             return Cycle(130, True)

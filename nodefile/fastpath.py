@@ -1,0 +1,110 @@
+"""The no-op fast path: `node build` when nothing changed costs one stat per file.
+
+After a build in which every node was up to date, the build records the stat
+(size, mtime_ns, inode) of every file its decision read: the Nodefile and
+templates, scripts and the files they import, inputs, outputs, and the folders
+whose listing matters (globs, import resolution). The same command line run
+again in the same folder only re-stats that list; when every stat matches it
+says "nothing to do" without loading the project, the state store or any
+module beyond the standard library's os and marshal.
+
+Safety: any write to node records deletes every such record (state.py), a
+record is never written while a listed file's mtime is within RACY_NS of the
+moment of writing (a same-tick edit could hide), and any difference, a
+missing file or an unreadable record falls back to the full path.
+"""
+from __future__ import annotations
+
+import os
+
+VERSION = 2
+RACY_NS = 2_000_000_000
+
+
+def _root(start: str) -> str | None:
+    d = start
+    while True:
+        if os.path.isfile(os.path.join(d, "Nodefile.toml")):
+            return d
+        parent = os.path.dirname(d)
+        if parent == d:
+            return None
+        d = parent
+
+
+def record_path(root: str, argv, cwd: str) -> str:
+    import zlib
+    h = zlib.crc32(repr((list(argv), cwd)).encode())
+    return os.path.join(root, ".nodefile", "noop", f"{h:08x}")
+
+
+def try_noop(argv: list[str]) -> str | None:
+    """The message to print when the command is a known no-op, else None."""
+    import marshal
+    import time
+    t0 = time.perf_counter()
+    cwd = os.getcwd()
+    root = _root(cwd)
+    if root is None:
+        return None
+    try:
+        with open(record_path(root, argv, cwd), "rb") as f:
+            rec = marshal.load(f)
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    if not isinstance(rec, tuple) or len(rec) != 6 or rec[0] != VERSION or rec[1] != list(argv) or rec[2] != cwd:
+        return None
+    _, _, _, paths, stamps, count = rec
+    stat = os.stat
+    join = os.path.join
+    for p, s in zip(paths, stamps):
+        try:
+            st = stat(join(root, p))
+        except OSError:
+            if s is None:
+                continue
+            return None
+        if s is None or st.st_mtime_ns != s[1] or st.st_size != s[0] or st.st_ino != s[2]:
+            return None
+    ms = (time.perf_counter() - t0) * 1000
+    return f"nothing to do: {count} node(s) up to date ({ms:.0f}ms)"
+
+
+def write_record(root: str, argv, cwd: str, paths, count: int) -> bool:
+    """Record the stats of `paths` (project-relative or absolute) for try_noop."""
+    import marshal
+    import time
+    now = time.time_ns()
+    stamps = []
+    plist = []
+    for p in sorted(set(paths)):
+        try:
+            st = os.stat(os.path.join(root, p))
+        except OSError:
+            stamps.append(None)
+            plist.append(p)
+            continue
+        if st.st_mtime_ns > now - RACY_NS:
+            return False  # too fresh to trust a stat comparison next time
+        stamps.append((st.st_size, st.st_mtime_ns, st.st_ino))
+        plist.append(p)
+    path = record_path(root, argv, cwd)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        marshal.dump((VERSION, list(argv), cwd, plist, stamps, count), f)
+    os.replace(tmp, path)
+    return True
+
+
+def invalidate(root: str) -> None:
+    d = os.path.join(root, ".nodefile", "noop")
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return
+    for n in names:
+        try:
+            os.remove(os.path.join(d, n))
+        except OSError:
+            pass

@@ -1,0 +1,573 @@
+"""Recipe statistics, the choice of recipe order, and duration estimates.
+
+A stale node has a chain of equivalent recipes (the local cache `load`, `fetch`
+from a store, one or more rebuild recipes). Trying them in order until one
+succeeds costs  sum_i reach_i * c_i  with  reach_i = prod_{j<i} (1 - p_j), where
+p is a recipe's success probability, D its duration when it succeeds, F the time
+it takes to fail, and c = p*D + (1-p)*F the expected cost of one attempt. The
+order minimising that is ascending c/p (adjacent-interchange argument; Mitten
+1960, Simon & Kadane 1975). This module learns p, D and F per (node, recipe),
+estimates them for recipes never run, and orders the chain deterministically.
+
+Statistics per (node, recipe name), updated by every attempt (`Stats.record`):
+
+  mu, var      EWMA of ln(duration) of successes, a = max(0.3, 1/n_ok), and of
+               its squared deviation: var = (1-a)(var + a*d^2). The mean is
+               D = exp(mu + min(var, 0.5)/2) (the cap keeps a regime jump sane).
+  mu_min       the lowest mu reached after >= 2 successes: what the recipe can do.
+  b_ok, b_fail discounted success/failure counts (gamma = 0.9, ~10 attempts of
+               memory); p = (b_ok+1)/(b_ok+b_fail+2) clamped to [0.02, 1].
+  fail_cost    F: EWMA of the time to fail (default 0.1 * D).
+  last_build, backoff   the build of the last observation; the probe back-off.
+  script_hash  a changed script (or kind/target) resets the statistics, keeps the
+               old mean as `prior` and sets backoff = 0 (due now).
+  size         the last artifact size seen (the transfer model's fallback size).
+
+Per (transfer kind, location) - kind "load" is the local cache, "fetch" a named
+store - an EWMA of ln(throughput) from transfers > 1 MB and an EWMA of latency
+from smaller ones. Before any data: local disk 200 MB/s + 5 ms, network
+20 MB/s + 100 ms.
+
+Estimates for a recipe with no success on this node, most specific first (each
+`Estimate.source` says which one was used):
+  "learned"                  this node's own successes;
+  "previous script"          the mean from before the script changed;
+  "transfer model"           load/fetch: latency + size / throughput of that
+                             location (size from `size_of`, else the node's last
+                             artifact size, else 10 MB);
+  "estimated from siblings"  rebuilds: median D of the same (kind, script) on
+                             other nodes;
+  "project median"           median D of every rebuild recipe in the project;
+  "default"                  30 s.
+An unseen recipe has p = 0.5 (the Laplace prior). It is never force-tried just
+to measure it: the fallback chain and the probe rule run it when it matters.
+
+Choosing the order (`Learner.choose`):
+  1. score each recipe: index = c/p; sort ascending; ties keep the Nodefile order.
+  2. at most one probe per node per build: walking the order from position 2,
+     swap recipe r with the one just ahead of it, q, when r is DUE
+     (build - last_build >= backoff, or never observed) and PLAUSIBLE (its best,
+     exp(mu_min)/p - or its prior D if never observed - is below q's index).
+     Two recipes never observed are not swapped: a tie of two guesses is no
+     reason to try the second one.
+  3. after the probe's observation: if r now scores better than q, backoff = 4;
+     else backoff = min(2*backoff, 256) (at least 4): re-checks at 4, 8, 16 ... 256.
+  A recipe that was always clearly slower is never probed.
+
+Worked example. Node `model` with recipes fetch (store `backup`) and python:
+  fetch   D = 5.0 s learned,  p = 0.95, F = 1 s:  c = 4.80, index 5.05
+  python  D = 60 s learned,   p = 0.91, F = 6 s:  c = 55.2, index 60.6
+order fetch, python; expected duration 4.80 + 0.05 * 55.2 = 7.6 s. If python
+once ran in 3 s (mu_min = ln 3), it is plausible (3/0.91 = 3.3 < 5.05): it is
+probed when due - 4 builds after its last run, then 8, 16 ... while it stays slow.
+
+API
+---
+    learner = Learner(db)            # a sqlite3 connection; reads nothing yet
+    learner.begin_build()            # a new build (watch mode: once per rebuild)
+    choice = learner.choose(node, recipes, script_of=..., size_of=..., force_kind=None)
+    choice.recipes / .order / .estimates / .probe / .expected_duration / .explain()
+    learner.observe(node, recipe, ok, duration, script_hash=None, size=None)
+    learner.expected_duration(node, recipes, ...)   # the same order, no probe registered
+    learner.stats(node, recipe_name) -> Stats | None
+    learner.build                    # the current build number
+
+`recipes` are objects with `.name`, `.kind` ('python', 'r', 'shell', 'call',
+'fetch', 'load') and `.target` (script path, command, store name): model.Recipe
+fits. `script_of(recipe)` returns the current hash of its script (or None);
+`size_of(recipe)` the artifact size in bytes for a transfer (or None).
+
+Storage and cost: tables recipe_stats(node, recipe, data JSON),
+location_stats(kind, location, data JSON) and learn_meta(k, v) (the build
+counter) are created on the first write. Nothing is read until the first
+choose/observe/stats call, which loads everything in three queries; observe
+writes its rows at once (one transaction). The build counter advances on the
+first observe of a build, so builds that run nothing do not age back-offs.
+Aggregates used by priors (sibling and project medians) are a snapshot taken at
+the first need in each build; a node's own statistics are always live.
+
+Integration (build.py):
+  * Session/Runner: `learner = Learner(session.state.db)`; `learner.begin_build()`
+    at the start of a build.
+  * Runner.recipe_order: `choice = learner.choose(node.name, candidates(...),
+    script_of=..., size_of=..., force_kind=options.recipe_kind)`; keep
+    `choice.recipes` as the order.
+  * after each attempt (ok or failed, transfers included, "unavailable"
+    included; not cancelled ones): `learner.observe(node, recipe, ok, duration,
+    script_hash=..., size=bytes)`.
+  * critical path: `graph.bottom_levels(order, nodes, lambda n:
+    learner.expected_duration(n, nodes[n].recipes))`, computed on the first
+    priority() call so that a no-op build never loads the statistics.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import statistics
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Callable, Iterable, Protocol
+
+from .model import TRANSFER_KINDS
+
+ALPHA = 0.3  # EWMA weight floor
+GAMMA = 0.9  # discount of success/failure counts
+VAR_CAP = 0.5  # cap of the log-variance term in D
+P_MIN = 0.02
+FAIL_FRACTION = 0.1  # F before any failure, as a fraction of D
+BASE_BACKOFF = 4
+MAX_BACKOFF = 256
+DEFAULT_DURATION = 30.0  # a rebuild with nothing known
+DEFAULT_SIZE = 10e6  # an artifact of unknown size
+BIG_TRANSFER = 1e6  # above: a throughput sample; below: a latency sample
+MIN_DURATION = 1e-3
+# (latency s, throughput bytes/s) before any data, per transfer kind
+TRANSFER_DEFAULTS = {"load": (0.005, 200e6), "fetch": (0.1, 20e6)}
+
+LEARNED = "learned"
+PREVIOUS_SCRIPT = "previous script"
+TRANSFER_MODEL = "transfer model"
+SIBLINGS = "estimated from siblings"
+PROJECT_MEDIAN = "project median"
+DEFAULT = "default"
+
+
+class RecipeLike(Protocol):
+    name: str
+    kind: str
+    target: str
+
+
+def _ewma(old: float, new: float, n: int) -> float:
+    """One EWMA step with weight max(ALPHA, 1/n): the first sample is taken as is."""
+    return old + max(ALPHA, 1.0 / n) * (new - old)
+
+
+@dataclass
+class Stats:
+    """What is known of one recipe on one node (see the module docstring)."""
+
+    kind: str = ""
+    target: str = ""
+    n: int = 0
+    n_ok: int = 0
+    mu: float = 0.0
+    var: float = 0.0
+    mu_min: float | None = None
+    b_ok: float = 0.0
+    b_fail: float = 0.0
+    fail_cost: float | None = None
+    last_build: int | None = None
+    backoff: int = BASE_BACKOFF
+    script_hash: str | None = None
+    prior: float | None = None
+    size: int | None = None
+
+    @property
+    def p(self) -> float:
+        return min(1.0, max(P_MIN, (self.b_ok + 1.0) / (self.b_ok + self.b_fail + 2.0)))
+
+    @property
+    def mean(self) -> float | None:
+        """D, or None before the first success."""
+        return math.exp(self.mu + min(self.var, VAR_CAP) / 2) if self.n_ok else None
+
+    def record(self, ok: bool, duration: float, build: int, size: int | None = None) -> None:
+        duration = max(duration, MIN_DURATION)
+        self.n += 1
+        self.last_build = build
+        self.b_ok, self.b_fail = GAMMA * self.b_ok + ok, GAMMA * self.b_fail + (not ok)
+        if ok:
+            self.n_ok += 1
+            a = max(ALPHA, 1.0 / self.n_ok)
+            d = math.log(duration) - self.mu
+            self.mu += a * d
+            self.var = (1 - a) * (self.var + a * d * d)
+            if self.n_ok >= 2:
+                self.mu_min = self.mu if self.mu_min is None else min(self.mu_min, self.mu)
+            if size:
+                self.size = int(size)
+        else:
+            self.fail_cost = _ewma(self.fail_cost or 0.0, duration, self.n - self.n_ok)
+
+    def reset(self, kind: str, target: str, script_hash: str | None) -> Stats:
+        """Fresh statistics after a script change: the old mean stays as a prior, due now."""
+        prior = self.mean if self.n_ok else self.prior
+        return Stats(kind=kind, target=target, script_hash=script_hash, prior=prior, size=self.size, backoff=0)
+
+
+_STATS_FIELDS = {f.name for f in fields(Stats)}
+
+
+@dataclass
+class Location:
+    """Learned latency and throughput of one transfer location (the cache, a store)."""
+
+    kind: str = "fetch"
+    n_lat: int = 0
+    latency: float = 0.0
+    n_thr: int = 0
+    ln_thr: float = 0.0
+
+    def model(self) -> tuple[float, float]:
+        """(latency s, throughput bytes/s), the defaults standing in until learned."""
+        lat0, thr0 = TRANSFER_DEFAULTS.get(self.kind, TRANSFER_DEFAULTS["fetch"])
+        return (self.latency if self.n_lat else lat0, math.exp(self.ln_thr) if self.n_thr else thr0)
+
+    def estimate(self, size: float) -> float:
+        latency, throughput = self.model()
+        return latency + size / throughput
+
+    def record(self, duration: float, size: int) -> None:
+        duration = max(duration, MIN_DURATION)
+        if size > BIG_TRANSFER:
+            latency = self.model()[0]
+            moving = max(duration - latency, duration / 2)
+            self.n_thr += 1
+            self.ln_thr = _ewma(self.ln_thr, math.log(size / moving), self.n_thr)
+        else:
+            self.n_lat += 1
+            self.latency = _ewma(self.latency, duration, self.n_lat)
+
+
+_LOCATION_FIELDS = {f.name for f in fields(Location)}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One recipe's numbers as the choice saw them."""
+
+    recipe: str
+    kind: str
+    duration: float  # D: expected duration of a success
+    p: float  # success probability
+    fail_cost: float  # F: expected time to fail
+    cost: float  # c = p*D + (1-p)*F
+    index: float  # c/p: the sort key
+    source: str  # where D comes from: LEARNED, PREVIOUS_SCRIPT, TRANSFER_MODEL, SIBLINGS, ...
+    runs: int = 0  # attempts observed on this node (since the script last changed)
+    probe: bool = False
+
+    def __str__(self) -> str:
+        runs = f", {self.runs} run{'s' * (self.runs != 1)}" if self.runs else ""
+        return (f"{self.recipe}: {_seconds(self.duration)} ({self.source}{runs}), p = {self.p:.2f}, "
+                f"expected cost / p = {_seconds(self.index)}" + ("  [probe]" if self.probe else ""))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The order to try a node's recipes in, with the estimates behind it."""
+
+    node: str
+    recipes: tuple  # the recipe objects, in order
+    estimates: tuple[Estimate, ...]  # same order
+    probe: str | None = None  # the recipe moved forward to re-measure it, if any
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.recipes)
+
+    @property
+    def expected_duration(self) -> float:
+        return chain_cost(self.estimates)
+
+    def explain(self) -> list[str]:
+        """Lines for `node explain`: the choice, then every recipe's estimate."""
+        if not self.estimates:
+            return [f"{self.node}: no recipe to try"]
+        first, rest = self.estimates[0], self.estimates[1:]
+        head = f"{first.recipe} chosen: {_seconds(first.duration)} est."
+        if rest:
+            head += " vs " + ", ".join(f"{e.recipe} {_seconds(e.duration)}" for e in rest)
+        if self.probe:
+            head += f" ({self.probe} re-measured this build)"
+        return [head] + [f"  {i}. {e}" for i, e in enumerate(self.estimates, 1)]
+
+
+def chain_cost(estimates: Iterable[Estimate]) -> float:
+    """Expected time to get a success (or exhaust the chain): sum reach_i * c_i."""
+    total, reach = 0.0, 1.0
+    for e in estimates:
+        total += reach * e.cost
+        reach *= 1.0 - e.p
+    return total
+
+
+def _seconds(s: float) -> str:
+    if s < 1:
+        return f"{s * 1000:.0f} ms"
+    if s < 100:
+        return f"{s:.3g} s"
+    return f"{s / 60:.1f} min" if s < 6000 else f"{s / 3600:.1f} h"
+
+
+@dataclass(frozen=True)
+class _Probe:
+    recipe: str
+    rival_index: float
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS recipe_stats(node TEXT, recipe TEXT, data TEXT, PRIMARY KEY(node, recipe));
+CREATE TABLE IF NOT EXISTS location_stats(kind TEXT, location TEXT, data TEXT, PRIMARY KEY(kind, location));
+CREATE TABLE IF NOT EXISTS learn_meta(k TEXT PRIMARY KEY, v INTEGER);
+"""
+
+
+class Learner:
+    """Recipe statistics on a SQLite connection; the choice of recipe order."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+        self._stats: dict[str, dict[str, Stats]] | None = None  # node -> recipe -> Stats
+        self._locations: dict[tuple[str, str], Location] = {}
+        self._counter = 0  # builds committed so far
+        self._committed = False  # has this build taken its number yet
+        self._tables = False
+        self._aggregates: tuple[dict, float | None] | None = None
+        self._probes: dict[str, _Probe] = {}
+
+    # -- builds ---------------------------------------------------------------------
+    def begin_build(self) -> None:
+        """Start a new build: its number is taken on its first observation (no I/O here)."""
+        self._committed = False
+        self._aggregates = None
+        self._probes.clear()
+
+    @property
+    def build(self) -> int:
+        self._load()
+        return self._counter if self._committed else self._counter + 1
+
+    def _commit_build(self) -> int:
+        if not self._committed:
+            self._ensure_tables()
+            with _Tx(self.db):
+                self.db.execute("INSERT OR IGNORE INTO learn_meta VALUES ('builds', 0)")
+                self.db.execute("UPDATE learn_meta SET v = v + 1 WHERE k = 'builds'")
+                self._counter = int(self.db.execute("SELECT v FROM learn_meta WHERE k = 'builds'").fetchone()[0])
+            self._committed = True
+        return self._counter
+
+    # -- choosing -------------------------------------------------------------------
+    def choose(self, node: str, recipes: Iterable[RecipeLike], *,
+               script_of: Callable[[RecipeLike], str | None] | None = None,
+               size_of: Callable[[RecipeLike], int | None] | None = None,
+               force_kind: str | None = None) -> Choice:
+        """The order to try `recipes` (given in Nodefile order) for a stale node.
+
+        Registers the probe, if any, so that its observation adjusts its back-off.
+        `force_kind` (--recipe KIND) keeps only recipes of that kind or name, and
+        never probes.
+        """
+        choice, probe = self._rank(node, recipes, script_of, size_of, force_kind)
+        if probe is None:
+            self._probes.pop(node, None)
+        else:
+            self._probes[node] = probe
+        return choice
+
+    def expected_duration(self, node: str, recipes: Iterable[RecipeLike], *,
+                          script_of: Callable[[RecipeLike], str | None] | None = None,
+                          size_of: Callable[[RecipeLike], int | None] | None = None) -> float:
+        """The critical-path weight of a stale node: the expected chain cost of its order."""
+        return self._rank(node, recipes, script_of, size_of, None)[0].expected_duration
+
+    def _rank(self, node, recipes, script_of, size_of, force_kind) -> tuple[Choice, _Probe | None]:
+        self._load()
+        recipes = list(recipes)
+        if force_kind:
+            recipes = [r for r in recipes if r.kind == force_kind or r.name == force_kind]
+        rows = []
+        for r in recipes:
+            st = self._current(node, r, script_of(r) if script_of else None)
+            rows.append((self._estimate(node, r, st, size_of(r) if size_of else None), st, r))
+        rows.sort(key=lambda row: row[0].index)  # stable: ties keep the Nodefile order
+        probe = None
+        if force_kind is None:
+            build = self.build
+            for i in range(1, len(rows)):
+                est, st, r = rows[i]
+                rival = rows[i - 1][0]
+                if (est.runs or rival.runs) and _due(st, build) and _best(est, st) < rival.index:
+                    rows[i - 1], rows[i] = (replace(est, probe=True), st, r), rows[i - 1]
+                    probe = _Probe(r.name, rival.index)
+                    break
+        choice = Choice(node, tuple(r for _, _, r in rows), tuple(e for e, _, _ in rows),
+                        probe.recipe if probe else None)
+        return choice, probe
+
+    def _current(self, node: str, r: RecipeLike, script_hash: str | None) -> Stats | None:
+        """The node's statistics for r, reset (in memory) if its script changed."""
+        st = self._stats.get(node, {}).get(r.name)
+        if st is not None and _changed(st, r, script_hash):
+            st = self._stats[node][r.name] = st.reset(r.kind, r.target, script_hash)
+        return st
+
+    def _estimate(self, node: str, r: RecipeLike, st: Stats | None, size: int | None) -> Estimate:
+        if st is not None and st.n_ok:
+            duration, source = st.mean, LEARNED
+        elif st is not None and st.prior:
+            duration, source = st.prior, PREVIOUS_SCRIPT
+        elif r.kind in TRANSFER_KINDS:
+            if size is None:
+                size = self._node_size(node)
+            duration = self._location(r.kind, r.target).estimate(DEFAULT_SIZE if size is None else size)
+            source = TRANSFER_MODEL
+        else:
+            duration, source = self._rebuild_prior(r)
+        p = st.p if st is not None else Stats().p
+        return _score(r.name, r.kind, duration, p, st.fail_cost if st is not None else None, source,
+                      st.n if st is not None else 0)
+
+    def _node_size(self, node: str) -> int | None:
+        """The node's last artifact size: from its most recent sized observation."""
+        sized = [s for s in self._stats.get(node, {}).values() if s.size]
+        return max(sized, key=lambda s: s.last_build or 0).size if sized else None
+
+    def _rebuild_prior(self, r: RecipeLike) -> tuple[float, str]:
+        by_script, project = self._snapshot()
+        sib = by_script.get((r.kind, r.target))
+        if sib is not None:
+            return sib, SIBLINGS
+        if project is not None:
+            return project, PROJECT_MEDIAN
+        return DEFAULT_DURATION, DEFAULT
+
+    def _snapshot(self) -> tuple[dict, float | None]:
+        """Median D per (kind, script) and over every rebuild recipe, once per build."""
+        if self._aggregates is None:
+            groups: dict[tuple[str, str], list[float]] = {}
+            for recipes in self._stats.values():
+                for st in recipes.values():
+                    if st.n_ok and st.kind not in TRANSFER_KINDS:
+                        groups.setdefault((st.kind, st.target), []).append(st.mean)
+            every = [d for ds in groups.values() for d in ds]
+            self._aggregates = ({k: statistics.median(v) for k, v in groups.items()},
+                                statistics.median(every) if every else None)
+        return self._aggregates
+
+    def _location(self, kind: str, location: str) -> Location:
+        loc = self._locations.get((kind, location))
+        if loc is None:
+            loc = self._locations[(kind, location)] = Location(kind=kind)
+        return loc
+
+    # -- observing ------------------------------------------------------------------
+    def observe(self, node: str, recipe: RecipeLike, ok: bool, duration: float, *,
+                script_hash: str | None = None, size: int | None = None) -> None:
+        """Record one finished attempt (success or failure) and write it at once.
+
+        `size`: bytes of the artifact (transferred, or written by a rebuild).
+        Cancelled attempts (interrupted, inputs changed) should not be observed.
+        """
+        self._load()
+        build = self._commit_build()
+        recipes = self._stats.setdefault(node, {})
+        st = recipes.get(recipe.name)
+        if st is None:
+            st = recipes[recipe.name] = Stats(kind=recipe.kind, target=recipe.target, script_hash=script_hash)
+        elif _changed(st, recipe, script_hash):
+            st = recipes[recipe.name] = st.reset(recipe.kind, recipe.target, script_hash)
+        if script_hash:
+            st.script_hash = script_hash
+        st.record(ok, duration, build, size)
+        probe = self._probes.get(node)
+        if probe is not None and probe.recipe == recipe.name:
+            del self._probes[node]
+            better = ok and _score(recipe.name, recipe.kind, st.mean, st.p, st.fail_cost, LEARNED,
+                                   st.n).index < probe.rival_index
+            st.backoff = BASE_BACKOFF if better else min(MAX_BACKOFF, max(BASE_BACKOFF, 2 * st.backoff))
+        location = None
+        if recipe.kind in TRANSFER_KINDS and ok and size:
+            location = self._location(recipe.kind, recipe.target)
+            location.record(duration, size)
+        self._write(node, recipe, st, location)
+
+    # -- reading --------------------------------------------------------------------
+    def stats(self, node: str, recipe: str) -> Stats | None:
+        self._load()
+        return self._stats.get(node, {}).get(recipe)
+
+    def location(self, kind: str, location: str) -> Location:
+        self._load()
+        return self._location(kind, location)
+
+    # -- storage --------------------------------------------------------------------
+    def _load(self) -> None:
+        if self._stats is not None:
+            return
+        self._stats = {}
+        try:
+            for node, recipe, data in self.db.execute("SELECT node, recipe, data FROM recipe_stats"):
+                d = json.loads(data)
+                self._stats.setdefault(node, {})[recipe] = Stats(
+                    **{k: v for k, v in d.items() if k in _STATS_FIELDS})
+            for kind, location, data in self.db.execute("SELECT kind, location, data FROM location_stats"):
+                d = json.loads(data)
+                self._locations[(kind, location)] = Location(
+                    **{k: v for k, v in d.items() if k in _LOCATION_FIELDS})
+            row = self.db.execute("SELECT v FROM learn_meta WHERE k = 'builds'").fetchone()
+            self._counter = int(row[0]) if row else 0
+            self._tables = True
+        except sqlite3.OperationalError:  # no tables yet: nothing learned
+            pass
+
+    def _ensure_tables(self) -> None:
+        if not self._tables:
+            with _Tx(self.db):
+                for stmt in _SCHEMA.strip().split(";\n"):
+                    self.db.execute(stmt)
+            self._tables = True
+
+    def _write(self, node: str, recipe: RecipeLike, st: Stats, location: Location | None) -> None:
+        with _Tx(self.db):
+            self.db.execute("INSERT OR REPLACE INTO recipe_stats VALUES (?, ?, ?)",
+                            (node, recipe.name, json.dumps(asdict(st), separators=(",", ":"))))
+            if location is not None:
+                self.db.execute("INSERT OR REPLACE INTO location_stats VALUES (?, ?, ?)",
+                                (recipe.kind, recipe.target, json.dumps(asdict(location), separators=(",", ":"))))
+
+
+def _changed(st: Stats, r: RecipeLike, script_hash: str | None) -> bool:
+    """Did the recipe change under its name: another script hash, kind or target."""
+    return (bool(script_hash) and bool(st.script_hash) and script_hash != st.script_hash) \
+        or (st.kind, st.target) != (r.kind, r.target)
+
+
+def _score(name: str, kind: str, duration: float, p: float, fail_cost: float | None, source: str,
+           runs: int) -> Estimate:
+    fail = FAIL_FRACTION * duration if fail_cost is None else fail_cost
+    cost = p * duration + (1 - p) * fail
+    return Estimate(name, kind, duration, p, fail, cost, cost / p, source, runs)
+
+
+def _due(st: Stats | None, build: int) -> bool:
+    return st is None or st.n == 0 or st.last_build is None or build - st.last_build >= st.backoff
+
+
+def _best(est: Estimate, st: Stats | None) -> float:
+    """What the recipe can do: exp(mu_min)/p, or its prior D if never observed."""
+    if st is None or st.n == 0:
+        return est.duration
+    if st.n_ok:
+        return math.exp(st.mu if st.mu_min is None else st.mu_min) / est.p
+    return est.duration / est.p
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT, or nothing when the caller has a transaction open."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+        self.own = False
+
+    def __enter__(self):
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.own = True
+
+    def __exit__(self, exc_type, *_):
+        if self.own:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False
