@@ -6,12 +6,7 @@ Imports are lazy so that `nodefile.job()` inside a recipe costs almost nothing.
 from __future__ import annotations
 
 from .errors import BuildError, ConfigError, NodefileError
-
-
-def job(target: str | None = None, path: str | None = None):
-    """The current job (see nodefile.job.job)."""
-    from .job import job as _job
-    return _job(target, path)
+from .jobctx import job  # the module is named jobctx so that importing it never shadows this function
 
 __version__ = "0.1.0"
 __all__ = ["build", "status", "job", "load_project", "NodefileError", "BuildError", "ConfigError"]

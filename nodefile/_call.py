@@ -10,7 +10,7 @@ def main() -> int:
     func = importlib.import_module(mod)
     for part in fn.split("."):
         func = getattr(func, part)
-    from .job import job
+    from .jobctx import job
     result = func(job())
     return result if isinstance(result, int) else 0
 

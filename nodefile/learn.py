@@ -77,8 +77,8 @@ API
 fits. `script_of(recipe)` returns the current hash of its script (or None);
 `size_of(recipe)` the artifact size in bytes for a transfer (or None).
 
-Storage and cost: tables recipe_stats(node, recipe, data JSON),
-location_stats(kind, location, data JSON) and learn_meta(k, v) (the build
+Storage and cost: tables recipe_stats(node, recipe, data), location_stats(kind,
+location, data) - data is a JSON array of the dataclass's fields - and learn_meta(k, v) (the build
 counter) are created on the first write. Nothing is read until the first
 choose/observe/stats call, which loads everything in three queries; observe
 writes its rows at once (one transaction). The build counter advances on the
@@ -105,7 +105,7 @@ import json
 import math
 import sqlite3
 import statistics
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Callable, Iterable, Protocol
 
 from .model import TRANSFER_KINDS
@@ -196,7 +196,7 @@ class Stats:
         return Stats(kind=kind, target=target, script_hash=script_hash, prior=prior, size=self.size, backoff=0)
 
 
-_STATS_FIELDS = {f.name for f in fields(Stats)}
+_STATS_FIELDS = tuple(f.name for f in fields(Stats))  # stored as a JSON array in this order
 
 
 @dataclass
@@ -230,7 +230,7 @@ class Location:
             self.latency = _ewma(self.latency, duration, self.n_lat)
 
 
-_LOCATION_FIELDS = {f.name for f in fields(Location)}
+_LOCATION_FIELDS = tuple(f.name for f in fields(Location))
 
 
 @dataclass(frozen=True)
@@ -500,13 +500,9 @@ class Learner:
         self._stats = {}
         try:
             for node, recipe, data in self.db.execute("SELECT node, recipe, data FROM recipe_stats"):
-                d = json.loads(data)
-                self._stats.setdefault(node, {})[recipe] = Stats(
-                    **{k: v for k, v in d.items() if k in _STATS_FIELDS})
+                self._stats.setdefault(node, {})[recipe] = Stats(*json.loads(data))
             for kind, location, data in self.db.execute("SELECT kind, location, data FROM location_stats"):
-                d = json.loads(data)
-                self._locations[(kind, location)] = Location(
-                    **{k: v for k, v in d.items() if k in _LOCATION_FIELDS})
+                self._locations[(kind, location)] = Location(*json.loads(data))
             row = self.db.execute("SELECT v FROM learn_meta WHERE k = 'builds'").fetchone()
             self._counter = int(row[0]) if row else 0
             self._tables = True
@@ -523,10 +519,16 @@ class Learner:
     def _write(self, node: str, recipe: RecipeLike, st: Stats, location: Location | None) -> None:
         with _Tx(self.db):
             self.db.execute("INSERT OR REPLACE INTO recipe_stats VALUES (?, ?, ?)",
-                            (node, recipe.name, json.dumps(asdict(st), separators=(",", ":"))))
+                            (node, recipe.name, _dump(st, _STATS_FIELDS)))
             if location is not None:
                 self.db.execute("INSERT OR REPLACE INTO location_stats VALUES (?, ?, ?)",
-                                (recipe.kind, recipe.target, json.dumps(asdict(location), separators=(",", ":"))))
+                                (recipe.kind, recipe.target, _dump(location, _LOCATION_FIELDS)))
+
+
+def _dump(obj, names: tuple[str, ...]) -> str:
+    """The fields as a JSON array: compact and quick to load. New fields go at the end
+    of their dataclass, so that older rows still load (missing ones take defaults)."""
+    return json.dumps([getattr(obj, n) for n in names], separators=(",", ":"))
 
 
 def _changed(st: Stats, r: RecipeLike, script_hash: str | None) -> bool:

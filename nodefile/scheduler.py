@@ -83,13 +83,19 @@ class Scheduler:
                     heapq.heappush(queue, (self.priority(name), self.index[name], name, r))
             if not self.stopped:
                 skipped = []
+                blocked: set[str] = set()
                 while queue:
                     item = heapq.heappop(queue)
-                    if fits(item[3]):
-                        launch(item[2], item[3])
+                    spec = item[3]
+                    needs = {k for k, v in spec.resources.items() if v > 0}
+                    if not (needs & blocked) and fits(spec):
+                        launch(item[2], spec)
                     else:
+                        # wait for this one's resources, but let nodes that need none of
+                        # them go ahead (a node waiting for a GPU must not idle the CPUs)
                         skipped.append(item)
-                        break  # keep priority order: wait for resources for the head
+                        blocked |= {k for k, v in spec.resources.items()
+                                    if used.get(k, 0.0) + v > self.limits.get(k, float("inf")) + 1e-9}
                 for it in skipped:
                     heapq.heappush(queue, it)
             elif queue and not running:

@@ -51,9 +51,7 @@ class State:
             self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
             self.db.execute("PRAGMA busy_timeout=60000")
             if not self.exists or not readonly:
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=NORMAL")
-                self.db.executescript(_SCHEMA)
+                self._init_schema()
         self._stamps: dict | None = None
         self._dirty_stamps: dict = {}
         self._fast_invalidated = False
@@ -64,6 +62,25 @@ class State:
             from .fastpath import invalidate
             invalidate(self.root)
             self._fast_invalidated = True
+
+    def _init_schema(self) -> None:
+        """WAL mode and tables. Switching to WAL can fail at once with "database is
+        locked" while another process initialises the same file (the busy timeout
+        does not apply to it), so retry for a bounded time."""
+        deadline = time.monotonic() + 60
+        delay = 0.01
+        while True:
+            try:
+                if self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     def close(self) -> None:
         self.flush_stamps()

@@ -376,7 +376,8 @@ class Watcher:
         self.matcher = Matcher(self.root, {os.path.basename(nodefile)})
         self.observers: Observers | None = None
         self._cond = threading.Condition()
-        self._pending: dict[str, None] = {}  # changed paths, in the order they were seen
+        self._pending: dict[str, bool] = {}  # changed path -> seen during a build; in order seen
+        self._building = False  # set by the main thread around build()
         self._first_at = self._last_at = 0.0
         self._active = None  # (runner, executor) while a build runs
 
@@ -395,7 +396,7 @@ class Watcher:
             if not self._pending:
                 self._first_at = now
             for rel, _ in hits:
-                self._pending[rel] = None
+                self._pending[rel] = self._pending.get(rel, True) and self._building
             self._last_at = now
             active = self._active
             self._cond.notify_all()
@@ -416,7 +417,7 @@ class Watcher:
             self._start()
             last = self.cycle(None)
             while not last.interrupted:
-                last = self.cycle(self.wait())
+                last = self.cycle(*self.wait())
         except KeyboardInterrupt:
             pass  # while idle: the last cycle's status stands
         finally:
@@ -443,9 +444,10 @@ class Watcher:
         names = closure(project.nodes, resolve_targets(project, self.targets))
         self.matcher = Matcher(project.root, watched_paths(project, names), project)
 
-    def wait(self) -> list[str]:
+    def wait(self) -> tuple[list[str], bool]:
         """Block until a change arrives, then until the burst goes quiet for the
-        debounce period (or MAX_DELAY after it began); return the changed paths."""
+        debounce period (or MAX_DELAY after it began). Returns the changed paths,
+        and whether every one of them changed while the last build ran."""
         with self._cond:
             while not self._pending:
                 self._cond.wait(0.5)  # short waits keep Ctrl-C prompt
@@ -455,15 +457,16 @@ class Watcher:
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            changed, self._pending = list(self._pending), {}
-        return changed
+            changed, self._pending = self._pending, {}
+        return list(changed), all(changed.values())
 
-    def cycle(self, changed: list[str] | None) -> Cycle:
+    def cycle(self, changed: list[str] | None, during_build: bool = False) -> Cycle:
         """Reload the Nodefile, rebuild what is stale, report; never raises for a
         user-fixable problem."""
         t0 = time.monotonic()
         if changed:
-            self.rep.info("changed: " + _list(changed))
+            # a change seen during a build may already be built (a cancelled recipe was re-run)
+            self.rep.info(("changed during the last build: " if during_build else "changed: ") + _list(changed))
         try:
             result = self._reload_and_build(changed, t0)
         except NodefileError as e:
@@ -491,6 +494,7 @@ class Watcher:
         self.project = project
         self.observers.update(self.matcher.folders())  # before the build: see changes made during it
         opts = replace(self.options, on_runner=self._on_runner, dry_run=False)
+        self._building = True
         try:
             summary = build(project, self.targets, opts, self.rep)
         except KeyboardInterrupt:  # outside the scheduler loop: no recipe is running
@@ -498,6 +502,7 @@ class Watcher:
         finally:
             with self._cond:
                 self._active = None
+                self._building = False
         took = _fmt_s(time.monotonic() - t0)
         if summary.interrupted:
             return Cycle(130, True)

@@ -268,6 +268,8 @@ class _Builder:
             for p in e.paths:
                 if p.startswith("../") or p == ".." or os.path.isabs(p):
                     c.err(f"output '{e.source}' lies outside the project root", t, "outputs")
+                elif p in ("", "/"):
+                    c.err(f"output '{e.source}' is the project root itself", t, "outputs")
                 for w in patterns.wildcards_in(p):
                     if w not in wild:
                         wild.append(w)
@@ -521,7 +523,7 @@ class _Builder:
                 if owner:
                     deps.append(owner)
                 elif self.check_sources and not os.path.exists(os.path.join(self.root, p)):
-                    missing.setdefault(p if item == p else item, []).append((d.name, t, c))
+                    missing.setdefault(p, []).append((d.name, t, c))
                 paths.append(p)
             many = e.many or (kind != "path" and len(paths) != 1)
             inputs.append(Entry(e.name, tuple(paths), many, e.source, kind))
@@ -535,6 +537,8 @@ class _Builder:
                     c.err(f"{r.kind} script '{r.label or r.script}' does not exist", t,
                           r.kind if r.kind in decl.spec else "recipes")
                 script_inputs.append(r.script)
+        if d.name in deps:
+            c.err(f"dependency cycle: {d.name} -> {d.name} (the node reads its own output)", t, "inputs")
         node = Node(name=d.name, outputs=d.outputs, inputs=tuple(inputs), params=d.params, recipes=d.recipes,
                     cwd=decl.cwd, file=c.display, line=c.loc.line(t), wildcards=decl.wildcards,
                     priority=d.priority, order=d.order, deps=tuple(dict.fromkeys(x for x in deps if x != d.name)),
@@ -665,12 +669,13 @@ class _Builder:
                 timeout = None
             retries = r.get("retries", 0)
             if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-                c.err("retries must be a non-negative integer", tt, where)
+                c.err("retries must be a non-negative integer", tt, "retries" if "retries" in spec else where)
                 retries = 0
             res = r.get("resources", {})
             if not isinstance(res, dict) or not all(
                     isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in res.values()):
-                c.err("resources must be a table of name = number, e.g. { cores = 2, mem_gb = 8 }", tt, where)
+                c.err("resources must be a table of name = number, e.g. { cores = 2, mem_gb = 8 }", tt,
+                      "resources" if "resources" in spec else where)
                 res = {}
             recipes.append(Recipe(kind=kind, target=target, name=name, label=label,
                                   args=tuple(_toml_str(a) for a in args),

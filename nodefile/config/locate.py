@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 
 _HEADER = re.compile(r"^\s*\[\[?\s*(.+?)\s*\]\]?\s*(?:#.*)?$")
-_KEY = re.compile(r"""^\s*("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_\-]+)\s*=""")
+_KEYPART = r"""(?:"(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_\-]+)"""
+_KEY = re.compile(rf"^\s*({_KEYPART}(?:\s*\.\s*{_KEYPART})*)\s*=")
 _PART = re.compile(r"""\s*("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_\-]+)\s*(?:\.|$)""")
 
 
@@ -36,7 +37,12 @@ class Locator:
         self.headers: dict[tuple, int] = {}
         self.keys: dict[tuple, int] = {}
         table: tuple = ()
+        in_string = None  # the delimiter of a multi-line string we are inside
         for no, line in enumerate(text.splitlines(), 1):
+            if in_string:
+                if line.count(in_string) % 2 == 1:
+                    in_string = None
+                continue
             m = _HEADER.match(line)
             if m and not _KEY.match(line):
                 table = split_dotted(m.group(1))
@@ -44,7 +50,13 @@ class Locator:
                 continue
             k = _KEY.match(line)
             if k:
-                self.keys.setdefault(table + (_unquote(k.group(1)),), no)
+                dotted = split_dotted(k.group(1))
+                for i in range(1, len(dotted) + 1):
+                    self.keys.setdefault(table + dotted[:i], no)
+            for delim in ('"""', "'''"):
+                if line.count(delim) % 2 == 1:
+                    in_string = delim
+                    break
 
     def line(self, table: tuple, key: str | None = None) -> int | None:
         if key is not None:

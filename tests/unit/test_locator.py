@@ -112,3 +112,21 @@ def test_bracket_line_inside_multiline_string_is_not_a_header():
         ''')
     l = Locator(text)
     assert l.line(("nodes", "a"), "timeout") == 6
+
+
+def test_dotted_keys_are_located():
+    # TOML dotted keys are ordinary TOML: `inputs.raw = ...` defines key `inputs` of the node
+    text = textwrap.dedent('''\
+        [nodes.a]
+        outputs = "a"
+        inputs.raw = "missing.csv"
+        shell = "x"
+
+        [nodes]
+        b.outputs = "b"
+        b.timeout = -1
+        ''')
+    l = Locator(text)
+    assert l.line(("nodes", "a"), "inputs") == 3
+    assert l.line(("nodes", "b"), "timeout") == 8
+    assert l.line(("nodes", "b")) == 7

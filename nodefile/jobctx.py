@@ -18,7 +18,17 @@ class Entries:
     def __init__(self, entries: list[dict]):
         self._entries = [(e.get("name"), e["value"]) for e in entries]
 
+    def __getattribute__(self, name):
+        # an entry named like a method (items, paths, names) is reachable by attribute
+        if not name.startswith("_"):
+            for n, v in object.__getattribute__(self, "_entries"):
+                if n == name:
+                    return v
+        return object.__getattribute__(self, name)
+
     def __getitem__(self, key):
+        if isinstance(key, slice):
+            return [v for _, v in self._entries[key]]
         if isinstance(key, str):
             for n, v in self._entries:
                 if n == key:
@@ -59,13 +69,16 @@ class Entries:
 
 
 class Values(dict):
-    """Params and wildcards: `job.params.seed` or `job.params["seed"]`."""
+    """Params and wildcards: `job.params.seed` or `job.params["seed"]` (a dict)."""
+
+    def __getattribute__(self, name):
+        # a param named like a dict method (values, keys, items) is reachable by attribute
+        if not name.startswith("_") and dict.__contains__(self, name):
+            return dict.__getitem__(self, name)
+        return dict.__getattribute__(self, name)
 
     def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"no param '{name}' (declared: {', '.join(self) or 'none'})") from None
+        raise AttributeError(f"no param '{name}' (declared: {', '.join(self) or 'none'})")
 
 
 class Job:

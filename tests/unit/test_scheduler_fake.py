@@ -1,0 +1,306 @@
+"""nodefile.scheduler with a fake executor (virtual clock) and a fake runner: no processes."""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+import pytest
+
+from nodefile.graph import bottom_levels
+from nodefile.model import NodeResult, Outcome
+from nodefile.scheduler import Scheduler
+
+
+@dataclass
+class Spec:
+    node: str
+    resources: dict
+    duration: float = 1.0
+    fail: bool = False
+    attempt: int = 1
+
+
+@dataclass
+class Fin:
+    handle: int
+    exit_code: int
+
+
+class FakeExecutor:
+    """Runs specs on a virtual clock; records starts, ends and resource use."""
+
+    def __init__(self):
+        self.clock = 0.0
+        self.next = 0
+        self.running: dict[int, tuple[float, Spec]] = {}  # handle -> (end, spec)
+        self.use: dict[str, float] = {}
+        self.peak: dict[str, float] = {}
+        self.launched: list[str] = []
+        self.start: dict[str, float] = {}
+        self.end: dict[str, float] = {}
+        self.max_parallel = 0
+
+    def submit(self, spec):
+        self.next += 1
+        self.running[self.next] = (self.clock + spec.duration, spec)
+        self.launched.append(spec.node)
+        self.start.setdefault(spec.node, self.clock)
+        for k, v in spec.resources.items():
+            self.use[k] = self.use.get(k, 0.0) + v
+            self.peak[k] = max(self.peak.get(k, 0.0), self.use[k])
+        self.max_parallel = max(self.max_parallel, len(self.running))
+        return self.next
+
+    def wait(self, timeout):
+        assert self.running, "the scheduler waited with nothing running"
+        t = min(end for end, _ in self.running.values())
+        self.clock = t
+        done = []
+        for h, (end, spec) in sorted(self.running.items()):
+            if end == t:
+                del self.running[h]
+                self.end[spec.node] = t
+                for k, v in spec.resources.items():
+                    self.use[k] -= v
+                done.append(Fin(h, 1 if spec.fail else 0))
+        return done
+
+
+@dataclass
+class FakeRunner:
+    durations: dict = field(default_factory=dict)
+    failing: set = field(default_factory=set)
+    resources: dict = field(default_factory=dict)
+    up_to_date: set = field(default_factory=set)
+    retries: dict = field(default_factory=dict)  # node -> number of failing attempts before success
+    decided: list = field(default_factory=list)
+    started_specs: list = field(default_factory=list)
+    done_results: list = field(default_factory=list)
+    ticks: int = 0
+
+    def spec(self, name, attempt=1):
+        fail = name in self.failing or attempt <= self.retries.get(name, 0)
+        return Spec(name, dict(self.resources.get(name, {"cores": 1.0})), self.durations.get(name, 1.0), fail,
+                    attempt)
+
+    def decide(self, name):
+        self.decided.append(name)
+        if name in self.up_to_date:
+            return NodeResult(name, Outcome.UP_TO_DATE)
+        return self.spec(name)
+
+    def finished(self, name, spec, fin):
+        if fin.exit_code == 0:
+            return NodeResult(name, Outcome.OK, "fake", spec.duration)
+        if spec.attempt <= self.retries.get(name, 0):
+            return self.spec(name, spec.attempt + 1)
+        return NodeResult(name, Outcome.FAILED, "fake", spec.duration, message="exit 1")
+
+    def started(self, spec):
+        self.started_specs.append(spec)
+
+    def done(self, result):
+        self.done_results.append(result)
+
+    def tick(self, running, done, total):
+        self.ticks += 1
+
+
+def run(deps, runner=None, limits=None, priority=None, keep_going=False, order=None):
+    order = list(order or deps)
+    runner = runner or FakeRunner()
+    ex = FakeExecutor()
+    if priority is None:
+        priority = lambda n: (0,)  # noqa: E731
+    s = Scheduler(order, deps, priority, limits or {"cores": 1.0}, ex, runner, keep_going=keep_going,
+                  tick_every=0.0)
+    results = s.run()
+    return results, ex, runner
+
+
+def outcomes(results):
+    return {n: r.outcome for n, r in results.items()}
+
+
+# -- dependencies -------------------------------------------------------------------------
+
+def test_everything_runs_once_in_dependency_order():
+    deps = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
+    results, ex, runner = run(deps, FakeRunner(durations={"a": 1, "b": 3, "c": 1, "d": 1}),
+                              limits={"cores": 4.0})
+    assert outcomes(results) == dict.fromkeys(deps, Outcome.OK)
+    assert sorted(ex.launched) == sorted(deps)
+    for n, ds in deps.items():
+        for d in ds:
+            assert ex.start[n] >= ex.end[d], (d, n)
+    assert ex.start["b"] == ex.start["c"] == 1.0  # both ready after a: run in parallel
+    assert ex.end["d"] == 5.0
+    assert [r.node for r in runner.done_results] == ["a", "c", "b", "d"]
+    assert runner.ticks >= 1
+
+
+def test_dependencies_outside_the_order_are_ignored():
+    results, ex, _ = run({"a": ["elsewhere"], "b": ["a"]})
+    assert ex.launched == ["a", "b"] and outcomes(results)["b"] is Outcome.OK
+
+
+def test_up_to_date_nodes_are_not_launched_and_release_their_dependents():
+    deps = {"a": [], "b": ["a"], "c": ["b"]}
+    results, ex, runner = run(deps, FakeRunner(up_to_date={"a", "b"}))
+    assert ex.launched == ["c"]
+    assert outcomes(results) == {"a": Outcome.UP_TO_DATE, "b": Outcome.UP_TO_DATE, "c": Outcome.OK}
+
+
+def test_empty_order():
+    results, ex, _ = run({})
+    assert results == {} and ex.launched == []
+
+
+# -- resources ------------------------------------------------------------------------------
+
+def test_never_exceeds_the_cores_limit():
+    deps = {f"n{i}": [] for i in range(12)}
+    res = {f"n{i}": {"cores": float(1 + i % 3)} for i in range(12)}
+    dur = {f"n{i}": 1.0 + (i * 7 % 5) for i in range(12)}
+    results, ex, _ = run(deps, FakeRunner(durations=dur, resources=res), limits={"cores": 4.0})
+    assert all(r.outcome is Outcome.OK for r in results.values())
+    assert ex.peak["cores"] <= 4.0
+
+
+def test_uses_every_slot():
+    deps = {f"n{i}": [] for i in range(6)}
+    results, ex, _ = run(deps, limits={"cores": 3.0})
+    assert ex.max_parallel == 3 and ex.clock == 2.0
+
+
+def test_other_resources_are_limited_too():
+    deps = {"g1": [], "g2": [], "cpu": []}
+    res = {"g1": {"cores": 1.0, "gpu": 1.0}, "g2": {"cores": 1.0, "gpu": 1.0}, "cpu": {"cores": 1.0}}
+    results, ex, _ = run(deps, FakeRunner(resources=res), limits={"cores": 8.0, "gpu": 1.0})
+    assert ex.peak["gpu"] == 1.0
+    assert {ex.start["g1"], ex.start["g2"]} == {0.0, 1.0}
+
+
+def test_a_node_waiting_for_a_gpu_does_not_hold_back_nodes_that_need_none():
+    # -j 8 and one GPU: g2 waits for the GPU, but `cpu` needs no GPU and 7 cores are idle.
+    # Holding `cpu` back behind g2 only delays the build (no starvation to prevent: cpu
+    # takes nothing g2 is waiting for).
+    deps = {"g1": [], "g2": [], "cpu": []}
+    res = {"g1": {"cores": 1.0, "gpu": 1.0}, "g2": {"cores": 1.0, "gpu": 1.0}, "cpu": {"cores": 1.0}}
+    results, ex, _ = run(deps, FakeRunner(resources=res), limits={"cores": 8.0, "gpu": 1.0})
+    assert ex.start["cpu"] == 0.0
+
+
+def test_a_request_larger_than_the_machine_runs_alone_instead_of_deadlocking():
+    deps = {"big": [], "small": []}
+    res = {"big": {"cores": 16.0}, "small": {"cores": 1.0}}
+    results, ex, _ = run(deps, FakeRunner(resources=res), limits={"cores": 4.0},
+                         priority=lambda n: (0 if n == "big" else 1,))
+    assert outcomes(results) == {"big": Outcome.OK, "small": Outcome.OK}
+    assert ex.launched == ["big", "small"] and ex.start["small"] == 1.0
+
+
+# -- priority -----------------------------------------------------------------------------------
+
+def test_dispatches_by_priority_smallest_key_first():
+    # build.py passes (-user priority, -critical path): the smallest tuple is the most urgent
+    deps = {n: [] for n in "abcde"}
+    level = {"a": 1, "b": 5, "c": 3, "d": 5, "e": 2}
+    results, ex, _ = run(deps, limits={"cores": 1.0}, priority=lambda n: (-level[n],))
+    assert ex.launched == ["b", "d", "c", "e", "a"]  # ties keep declaration order
+
+
+def test_critical_path_goes_first():
+    # chain a -> b -> c (3 units each) and two short independent nodes x, y (1 unit)
+    from types import SimpleNamespace
+    deps = {"x": [], "y": [], "a": [], "b": ["a"], "c": ["b"]}
+    dur = {"a": 3, "b": 3, "c": 3, "x": 1, "y": 1}
+    nodes = {n: SimpleNamespace(deps=tuple(d)) for n, d in deps.items()}
+    levels = bottom_levels(["x", "y", "a", "b", "c"], nodes, dur.__getitem__)
+    assert levels == {"x": 1, "y": 1, "a": 9, "b": 6, "c": 3}
+    results, ex, _ = run(deps, FakeRunner(durations=dur), limits={"cores": 2.0},
+                         priority=lambda n: (-levels[n],))
+    assert ex.launched[0] == "a"
+    assert ex.clock == 9.0  # the lower bound: the chain never waits for the short nodes
+
+
+def test_user_priority_sorts_before_critical_path():
+    deps = {"long": [], "urgent": []}
+    prio = {"long": (0, -10), "urgent": (-1, -1)}
+    _, ex, _ = run(deps, FakeRunner(durations={"long": 10, "urgent": 1}), priority=prio.__getitem__)
+    assert ex.launched == ["urgent", "long"]
+
+
+def test_head_of_queue_waits_for_resources_rather_than_being_overtaken():
+    # `wide` is the most urgent and needs the whole machine: narrower nodes do not jump ahead
+    deps = {"first": [], "wide": [], "narrow": []}
+    res = {"first": {"cores": 1.0}, "wide": {"cores": 2.0}, "narrow": {"cores": 1.0}}
+    prio = {"first": (0,), "wide": (1,), "narrow": (2,)}
+    _, ex, _ = run(deps, FakeRunner(resources=res, durations={"first": 2}), limits={"cores": 2.0},
+                   priority=prio.__getitem__)
+    assert ex.launched == ["first", "wide", "narrow"]
+    assert ex.start["wide"] == 2.0
+
+
+# -- failures -----------------------------------------------------------------------------------
+
+def test_dependents_of_a_failure_are_skipped_transitively():
+    deps = {"a": [], "b": ["a"], "c": ["b"]}
+    results, ex, _ = run(deps, FakeRunner(failing={"a"}), keep_going=True)
+    assert outcomes(results) == {"a": Outcome.FAILED, "b": Outcome.SKIPPED, "c": Outcome.SKIPPED}
+    assert "a" in results["b"].message and ex.launched == ["a"]
+
+
+def test_stops_launching_after_a_failure_without_keep_going():
+    deps = {"bad": [], "slow": [], "later": [], "after_slow": ["slow"]}
+    prio = {"bad": (0,), "slow": (1,), "later": (2,), "after_slow": (3,)}
+    results, ex, runner = run(deps, FakeRunner(failing={"bad"}, durations={"bad": 1, "slow": 5}),
+                              limits={"cores": 2.0}, priority=prio.__getitem__)
+    assert ex.launched == ["bad", "slow"]
+    assert results["bad"].outcome is Outcome.FAILED
+    assert results["slow"].outcome is Outcome.OK  # already running: allowed to finish
+    assert "later" not in results or results["later"].outcome is not Outcome.OK
+    assert "after_slow" not in results or results["after_slow"].outcome is not Outcome.OK
+    assert "later" not in ex.launched and "after_slow" not in ex.launched
+
+
+def test_keep_going_builds_everything_not_downstream_of_a_failure():
+    deps = {"bad": [], "child": ["bad"], "grandchild": ["child"], "ok1": [], "ok2": ["ok1"],
+            "mixed": ["ok2", "bad"]}
+    results, ex, _ = run(deps, FakeRunner(failing={"bad"}), limits={"cores": 1.0}, keep_going=True)
+    assert outcomes(results) == {"bad": Outcome.FAILED, "child": Outcome.SKIPPED, "grandchild": Outcome.SKIPPED,
+                                 "ok1": Outcome.OK, "ok2": Outcome.OK, "mixed": Outcome.SKIPPED}
+    assert sorted(ex.launched) == ["bad", "ok1", "ok2"]
+
+
+def test_a_retry_is_requeued_and_succeeds():
+    deps = {"flaky": [], "next": ["flaky"]}
+    results, ex, runner = run(deps, FakeRunner(retries={"flaky": 2}))
+    assert ex.launched == ["flaky", "flaky", "flaky", "next"]
+    assert outcomes(results) == {"flaky": Outcome.OK, "next": Outcome.OK}
+    assert [s.attempt for s in runner.started_specs if s.node == "flaky"] == [1, 2, 3]
+    assert [r.node for r in runner.done_results] == ["flaky", "next"]  # done once per node
+
+
+def test_a_retry_after_the_build_stopped_is_not_launched():
+    # `bad` fails at t=1 and stops the build; `flaky` fails at t=2 and asks for a retry
+    deps = {"bad": [], "flaky": []}
+    results, ex, _ = run(deps, FakeRunner(failing={"bad"}, retries={"flaky": 1},
+                                          durations={"bad": 1, "flaky": 2}),
+                         limits={"cores": 2.0})
+    assert ex.launched.count("flaky") == 1
+    assert results["flaky"].outcome is Outcome.FAILED and "stopped" in results["flaky"].message
+
+
+def test_decide_is_not_called_for_skipped_nodes():
+    deps = {"a": [], "b": ["a"]}
+    _, _, runner = run(deps, FakeRunner(failing={"a"}), keep_going=True)
+    assert runner.decided == ["a"]
+
+
+@pytest.mark.parametrize("keep_going", [False, True])
+def test_every_settled_node_reported_once(keep_going):
+    deps = {"a": [], "b": ["a"], "c": [], "d": ["c"]}
+    results, _, runner = run(deps, FakeRunner(failing={"c"}), limits={"cores": 2.0}, keep_going=keep_going)
+    names = [r.node for r in runner.done_results]
+    assert len(names) == len(set(names)) and set(names) == set(results)

@@ -1,0 +1,175 @@
+"""nodefile.state: the SQLite store (WAL): records, attempts, builds, stamps."""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+
+import pytest
+
+from nodefile.state import State, state_dir
+
+
+@pytest.fixture
+def root(tmp_path):
+    return str(tmp_path)
+
+
+@pytest.fixture
+def st(root):
+    s = State(root)
+    yield s
+    s.close()
+
+
+def test_creates_the_database_in_dot_nodefile(root, st):
+    assert state_dir(root) == os.path.join(root, ".nodefile")
+    assert os.path.isfile(os.path.join(root, ".nodefile", "state.db"))
+    assert st.exists is False
+    assert State(root).exists is True
+
+
+def test_wal_mode_is_on(root, st):
+    assert st.db.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+    other = sqlite3.connect(os.path.join(root, ".nodefile", "state.db"))
+    try:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"  # persistent
+    finally:
+        other.close()
+
+
+def test_record_round_trip(root, st):
+    parts = {"format": "1", "param:alpha": "0.5", "input:a.csv": None}
+    outputs = {"out.csv": "a" * 32}
+    st.put_record("clean", "K1", parts, outputs, "python", 3)
+    r = st.record("clean")
+    assert r["key"] == "K1" and r["recipe"] == "python" and r["build_id"] == 3
+    assert json.loads(r["parts"]) == parts and json.loads(r["outputs"]) == outputs
+    assert r["incomplete"] == 0 and r["built_ns"] > 0
+    assert st.record("nope") is None
+    # visible to another connection (committed)
+    s2 = State(root)
+    try:
+        assert s2.record("clean")["key"] == "K1"
+        assert set(s2.records()) == {"clean"}
+    finally:
+        s2.close()
+
+
+def test_put_record_replaces(st):
+    st.put_record("a", "K1", {}, {}, "python", 1)
+    st.put_record("a", "K2", {"x": "1"}, {"o": "h"}, "shell", 2)
+    assert st.records()["a"]["key"] == "K2"
+    assert len(st.records()) == 1
+
+
+def test_incomplete_mark_and_clear(st):
+    st.put_record("a", "K1", {}, {}, "python", 1)
+    st.mark_incomplete("a")
+    assert st.record("a")["incomplete"] == 1
+    st.put_record("a", "K1", {}, {}, "python", 2)
+    assert st.record("a")["incomplete"] == 0
+
+
+def test_forget(st):
+    st.put_record("a", "K", {}, {}, None, None)
+    st.put_record("b", "K", {}, {}, None, None)
+    st.forget(["a", "zzz"])
+    assert set(st.records()) == {"b"}
+
+
+def test_builds_and_attempts(root, st):
+    b1 = st.start_build(["report"])
+    st.add_attempt(build_id=b1, node="clean", recipe="fetch", kind="fetch", attempt=1, start_ns=1, duration=0.5,
+                   outcome="failed", failure="unavailable", bytes=0, log="l1", exit_code=None, message="down")
+    st.add_attempt(build_id=b1, node="clean", recipe="python", kind="python", attempt=1, start_ns=2,
+                   duration=2.0, outcome="ok", bytes=10, log="l2", exit_code=0, script_hash="h")
+    st.end_build(b1, 0)
+    b2 = st.start_build([])
+    st.add_attempt(build_id=b2, node="clean", recipe="python", kind="python", attempt=1, start_ns=3,
+                   duration=3.0, outcome="ok")
+    st.add_attempt(build_id=b2, node="model", recipe="r", kind="r", attempt=1, start_ns=4, duration=9.0,
+                   outcome="ok")
+    assert b2 > b1
+    all_ = st.attempts()
+    assert [a["recipe"] for a in all_] == ["fetch", "python", "python", "r"]
+    assert all_[0]["failure"] == "unavailable" and all_[0]["message"] == "down" and all_[0]["exit_code"] is None
+    assert [a["duration"] for a in st.attempts(node="clean")] == [0.5, 2.0, 3.0]
+    assert [a["node"] for a in st.attempts(build_id=b2)] == ["clean", "model"]
+    assert [a["recipe"] for a in st.attempts(node="clean", build_id=b1)] == ["fetch", "python"]
+    assert st.last_durations() == {"clean": 3.0, "model": 9.0}  # the latest successful one
+    row = st.db.execute("SELECT targets, status, ended_ns, pid FROM builds WHERE id=?", (b1,)).fetchone()
+    assert json.loads(row[0]) == ["report"] and row[1] == 0 and row[2] > 0 and row[3] == os.getpid()
+
+
+def test_stamps_flush_and_reload(root):
+    s = State(root)
+    s.put_stamp("a.csv", (5, 100, 7, "h" * 32, 200))
+    assert s.stamps()["a.csv"] == (5, 100, 7, "h" * 32, 200)
+    other = State(root)
+    assert "a.csv" not in other.stamps()  # not flushed yet
+    other.close()
+    s.flush_stamps()
+    assert s._dirty_stamps == {}
+    other = State(root)
+    assert other.stamps()["a.csv"] == (5, 100, 7, "h" * 32, 200)
+    other.close()
+    s.close()
+
+
+def test_close_flushes_stamps(root):
+    s = State(root)
+    s.put_stamp("b.csv", (1, 2, 3, "h", 4))
+    s.close()
+    s2 = State(root)
+    assert s2.stamps()["b.csv"] == (1, 2, 3, "h", 4)
+    s2.close()
+
+
+def test_put_record_writes_pending_stamps_in_the_same_transaction(root):
+    s = State(root)
+    s.put_stamp("in.csv", (1, 2, 3, "h", 4))
+    s.put_record("n", "K", {}, {}, "python", 1)
+    assert s._dirty_stamps == {}
+    s2 = State(root)
+    assert s2.stamps()["in.csv"] == (1, 2, 3, "h", 4)
+    s2.close()
+    s.db.close()
+
+
+def test_put_stamp_replaces(root, st):
+    st.put_stamp("a", (1, 1, 1, "x", 1))
+    st.flush_stamps()
+    st.put_stamp("a", (2, 2, 2, "y", 2))
+    st.flush_stamps()
+    s2 = State(root)
+    assert s2.stamps()["a"] == (2, 2, 2, "y", 2)
+    s2.close()
+
+
+def test_readonly_without_database_creates_nothing(tmp_path):
+    s = State(str(tmp_path), readonly=True)
+    assert s.records() == {} and s.record("x") is None and s.stamps() == {}
+    s.put_stamp("a", (1, 2, 3, "h", 4))
+    s.close()
+    assert not (tmp_path / ".nodefile").exists()
+
+
+def test_readonly_reads_an_existing_database(root):
+    s = State(root)
+    s.put_record("a", "K", {}, {}, "python", 1)
+    s.close()
+    ro = State(root, readonly=True)
+    try:
+        assert ro.record("a")["key"] == "K"
+    finally:
+        ro.close()
+
+
+def test_failed_transaction_rolls_back(st):
+    st.put_record("a", "K", {}, {}, None, None)
+    with pytest.raises(RuntimeError):
+        with st._tx():
+            st.db.execute("DELETE FROM nodes")
+            raise RuntimeError("boom")
+    assert "a" in st.records()
