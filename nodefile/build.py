@@ -198,6 +198,10 @@ class ProjectLock:
 
 
 # -- running nodes ---------------------------------------------------------------------------
+def _safe_name(name: str) -> str:
+    return name.replace("/", "_")
+
+
 def _tail(path: str | None, n: int = 12) -> str:
     if not path:
         return ""
@@ -253,6 +257,12 @@ class Runner:
         self._changed_lock = threading.Lock()
         self._changed: set[str] = set()
         self.requeued: list[str] = []
+        self._made: set[str] = set()
+
+    def makedirs(self, path: str) -> None:
+        if path not in self._made:
+            os.makedirs(path, exist_ok=True)
+            self._made.add(path)
 
     def notify_changed(self, paths) -> None:
         """Thread-safe: these project-relative paths changed (watch mode)."""
@@ -300,7 +310,8 @@ class Runner:
         if not self.order[name]:
             why = f"no recipe of kind '{self.o.recipe_kind}'" if self.o.recipe_kind else "no recipe can produce it"
             return NodeResult(name, Outcome.FAILED, message=why)
-        self.s.state.mark_incomplete(name)
+        if verdict.reasons[0].kind is not ReasonKind.NEVER_BUILT:
+            self.s.state.mark_incomplete(name)
         return self._next_spec(name, 0)
 
     def _next_spec(self, name: str, idx: int):
@@ -311,10 +322,9 @@ class Runner:
         self.attempt_no[name] = n
         _move_aside(self.s, node, "previous", "last")
         for p in node.output_paths:
-            parent = os.path.dirname(os.path.join(self.s.project.root, p.rstrip("/")))
-            os.makedirs(parent, exist_ok=True)
-        log = os.path.join(self.s.dir, "logs", name.replace("/", "_"),
-                           f"{self.build_id:05d}-{n}-{recipe.name.replace('#', '_')}.log")
+            self.makedirs(os.path.dirname(os.path.join(self.s.project.root, p.rstrip("/"))))
+        log = os.path.join(self.s.dir, "logs", f"{self.build_id:05d}",
+                           f"{_safe_name(name)}.{n}.{recipe.name.replace('#', '_')}.log")
         if recipe.kind in TRANSFERS:
             return self._transfer_spec(node, recipe, n, log, idx)
         return recipes.prepare(self.s.project, node, recipe, n, log, self.jobdir, index=idx)
@@ -579,7 +589,9 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
         return dry_run(project, order, options, reporter, t0)
     session = Session(project)
     lock = ProjectLock(session.dir)
+    here = os.getcwd()
     try:
+        os.chdir(project.root)  # recipes run here (posix_spawn cannot chdir); restored below
         lock.acquire(options.wait_for_lock, on_wait=reporter.info)
         build_id = session.state.start_build(names)
         shutil.rmtree(os.path.join(session.dir, "tmp"), ignore_errors=True)  # partial fetches of a killed build
@@ -624,6 +636,7 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
     finally:
         session.close()
         lock.release()
+        os.chdir(here)
 
 
 def _record_noop(session: Session, order, argv_cwd, count: int) -> None:

@@ -315,7 +315,8 @@ def cmd_gc(args, rep) -> int:
             entries, freed = session.cache.gc(lambda n: n in project.nodes, older)
         gone = [n for n in session.records() if n not in project.nodes]
         session.state.forget(gone)
-        for where in ("previous", "failed", "logs"):
+        freed += _prune_logs(session, keep=20)
+        for where in ("previous", "failed"):
             base = os.path.join(session.dir, where)
             if not os.path.isdir(base):
                 continue
@@ -328,6 +329,20 @@ def cmd_gc(args, rep) -> int:
     rep.print(f"gc: removed {entries} cache entr{'y' if entries == 1 else 'ies'} and the records of "
               f"{len(gone)} node(s) no longer in the Nodefile; freed {_fmt_bytes(freed)}")
     return 0
+
+
+def _prune_logs(session, keep: int) -> int:
+    """Keep the logs of the last `keep` builds (logs/<build id>/)."""
+    base = os.path.join(session.dir, "logs")
+    try:
+        builds = sorted(d for d in os.listdir(base) if d.isdigit())
+    except OSError:
+        return 0
+    freed = 0
+    for d in builds[:-keep]:
+        freed += _du(os.path.join(base, d))
+        shutil.rmtree(os.path.join(base, d), ignore_errors=True)
+    return freed
 
 
 def _du(path: str) -> int:

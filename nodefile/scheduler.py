@@ -12,6 +12,8 @@ import time
 
 from .model import NodeResult, Outcome
 
+LOOKAHEAD = 32  # how far past a blocked head the dispatcher looks for work that fits
+
 
 class Scheduler:
     def __init__(self, order, deps, priority, limits, executor, runner, keep_going=False,
@@ -84,7 +86,7 @@ class Scheduler:
             if not self.stopped:
                 skipped = []
                 blocked: set[str] = set()
-                while queue:
+                while queue and len(skipped) < LOOKAHEAD:
                     item = heapq.heappop(queue)
                     spec = item[3]
                     needs = {k for k, v in spec.resources.items() if v > 0}

@@ -29,6 +29,15 @@ class Finished:
     payload: object = None  # for transfers: what the callable returned
 
 
+class _Spawned:
+    """A process started with posix_spawn: the little of Popen's interface we use."""
+    __slots__ = ("pid", "returncode")
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode = None
+
+
 class _Proc:
     __slots__ = ("popen", "pidfd", "start", "deadline", "timed_out", "cancelled", "kill_at", "logf")
 
@@ -68,7 +77,30 @@ class LocalExecutor:
             self._thread_done.append(fin)
         os.write(self._wake_w, b"x")
 
+    def _spawn(self, spec, logf):
+        """posix_spawn (vfork-fast) in a new session when the recipe runs in our
+        own working folder; otherwise subprocess (which can chdir)."""
+        if hasattr(os, "posix_spawn") and spec.cwd == self._cwd():
+            actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                       (os.POSIX_SPAWN_DUP2, logf.fileno(), 1),
+                       (os.POSIX_SPAWN_DUP2, logf.fileno(), 2)]
+            exe = spec.argv[0]
+            spawn = os.posix_spawn if os.sep in exe else os.posix_spawnp
+            pid = spawn(exe, list(spec.argv), spec.env, file_actions=actions, setsid=True)
+            return _Spawned(pid)
+        return subprocess.Popen(list(spec.argv), cwd=spec.cwd, env=spec.env, stdin=subprocess.DEVNULL,
+                                stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+
+    _cwd_cache: str | None = None
+
+    def _cwd(self) -> str:
+        if self._cwd_cache is None:
+            self._cwd_cache = os.getcwd()
+        return self._cwd_cache
+
     def submit(self, spec) -> int:
+        if spec.func is None:
+            self._made_dirs = getattr(self, "_made_dirs", set())
         if spec.func is not None:
             handle = self._next_handle
             self._next_handle -= 1
@@ -76,13 +108,14 @@ class LocalExecutor:
             self.threads[handle] = start
             threading.Thread(target=self._run_thread, args=(handle, spec, start), daemon=True).start()
             return handle
-        os.makedirs(os.path.dirname(spec.log), exist_ok=True)
+        d = os.path.dirname(spec.log)
+        if d not in self._made_dirs:
+            os.makedirs(d, exist_ok=True)
+            self._made_dirs.add(d)
         logf = open(spec.log, "ab", buffering=0)
         start = time.monotonic()
         try:
-            popen = subprocess.Popen(list(spec.argv), cwd=spec.cwd, env=spec.env, stdin=subprocess.DEVNULL,
-                                     stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
-                                     close_fds=True)
+            popen = self._spawn(spec, logf)
         except OSError as e:
             msg = f"cannot start {spec.argv[0]}: {e.strerror or e}"
             logf.write((msg + "\n").encode())

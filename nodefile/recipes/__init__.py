@@ -83,14 +83,17 @@ def r_job_source(m: dict) -> str:
     return f"# written by nodefile for node {m['node']}\nnode <- list(\n  {body}\n)\n"
 
 
+_made: set = set()
+
+
 def write_job(jobdir: str, m: dict, with_r: bool) -> tuple[str, str | None]:
-    os.makedirs(jobdir, exist_ok=True)
+    if jobdir not in _made:
+        os.makedirs(jobdir, exist_ok=True)
+        _made.add(jobdir)
     base = os.path.join(jobdir, _safe(m["node"]))
     path = base + ".json"
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(m, f, indent=1, default=str)
-    os.replace(tmp, path)
+    with open(path, "w") as f:  # one writer per node at a time: no temporary name needed
+        f.write(json.dumps(m, indent=1, default=str))
     rpath = None
     if with_r:
         rpath = base + ".R"
