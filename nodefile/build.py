@@ -82,6 +82,7 @@ class Session:
         self._stores: dict = {}
         self._cache = None
         self._closure = None
+        self._learner = None
 
     @property
     def cache(self):
@@ -89,6 +90,20 @@ class Session:
             from .stores import local_cache
             self._cache = local_cache(self.project.root)
         return self._cache
+
+    @property
+    def learner(self):
+        if self._learner is None:
+            from .learn import Learner
+            self._learner = Learner(self.state.db)
+        return self._learner
+
+    def choose(self, node, key: str, parts: dict | None, options, negative=(), probe: bool = False):
+        """The learned order of a stale node's candidate recipes (a learn.Choice)."""
+        cands = candidates(self, node, key, options, set(negative), probe=probe)
+        parts = parts or {}
+        return self.learner.choose(node.name, cands, force_kind=options.recipe_kind,
+                                   script_of=lambda r: parts.get(f"script:{r.label or r.script}") if r.script else None)
 
     def store(self, name: str):
         if name not in self._stores:
@@ -99,7 +114,8 @@ class Session:
     def source_of(self, name: str, key: str | None, options: Options | None = None) -> str:
         """Where a stale node would come from: cache, store NAME, or a rebuild recipe."""
         node = self.project.nodes[name]
-        for r in candidates(self, node, key or "", options or Options(), set(), probe=True):
+        choice = self.choose(node, key or "", None, options or Options(), probe=True)
+        for r in choice.recipes:
             if r.kind == "load":
                 return "cache"
             if r.kind == "fetch":
@@ -258,6 +274,10 @@ class Runner:
         self._changed: set[str] = set()
         self.requeued: list[str] = []
         self._made: set[str] = set()
+        self.choices: dict = {}
+        self.queued_work = 0.0
+        self.limits: dict = {}
+        self._started: set[str] = set()
 
     def makedirs(self, path: str) -> None:
         if path not in self._made:
@@ -289,8 +309,28 @@ class Runner:
         return [k.split(":", 1)[1] for k in keys if self.s.hasher.hash(k.split(":", 1)[1]) != parts[k]]
 
     # recipes in the order to try them (one function: learning plugs in here)
-    def recipe_order(self, node, key: str) -> list:
-        return candidates(self.s, node, key, self.o, self.negative)
+    def recipe_order(self, node, key: str, parts: dict) -> list:
+        choice = self.s.choose(node, key, parts, self.o, self.negative)
+        self.choices[node.name] = choice
+        if choice.estimates:
+            self.rep.expected[node.name] = choice.estimates[0].duration
+            self.queued_work += choice.expected_duration
+        return list(choice.recipes)
+
+    def observe(self, name: str, spec, ok: bool, duration: float, size: int | None, script_hash) -> None:
+        try:
+            self.s.learner.observe(name, spec.recipe, ok, duration, script_hash=script_hash, size=size)
+        except Exception as e:  # learning must never break a build
+            self.rep.warn(f"could not record statistics for {name}: {e}")
+
+    def eta(self, running, now: float) -> float | None:
+        left = 0.0
+        for spec in running:
+            exp = self.rep.expected.get(spec.node)
+            if exp is not None:
+                left = max(left, exp - (now - self.rep.started_at.get(spec.node, now)))
+        jobs = max(1.0, self.limits.get("cores", 1.0))
+        return max(left, 0.0) + self.queued_work / jobs
 
     def decide(self, name: str):
         node = self.s.project.nodes[name]
@@ -306,7 +346,7 @@ class Runner:
             return NodeResult(name, Outcome.UP_TO_DATE)
         self.rep.detail(f"     {name}: {'; '.join(str(r) for r in verdict.reasons)}")
         self.keys[name] = (verdict.key, parts)
-        self.order[name] = self.recipe_order(node, verdict.key)
+        self.order[name] = self.recipe_order(node, verdict.key, parts)
         if not self.order[name]:
             why = f"no recipe of kind '{self.o.recipe_kind}'" if self.o.recipe_kind else "no recipe can produce it"
             return NodeResult(name, Outcome.FAILED, message=why)
@@ -362,10 +402,13 @@ class Runner:
                                  duration=fin.duration, outcome="ok" if fin.exit_code == 0 else "failed",
                                  failure=fin.failure, bytes=size, log=os.path.relpath(spec.log, self.s.project.root),
                                  exit_code=fin.exit_code, message=fin.error or None, script_hash=store)
+        self.observe(name, spec, fin.exit_code == 0, fin.duration, size or None, None)
         if fin.exit_code == 0:
             self.s.state.put_record(name, key, parts, outputs, spec.recipe.name, self.build_id)
             self.summary.built.append(name)
             self.summary.durations[name] = fin.duration
+            if spec.recipe.kind == "fetch":
+                self._after_rebuild(node, key, outputs, stores=False)  # keep a local copy
             return NodeResult(name, Outcome.OK, spec.recipe.name, fin.duration, log=spec.log)
         if fin.failure == "unavailable":
             self.negative.add((store, key))
@@ -380,10 +423,10 @@ class Runner:
         self.summary.failed.append(name)
         return NodeResult(name, Outcome.FAILED, spec.recipe.name, fin.duration, f"{what}: {problem}", spec.log)
 
-    def _after_rebuild(self, node, key: str, outputs: dict) -> None:
+    def _after_rebuild(self, node, key: str, outputs: dict, stores: bool = True) -> None:
         """Put fresh outputs in the local cache and push them to `push = true` stores,
         in a background thread; a failed push is a warning, never a failed build."""
-        stores = [st for st in self.s.project.stores.values() if st.push]
+        stores = [st for st in self.s.project.stores.values() if st.push] if stores else []
         if not (self.s.cache or stores):
             return
         from .stores import describe_outputs
@@ -456,6 +499,7 @@ class Runner:
                                  duration=fin.duration, outcome=outcome, failure=failure, bytes=size,
                                  log=os.path.relpath(spec.log, self.s.project.root), exit_code=fin.exit_code,
                                  message=problem or None, script_hash=script_hash)
+        self.observe(name, spec, not problem, fin.duration, size or None, script_hash)
         if not problem:
             self.s.state.put_record(name, key, parts, outputs, spec.recipe.name, self.build_id)
             self.summary.built.append(name)
@@ -496,6 +540,11 @@ class Runner:
         return "; ".join(bad)
 
     def started(self, spec) -> None:
+        if spec.node not in self._started:
+            self._started.add(spec.node)
+            choice = self.choices.get(spec.node)
+            if choice is not None:
+                self.queued_work = max(0.0, self.queued_work - choice.expected_duration)
         self.rep.started(spec)
 
     def done(self, result: NodeResult) -> None:
@@ -600,11 +649,16 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
         executor = LocalExecutor()
         if options.on_runner is not None:
             options.on_runner(runner, executor)
-        durations = session.state.last_durations()
-        levels = graph.bottom_levels(order, project.nodes, lambda n: durations.get(n, 1.0))
-        reporter.expected = durations
+        runner.limits = limits
+        reporter.eta = runner.eta
+        levels: dict = {}
 
         def priority(n):
+            if not levels:  # computed on first use: a no-op build never reads statistics
+                def weight(m):
+                    node = project.nodes[m]
+                    return 0.0 if node.is_alias else session.learner.expected_duration(m, node.recipes)
+                levels.update(graph.bottom_levels(order, project.nodes, weight))
             return (-project.nodes[n].priority, -levels[n])
 
         sched = Scheduler(order, {n: project.nodes[n].deps for n in order}, priority, limits, executor, runner,

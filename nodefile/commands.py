@@ -96,11 +96,17 @@ def cmd_explain(args, rep) -> int:
                 rep.print(f"  - {r}")
             if not v.stale:
                 rep.print("  every input, script, param and output matches the last build")
-            recipes = [r for r in node.recipes if r.kind != "fetch"]
-            if recipes:
-                rep.print("  recipes, in the order they would be tried:")
-                for i, r in enumerate(recipes, 1):
-                    rep.print(f"    {i}. {r.name}: {r.kind} {r.target}")
+            if node.recipes:
+                parts = session.parts(t)
+                from .build import Options
+                choice = session.choose(node, v.key or "", parts, Options(), probe=True)
+                rep.print("  recipes, in the order they would be tried (learned estimates):"
+                          if v.stale else "  recipes, in the order they would be tried if it were stale:")
+                for line in choice.explain():
+                    rep.print("    " + line)
+                skipped = [r.name for r in node.recipes if r not in choice.recipes]
+                if skipped:
+                    rep.print(f"    not available for this key: {', '.join(skipped)}")
     finally:
         session.close()
     return 0

@@ -156,6 +156,9 @@ def hand_command(project: Project, node: Node, recipe: Recipe, mpath: str, rpath
     argv = command(project, node, recipe)
     rel = os.path.relpath(mpath, os.path.join(project.root, node.cwd))
     env = f"NODEFILE_JOB={shlex.quote(rel)}"
+    if recipe.kind in ("python", "call"):
+        root = os.path.relpath(project.root, os.path.join(project.root, node.cwd))
+        env += f" PYTHONPATH={shlex.quote(root)}${{PYTHONPATH:+:$PYTHONPATH}}"
     if recipe.kind == "r":
         env += f" NODEFILE_JOB_R={shlex.quote(os.path.relpath(rpath, os.path.join(project.root, node.cwd)))}"
         env += f" NODEFILE_SCRIPT={shlex.quote(relative_to(recipe.target, node.cwd))}"

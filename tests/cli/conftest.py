@@ -82,14 +82,17 @@ def counter_py(name: str, body: str = "", log: str = "runs.log") -> str:
         """) + textwrap.dedent(body)
 
 
-def wait_for(cond, timeout: float, interval: float = 0.02, what: str = "condition"):
-    """Poll cond() until it returns a truthy value; fail after `timeout` seconds."""
+def wait_for(cond, timeout: float, interval: float = 0.02, what: str = "condition", fail: bool = True):
+    """Poll cond() until it returns a truthy value; after `timeout` seconds fail the
+    test (or, with fail=False, return the last falsy value)."""
     end = time.monotonic() + timeout
     while True:
         v = cond()
         if v:
             return v
         if time.monotonic() > end:
+            if not fail:
+                return v
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
 

@@ -1,7 +1,8 @@
 """The recipe learner: statistics, estimates, the order of recipes, probes, and a
 simulation of the scenarios of notes/learning-and-dask.md B.3 against an oracle.
 
-Everything is pure: an in-memory SQLite database, no processes, fixed seeds.
+Everything is pure: an in-memory SQLite database (one test uses the real state store
+in a temporary folder), no processes, fixed seeds.
 """
 from __future__ import annotations
 
@@ -101,6 +102,24 @@ def test_loading_is_lazy_and_batched():
         learner.expected_duration(f"n{i}", [FETCH, PY])
     assert len(statements) == 3  # recipe_stats, location_stats, the build counter
     assert all(s.lstrip().upper().startswith("SELECT") for s in statements)
+
+
+def test_works_on_the_state_store_and_choosing_only_reads(tmp_path):
+    from nodefile.state import State
+    state = State(str(tmp_path))
+    statements = []
+    state.db.set_trace_callback(statements.append)
+    learner = Learner(state.db)
+    learner.begin_build()
+    assert learner.choose("n", [FETCH, PY]).order == ("fetch", "python")  # no tables yet: defaults
+    assert learner.expected_duration("n", [FETCH, PY]) > 0
+    assert not [s for s in statements if not s.lstrip().upper().startswith("SELECT")]  # explain is read-only
+    learner.observe("n", PY, True, 12.0, script_hash="h", size=5)
+    state.close()
+    state = State(str(tmp_path))
+    again = Learner(state.db)
+    assert again.stats("n", "python").mean == pytest.approx(12.0) and again.build == 2
+    state.close()
 
 
 def test_the_build_counter_advances_only_when_something_is_observed():
@@ -326,9 +345,7 @@ def test_at_most_one_probe_per_node_per_build():
     teach(learner, "n", a, *[50] * 10)
     teach(learner, "n", b, *[50] * 10)
     teach(learner, "n", FETCH, *[5] * 10)
-    learner.begin_build()
-    learner.begin_build()
-    learner.observe("other", PY, True, 1)  # take a build number: a and b are due
+    learner.begin_build()  # a and b are both due and plausible; fetch is ahead of both
     choice = learner.choose("n", [FETCH, a, b])
     assert choice.probe == "a" and choice.order == ("a", "fetch", "b")
 
@@ -346,8 +363,8 @@ def test_a_fetch_slower_than_its_rebuild_falls_behind_with_both_estimates_shown(
     assert [(e.recipe, e.source) for e in choice.estimates] == [("python", LEARNED), ("fetch", LEARNED)]
     assert [round(e.duration) for e in choice.estimates] == [8, 20]
     lines = choice.explain()
-    assert lines[0] == "python chosen: 8 s est. vs fetch 20 s"
-    assert "fetch: 20 s (learned, 1 run)" in lines[2]
+    assert lines[0] == "python chosen: 8.0s est. vs fetch 20.0s"
+    assert lines[2].startswith("  2. fetch: 20.0s (learned, 1 run), p = 0.67")
 
 
 def test_a_failing_store_drops_behind():

@@ -1,0 +1,32 @@
+"""The benchmark harness's smoke mode still works end to end (about 40 s).
+
+`python bench/run.py --smoke` runs every part at tiny sizes with the tools
+available without network (make, nodefile, and ninja/doit/snakemake only if
+already there) and exits non-zero when a tool's outputs are wrong or a part fails.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_bench_smoke(tmp_path):
+    out = tmp_path / "smoke.json"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "run.py"), "--smoke", "--out", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"bench smoke failed (exit {r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    data = json.loads(out.read_text())
+    rows = [row for row in data["cases"] if row["tool"] == "nodefile"]
+    assert rows, "no nodefile row in the results"
+    for row in rows:
+        assert row["error"] is None, row["error"]
+        assert row["full_median_s"] is not None and row["noop_median_s"] is not None
+    assert any(row["tool"] == "make" and row["error"] is None for row in data["cases"])
+    assert data["startup"]["noop10_median_s"] is not None
+    assert data["hashing"]["error"] is None and data["hashing"]["cat_gib_s"]
+    assert not (tmp_path / "big.bin").exists()
+    assert {g["goal"] for g in data["goals"]}
