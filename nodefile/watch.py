@@ -4,8 +4,9 @@ The pieces, in the order a change flows through them:
 
 - `watched_paths(project, names)` is the one place that says what the targets
   depend on: source inputs (files, directories, glob patterns), recipe scripts,
-  the files they import (`code_closure`), and the Nodefile. Never an output the
-  tool writes, never `.nodefile/`.
+  the local files they import or source (the code closure, as in the key), and
+  the Nodefiles and templates read. Never an output the tool writes, never
+  `.nodefile/`.
 - `Matcher` turns that set into the folders to observe (watchdog observes
   directories) and decides, for one event path, whether it matters.
 - `Observers` keeps the watchdog observer's scheduled folders in step with the

@@ -128,6 +128,7 @@ class _Builder:
         self.overrides = overrides
         self.check_sources = check_sources
         self.requests = requests
+        self._checked: set[str] = set()
 
     # -- files -------------------------------------------------------------------------
     def locate_use(self, ref: str, ctx, cwd: str, is_template: bool):
@@ -314,17 +315,32 @@ class _Builder:
         return d
 
     def _instance(self, pat: _Draft, values: dict, stores, order: int) -> _Draft | None:
+        """An instance of a pattern node: the pattern's parsed draft with the wildcard
+        values filled into its outputs (and, at resolution, its inputs). Recipes,
+        params and placeholder checks are shared with the pattern: parsed once."""
         from . import patterns
         from .gather import Decl
         decl = pat.decl
         spec = {k: v for k, v in decl.spec.items() if k not in ("matrix", "wildcards")}
-        for key in ("outputs", "inputs"):
-            if key in spec:
-                spec[key] = _map_strings(spec[key], lambda s: patterns.fill_paths(s, values))
+        if "inputs" in spec:
+            spec["inputs"] = _map_strings(spec["inputs"], lambda s: patterns.fill_paths(s, values))
         name = patterns.instance_name(decl.name, pat.wild_names, values)
         inst = Decl(name, spec, decl.ctx, decl.table, decl.cwd, decl.script_base, decl.params, decl.scopes,
                     tuple((w, values[w]) for w in pat.wild_names), decl.name)
-        return self._draft(inst, stores, order)
+        d = _Draft()
+        d.decl, d.name, d.order = inst, name, order
+        outs = []
+        for e in pat.outputs:
+            paths = tuple(norm(patterns.fill_paths(p, values)) for p in e.paths)
+            for p in paths:
+                if p.startswith("../") or p == ".." or os.path.isabs(p) or p in ("", "/"):
+                    decl.ctx.err(f"instance {name}: output '{p}' lies outside the project root", decl.table, "outputs")
+                    return None
+            outs.append(Entry(e.name, paths, e.many, e.source))
+        d.outputs = tuple(outs)
+        d.recipes, d.params, d.priority = pat.recipes, pat.params, pat.priority
+        d.is_pattern, d.wild_names, d.regexes, d.constraints = False, pat.wild_names, [], {}
+        return d
 
     def _nodes(self, gathered, stores: dict) -> dict:
         from . import patterns
@@ -543,7 +559,10 @@ class _Builder:
                     cwd=decl.cwd, file=c.display, line=c.loc.line(t), wildcards=decl.wildcards,
                     priority=d.priority, order=d.order, deps=tuple(dict.fromkeys(x for x in deps if x != d.name)),
                     script_inputs=tuple(script_inputs))
-        self._check_placeholders(node, t, c)
+        if decl.pattern is None or decl.pattern not in self._checked:
+            self._check_placeholders(node, t, c)  # instances of one pattern share their templates
+            if decl.pattern is not None:
+                self._checked.add(decl.pattern)
         return node
 
     def _entries(self, value, t: tuple, key: str, allow_names=False, base: str = "",
