@@ -355,6 +355,16 @@ class Runner:
         return self._next_spec(name, 0)
 
     def _next_spec(self, name: str, idx: int):
+        """The Spec of the idx-th recipe; a node that cannot even be prepared
+        (an output's folder is a file, a disk error) fails, the build goes on."""
+        try:
+            return self._prepare(name, idx)
+        except OSError as e:
+            self.summary.failed.append(name)
+            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+            return NodeResult(name, Outcome.FAILED, message=f"cannot prepare its outputs: {e.strerror or e}{where}")
+
+    def _prepare(self, name: str, idx: int):
         from . import recipes
         node = self.s.project.nodes[name]
         recipe = self.order[name][idx]
