@@ -108,7 +108,8 @@ def _parser():
                    "using native file events (for network drives, containers)")
     w.add_argument("--debounce", type=float, default=0.3, metavar="SECONDS",
                    help="quiet period that ends a burst of changes (default 0.3)")
-    cmd("report", "an HTML report (not in this version)", targets=False)
+    sp = cmd("report", "write an HTML report: the DAG, the last build's timeline, learned estimates", targets=False)
+    sp.add_argument("-o", "--output", help="the file to write (default: .nodefile/report.html)")
     sp = cmd("gc", "drop cache entries and state of nodes no longer in the Nodefile", targets=False)
     sp.add_argument("--older-than", type=float, metavar="DAYS", help="also drop cache entries older than this")
     sp = cmd("push", "upload the outputs of up-to-date nodes to stores")

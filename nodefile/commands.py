@@ -247,7 +247,34 @@ def cmd_watch(args, rep) -> int:
     return watcher.run()
 
 
-cmd_report = _later("report", "planned: HTML report")
+
+
+def cmd_report(args, rep) -> int:
+    """Write an HTML report: the DAG, the last build's timeline, learned estimates."""
+    from .report.html import render
+    project = _project(args)
+    names = _names(project, [])
+    session = Session(project, readonly=True)
+    try:
+        plan = session.plan(names)
+        builds = [a for a in session.state.attempts()]
+        last = max((a["build_id"] for a in builds), default=None)
+        attempts = [a for a in builds if a["build_id"] == last]
+        estimates = {}
+        from .build import Options
+        for n in names:
+            node = project.nodes[n]
+            if node.recipes:
+                choice = session.choose(node, plan[n].key or "", None, Options())
+                if choice.estimates:
+                    estimates[n] = choice.explain()[0]
+    finally:
+        session.close()
+    out = args.output or os.path.join(project.root, ".nodefile", "report.html")
+    with open(out, "w") as f:
+        f.write(render(project, names, plan, attempts, estimates))
+    rep.print(f"wrote {os.path.relpath(out)}")
+    return 0
 
 
 def _fmt_bytes(n: float) -> str:
