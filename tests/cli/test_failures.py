@@ -241,3 +241,32 @@ def test_log_shows_every_attempt_of_the_last_build_newest_last(tmp_path):
     run(tmp_path, "build")
     out = run(tmp_path, "log", "f", check=0).stdout
     assert "attempt-marker-0" not in out and "attempt-marker-2" in out, out
+
+
+def test_output_under_an_existing_file_fails_the_node_cleanly(tmp_path):
+    """An output whose parent folder is an existing file cannot be written: the
+    node fails with a message naming the path; no traceback, and -k still builds
+    the independent node.
+
+    Regression: build.Runner._next_spec once created the outputs' parent folders
+    with os.makedirs outside any error handling; FileExistsError escaped the
+    scheduler and the whole build died with a Python traceback."""
+    write(tmp_path, {
+        "Nodefile.toml": """
+            [nodes.under]
+            outputs = "results/model.txt"
+            shell = "echo > {outputs}"
+
+            [nodes.fine]
+            outputs = "fine.txt"
+            shell = "echo fine > {outputs}"
+            """,
+        "results": "I am a file, not a folder\n",
+    })
+    proc = run(tmp_path, "build", "-k")
+    no_traceback(proc)
+    assert proc.returncode in (1, 2), describe(proc)
+    assert "results" in proc.stderr and "under" in proc.stderr, describe(proc)
+    assert (tmp_path / "results").read_text() == "I am a file, not a folder\n"
+    if proc.returncode == 1:  # a failed node (not a Nodefile error): the rest was built
+        assert (tmp_path / "fine.txt").read_text() == "fine\n", describe(proc)

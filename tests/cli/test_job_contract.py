@@ -271,10 +271,10 @@ def test_shell_placeholders_are_quoted(tmp_path):
 
 
 def test_node_job_command_imports_project_modules_like_the_build(tmp_path):
-    """BUG (see report): a build runs Python recipes with PYTHONPATH=<project root>
-    (recipes.prepare), so `from lib.consts import VALUE` works in `node build`;
-    the line `node job` prints (recipes.hand_command) sets only NODEFILE_JOB, so
-    the same script run by hand fails with ModuleNotFoundError."""
+    """A build runs Python recipes with PYTHONPATH=<project root> (recipes.prepare),
+    so `from lib.consts import VALUE` works in `node build`; the line `node job`
+    prints must do the same (it once set only NODEFILE_JOB, and the script run by
+    hand failed with ModuleNotFoundError)."""
     write(tmp_path, {
         "Nodefile.toml": """
             [nodes.m]

@@ -28,11 +28,17 @@ open(job.outputs[0], "w").write("finished")
 
 
 def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (an orphan killed with its
+    group is reaped by init, which in a container may take its time)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def test_sigint_stops_running_recipes_keeps_finished_nodes_and_exits_130(tmp_path):
@@ -47,9 +53,9 @@ def test_sigint_stops_running_recipes_keeps_finished_nodes_and_exits_130(tmp_pat
             outputs = "slow1.txt"
             python = "tasks/sleeper.py"
 
-            [nodes.slow2]
+            [nodes.slow2]           # a shell recipe with a child process of its own
             outputs = "slow2.txt"
-            python = "tasks/sleeper.py"
+            shell = "mkdir -p pids; sleep 30 & echo $! > pids/child; echo $$ > pids/tmp2; mv pids/tmp2 pids/slow2.pid; wait; echo > {outputs}"
             """,
         "tasks/sleeper.py": SLEEPER,
     })
@@ -61,7 +67,7 @@ def test_sigint_stops_running_recipes_keeps_finished_nodes_and_exits_130(tmp_pat
         wait_for(lambda: all(p.exists() for p in pidfiles) or proc.poll() is not None, 20,
                  what="both slow recipes to write their pid")
         assert proc.poll() is None, "the build ended before both slow recipes started"
-        pids = [int(p.read_text()) for p in pidfiles]
+        pids = [int(p.read_text()) for p in pidfiles] + [int((tmp_path / "pids/child").read_text())]
         assert all(alive(p) for p in pids)
         assert (tmp_path / "quick.txt").exists()
         os.kill(proc.pid, signal.SIGINT)
@@ -75,12 +81,62 @@ def test_sigint_stops_running_recipes_keeps_finished_nodes_and_exits_130(tmp_pat
     assert "Traceback" not in err, describe(result)
     wait_for(lambda: not any(alive(p) for p in pids), 10, what="the recipe processes to end")
     assert not (tmp_path / "slow1.txt").exists() and not (tmp_path / "slow2.txt").exists()
+    db = sqlite3.connect(tmp_path / ".nodefile/state.db")
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        db.close()
 
     dry = run(tmp_path, "build", "-n", check=0)
     assert "would run  quick" not in dry.stdout, describe(dry)
     assert "would run  slow1" in dry.stdout and "would run  slow2" in dry.stdout, describe(dry)
     status = run(tmp_path, "status", "quick", check=0)
     assert "up to date" in status.stdout, describe(status)
+
+
+def test_kill_9_loses_at_most_the_running_nodes(tmp_path):
+    write(tmp_path, {
+        "Nodefile.toml": """
+            [nodes.quick]
+            outputs = "quick.txt"
+            priority = 10
+            shell = "echo quick > {outputs}"
+
+            [nodes.slow1]
+            outputs = "slow1.txt"
+            python = "tasks/sleeper.py"
+            """,
+        "tasks/sleeper.py": SLEEPER,
+    })
+    pidfile = tmp_path / "pids/slow1.pid"
+    proc = subprocess.Popen([sys.executable, "-m", "nodefile", "build", "-j", "2"], cwd=tmp_path,
+                            env=base_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    recipe = None
+    try:
+        wait_for(lambda: pidfile.exists() and (tmp_path / "quick.txt").exists() or proc.poll() is not None,
+                 20, what="the slow recipe to start")
+        assert proc.poll() is None
+        recipe = int(pidfile.read_text())
+        # quick's record is written right after it ends; give the build a bounded moment
+        wait_for(lambda: "up to date" in run(tmp_path, "status", "quick").stdout, 10,
+                 what="quick to be recorded")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        dry = run(tmp_path, "build", "-n", check=0)
+        assert "would run  quick" not in dry.stdout, describe(dry)
+        assert "would run  slow1" in dry.stdout, describe(dry)
+        db = sqlite3.connect(tmp_path / ".nodefile/state.db")
+        try:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        finally:
+            db.close()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        if recipe is not None and alive(recipe):
+            os.kill(recipe, signal.SIGKILL)  # the orphaned recipe we caused to start
 
 
 # -- 10: two builds at once -----------------------------------------------------------------

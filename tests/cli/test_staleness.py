@@ -204,3 +204,29 @@ def test_node_touch_accepts_a_cosmetic_script_edit(built):
     proc, did = rebuild(built)
     assert did == [], describe(proc)
     assert "nothing to do" in proc.stdout, describe(proc)
+
+
+def test_same_size_edit_in_the_same_timestamp_tick_is_seen(tmp_path):
+    """The racy-git case: an input rewritten with the same size and the same mtime
+    right after it was hashed must still be re-read (SPEC 3)."""
+    write(tmp_path, {
+        "Nodefile.toml": """
+            [nodes.copy]
+            outputs = "copy.txt"
+            inputs = ["in.txt"]
+            shell = "cp {inputs} {outputs}"
+            """,
+        "in.txt": "aaaa\n",
+    })
+    src = tmp_path / "in.txt"
+    now = time.time_ns()
+    os.utime(src, ns=(now, now))
+    run(tmp_path, "build", check=0)
+    st = src.stat()
+    with open(src, "r+") as f:  # same inode, same size
+        f.write("bbbb\n")
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (src.stat().st_size, src.stat().st_mtime_ns, src.stat().st_ino) == (st.st_size, st.st_mtime_ns,
+                                                                                  st.st_ino)
+    proc = run(tmp_path, "build", check=0)
+    assert (tmp_path / "copy.txt").read_text() == "bbbb\n", describe(proc)
