@@ -420,6 +420,8 @@ class Runner:
             if spec.recipe.kind == "fetch":
                 self._after_rebuild(node, key, outputs, stores=False)  # keep a local copy
             return NodeResult(name, Outcome.OK, spec.recipe.name, fin.duration, log=spec.log)
+        if fin.failure == "transient" and "unreachable" in (fin.error or ""):
+            self.negative.add((store, "*"))  # down: not asked again in this build
         if fin.failure == "unavailable":
             self.negative.add((store, key))
             self.rep.detail(f"     {name}: {fin.error}")
@@ -436,7 +438,8 @@ class Runner:
     def _after_rebuild(self, node, key: str, outputs: dict, stores: bool = True) -> None:
         """Put fresh outputs in the local cache and push them to `push = true` stores,
         in a background thread; a failed push is a warning, never a failed build."""
-        stores = [st for st in self.s.project.stores.values() if st.push] if stores else []
+        stores = [st for st in self.s.project.stores.values()
+                  if st.push and (st.name, "*") not in self.negative] if stores else []
         if not (self.s.cache or stores):
             return
         from .stores import describe_outputs
@@ -586,7 +589,7 @@ def candidates(session: Session, node, key: str, options: Options, negative: set
             pass
     for r in node.recipes:
         if r.kind == "fetch":
-            if always or (r.target, key) in negative:
+            if always or (r.target, key) in negative or (r.target, "*") in negative:
                 continue
             if probe:
                 try:

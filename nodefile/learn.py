@@ -137,6 +137,7 @@ TRANSFER_MODEL = "transfer model"
 SIBLINGS = "estimated from siblings"
 PROJECT_MEDIAN = "project median"
 DEFAULT = "default"
+GUESSES = (PROJECT_MEDIAN, DEFAULT)  # estimates with no evidence about the recipe itself
 
 
 class RecipeLike(Protocol):
@@ -381,13 +382,23 @@ class Learner:
         for r in recipes:
             st = self._current(node, r, script_of(r) if script_of else None)
             rows.append((self._estimate(node, r, st, size_of(r) if size_of else None), st, r))
-        rows.sort(key=lambda row: row[0].index)  # stable: ties keep the Nodefile order
+        # A guess from unrelated scripts (project median, default) is no evidence: such a
+        # recipe keeps its Nodefile place behind the recipes listed before it (a teammate
+        # must not retrain a 3-hour model because the project's other steps are quick).
+        keys, ahead = [], 0.0
+        for est, _, _ in rows:
+            keys.append(max(est.index, ahead) if est.source in GUESSES else est.index)
+            ahead = max(ahead, est.index)
+        order = sorted(range(len(rows)), key=lambda i: keys[i])  # stable: ties keep the Nodefile order
+        rows = [rows[i] for i in order]
         probe = None
         if force_kind is None:
             build = self.build
             for i in range(1, len(rows)):
                 est, st, r = rows[i]
                 rival = rows[i - 1][0]
+                if est.source in GUESSES:
+                    continue  # never probe on a guess: that would be force-trying it
                 if (est.runs or rival.runs) and _due(st, build) and _best(est, st) < rival.index:
                     rows[i - 1], rows[i] = (replace(est, probe=True), st, r), rows[i - 1]
                     probe = _Probe(r.name, rival.index)

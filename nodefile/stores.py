@@ -306,6 +306,10 @@ class ArtifactStore:
         got = hash_file_content(dst)
         if got != h:
             _remove(dst)
+            try:
+                self.fs.rm(blob_path(h))  # a damaged blob: drop it so the next push repairs it
+            except Exception:
+                pass
             raise StoreError(f"store '{self.name}': '{label}' does not match its manifest hash "
                              f"(expected {h[:12]}, got {got[:12]}); rejected", "recipe error")
         return os.path.getsize(dst)

@@ -22,6 +22,7 @@ the observer thread only records changes and pokes the running build.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
@@ -30,6 +31,7 @@ import time
 from dataclasses import dataclass, replace
 
 from .build import Options, build, resolve_targets
+from .config.load import norm
 from .errors import ConfigError, NodefileError
 from .graph import closure
 from .report.console import _fmt_s
@@ -87,7 +89,7 @@ def watched_paths(project, names) -> frozenset[str]:
                 if _GLOB.search(piece) and piece not in project.nodes:
                     for k, v in node.wildcards:
                         piece = piece.replace("{" + k + "}", str(v))
-                    out.add(_norm(piece, node.cwd))
+                    out.add(norm(piece, node.cwd))
             for p in entry.paths:
                 add(_as_dir_if_dir(project.root, p))
         for p in node.script_inputs:
@@ -114,13 +116,6 @@ def is_output(project, rel: str) -> bool:
     if p in project.producers:
         return True
     return any(p.startswith(d) for d, _ in project.dir_outputs)
-
-
-def _norm(path: str, base: str = "") -> str:
-    import posixpath
-    is_dir = path.endswith("/")
-    p = posixpath.normpath(posixpath.join(base, path))
-    return p + "/" if is_dir and p != "." else p
 
 
 def _as_dir_if_dir(root: str, rel: str) -> str:
@@ -279,6 +274,7 @@ class Observers:
         self.observer = self._make(poll)
         self.observer.start()
         self.current: dict[str, tuple] = {}  # folder -> (watch, recursive, inode)
+        self.unwatchable: set[str] = set()  # folders already reported as impossible to observe
 
     @property
     def polling(self) -> bool:
@@ -310,10 +306,13 @@ class Observers:
         except FileNotFoundError:
             return
         except OSError as e:
-            if self.polling:
-                raise
-            self._fall_back(e, folders)
+            if not self.polling and e.errno in _NO_NATIVE:
+                self._fall_back(e, folders)
+            elif d not in self.unwatchable:  # e.g. no permission: say it once, keep the rest
+                self.unwatchable.add(d)
+                self.warn(f"cannot watch {d}: {e.strerror or e}")
             return
+        self.unwatchable.discard(d)
         self.current[d] = (watch, rec, ino)
 
     def _unschedule(self, d: str) -> None:
@@ -338,6 +337,10 @@ class Observers:
             self.observer.join(timeout=5)
         except RuntimeError:
             pass
+
+
+# the watch or instance limit (inotify), no such facility: native events are out, polling works
+_NO_NATIVE = {errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOSYS}
 
 
 def _inode(d: str):
@@ -392,6 +395,8 @@ class Watcher:
         if not hits:
             return
         keys = frozenset().union(*(k for _, k in hits))
+        # a script outside the project (a shared template's) is named by its absolute path
+        keys |= {os.path.normpath(os.path.join(self.matcher.root, k)) for k in keys if k.startswith("../")}
         with self._cond:
             now = time.monotonic()
             if not self._pending:
@@ -404,7 +409,10 @@ class Watcher:
         if active is not None:
             runner, executor = active
             runner.notify_changed(keys)
-            executor.wake()
+            try:
+                executor.wake()
+            except OSError:
+                pass  # the build is ending; the change is pending for the next cycle anyway
 
     def _on_runner(self, runner, executor) -> None:
         with self._cond:
