@@ -438,8 +438,10 @@ class Runner:
     def _after_rebuild(self, node, key: str, outputs: dict, stores: bool = True) -> None:
         """Put fresh outputs in the local cache and push them to `push = true` stores,
         in a background thread; a failed push is a warning, never a failed build."""
-        stores = [st for st in self.s.project.stores.values()
-                  if st.push and (st.name, "*") not in self.negative] if stores else []
+        stores = [st for st in self.s.project.stores.values() if st.push] if stores else []
+        for st in [st for st in stores if (st.name, "*") in self.negative]:
+            self.rep.warn(f"{node.name}: could not push to store '{st.name}': it was unreachable earlier in this build")
+        stores = [st for st in stores if (st.name, "*") not in self.negative]
         if not (self.s.cache or stores):
             return
         from .stores import describe_outputs
