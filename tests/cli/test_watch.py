@@ -107,11 +107,18 @@ def _read(path) -> str | None:
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it is not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: trust kill()
+        return True
 
 
 @pytest.mark.parametrize("mode", [[], ["--poll", "0.1"]], ids=["native", "polling"])
@@ -214,7 +221,7 @@ def test_failing_recipe_keeps_watching_and_the_next_change_retries(watch):
             [nodes.check]
             outputs = "ok.txt"
             inputs = ["in.txt"]
-            shell = "echo check >> runs.log; if grep -q bad in.txt; then echo 'found bad' >&2; exit 3; fi; cp in.txt ok.txt"
+            shell = "echo check >> runs.log; if grep -q bad in.txt; then echo 'found bad'; exit 3; fi; cp in.txt ok.txt"
             """,
         "in.txt": "bad\n",
     })
