@@ -271,7 +271,9 @@ class Runner:
         # watch mode: paths reported changed while recipes run (set from another thread)
         import threading
         self._changed_lock = threading.Lock()
-        self._changed: set[str] = set()
+        self._changed: dict[str, int] = {}  # path -> sequence number of its latest change
+        self._seq = 0
+        self._decided_at: dict[str, int] = {}  # node -> sequence number when its attempt was prepared
         self.requeued: list[str] = []
         self._made: set[str] = set()
         self.choices: dict = {}
@@ -287,26 +289,29 @@ class Runner:
     def notify_changed(self, paths) -> None:
         """Thread-safe: these project-relative paths changed (watch mode)."""
         with self._changed_lock:
-            self._changed.update(p.rstrip("/") for p in paths)
+            self._seq += 1
+            for p in paths:
+                self._changed[p.rstrip("/")] = self._seq
 
     def should_cancel(self, spec) -> bool:
         """A running recipe whose inputs or script changed is cancelled and re-queued."""
         if not self._changed:
             return False
         node = self.s.project.nodes[spec.node]
-        watched = set(p.rstrip("/") for p in node.input_paths) | set(node.script_inputs)
+        since = self._decided_at.get(spec.node, 0)
+        watched = [p.rstrip("/") for p in node.input_paths] + list(node.script_inputs)
         with self._changed_lock:
-            hit = bool(watched & self._changed)
-        return hit
+            # only changes after the attempt was prepared: an earlier one was already read
+            return any(self._changed.get(p, 0) > since for p in watched)
 
     def _inputs_changed(self, name: str, parts: dict) -> list[str]:
         """Inputs (and scripts) whose bytes differ from what the run started with."""
         node = self.s.project.nodes[name]
-        keys = [k for k in parts if k.startswith(("input:", "script:", "import:"))]
-        self.s.hasher.invalidate([k.split(":", 1)[1] for k in keys])
-        with self._changed_lock:
-            self._changed.difference_update(k.split(":", 1)[1] for k in keys)
-        return [k.split(":", 1)[1] for k in keys if self.s.hasher.hash(k.split(":", 1)[1]) != parts[k]]
+        real = {r.label: r.script for r in node.recipes if r.script and r.label}  # template scripts
+        paths = {k: real.get(k.split(":", 1)[1], k.split(":", 1)[1])
+                 for k in parts if k.startswith(("input:", "script:", "import:"))}
+        self.s.hasher.invalidate(list(paths.values()))
+        return [p for k, p in paths.items() if self.s.hasher.hash(p) != parts[k]]
 
     # recipes in the order to try them (one function: learning plugs in here)
     def recipe_order(self, node, key: str, parts: dict) -> list:
@@ -367,6 +372,8 @@ class Runner:
     def _prepare(self, name: str, idx: int):
         from . import recipes
         node = self.s.project.nodes[name]
+        with self._changed_lock:
+            self._decided_at[name] = self._seq
         recipe = self.order[name][idx]
         n = self.attempt_no.get(name, 0) + 1
         self.attempt_no[name] = n
@@ -684,8 +691,12 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
             sched.run()
         except KeyboardInterrupt:
             runner.summary.interrupted = True
-            for fin in executor.cancel_all():
-                pass
+            # a second Ctrl-C must not cut the clean-up short (recipes left running)
+            prev_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                executor.cancel_all()
+            finally:
+                signal.signal(signal.SIGINT, prev_int)
             _record_cancelled(session, runner, executor)
             status = 130
         finally:
