@@ -21,7 +21,7 @@ def build(targets=None, jobs: int | None = None, path: str | None = None, keep_g
           always_make: bool = False, params: dict | None = None, quiet: bool = True):
     """Build targets; return a Summary (built, up_to_date, failed, durations).
     Raises BuildError (with .summary) when a node fails."""
-    from .build import Options, build as _build
+    from .engine import Options, build as _build
     from .report.console import Console
     project = load_project(path, params)
     rep = Console(verbosity=-1 if quiet else 0)
@@ -35,7 +35,7 @@ def build(targets=None, jobs: int | None = None, path: str | None = None, keep_g
 def status(targets=None, path: str | None = None) -> dict:
     """node name -> Verdict (status and reasons), as `node status` shows them."""
     from . import graph
-    from .build import Session, resolve_targets
+    from .engine import Session, resolve_targets
     project = load_project(path)
     names = graph.closure(project.nodes, resolve_targets(project, list(targets or [])) or list(project.nodes))
     session = Session(project, readonly=True)

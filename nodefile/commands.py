@@ -6,7 +6,7 @@ import os
 import shutil
 
 from . import graph
-from .build import Options, Session, build, resolve_targets, touch
+from .engine import Options, Session, build, resolve_targets, touch
 from .config import load_project
 from .errors import ConfigError, UnknownTargetError
 
@@ -98,7 +98,7 @@ def cmd_explain(args, rep) -> int:
                 rep.print("  every input, script, param and output matches the last build")
             if node.recipes:
                 parts = session.parts(t)
-                from .build import Options
+                from .engine import Options
                 choice = session.choose(node, v.key or "", parts, Options(), probe=True)
                 rep.print("  recipes, in the order they would be tried (learned estimates):"
                           if v.stale else "  recipes, in the order they would be tried if it were stale:")
@@ -261,7 +261,7 @@ def cmd_report(args, rep) -> int:
         last = max((a["build_id"] for a in builds), default=None)
         attempts = [a for a in builds if a["build_id"] == last]
         estimates = {}
-        from .build import Options
+        from .engine import Options
         for n in names:
             node = project.nodes[n]
             if node.recipes:
@@ -338,7 +338,6 @@ def cmd_pull(args, rep) -> int:
 def cmd_gc(args, rep) -> int:
     """Drop cache entries and state of nodes no longer in the Nodefile, and cache
     entries older than --older-than DAYS."""
-    import time as _t
     project = _project(args, check_sources=False)
     session = Session(project)
     try:

@@ -108,7 +108,7 @@ def job(target: str | None = None, path: str | None = None) -> Job:
         raise RuntimeError("not running inside `node build`: pass a target, e.g. nodefile.job(\"clean\")")
     from .config import load_project
     from .recipes import manifest
-    from .build import resolve_targets
+    from .engine import resolve_targets
     project = load_project(path)
     (name,) = resolve_targets(project, [target])
     node = project.nodes[name]

@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
-from .build import Options, build, resolve_targets
+from .engine import Options, build, resolve_targets
 from .config.load import norm
 from .errors import ConfigError, NodefileError
 from .graph import closure

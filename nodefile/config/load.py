@@ -457,7 +457,6 @@ class _Builder:
                 except _Ambiguous as a:
                     c.err(f"'{req}' matches more than one pattern: {' and '.join(a.names)}; "
                           f"make one of them literal or constrain its wildcards")
-        outputs_of = {}
         nodes: dict[str, Node] = {}
         missing: dict[str, list[tuple[str, tuple, object]]] = {}
         work = [n for n in drafts]

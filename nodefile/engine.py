@@ -1,0 +1,199 @@
+"""build(project, targets, options, reporter) -> Summary, and the read-only views
+(status, explain, touch) that share its notion of a node's key.
+
+Steps of a build: resolve targets -> closure in topological order -> take the
+project lock -> schedule: when a node's inputs are done, compute its key and
+verdict; run its recipes in order until one succeeds; record the result.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+
+from . import graph, hashing
+from .errors import ConfigError
+from .model import Project, Summary
+from .runner import Runner
+from .session import (LOAD, TRANSFERS, Options, ProjectLock, Session, _move_aside,  # noqa: F401
+                      candidates, resolve_targets)
+
+
+def limits_for(options: Options, project: Project) -> dict:
+    jobs = options.jobs or project.jobs or os.cpu_count() or 1
+    limits = {"cores": float(jobs), "transfers": float(max(4, jobs))}
+    for k, v in options.resources.items():
+        limits[k] = float(v)
+    return limits
+
+
+def check_resources(project: Project, names, limits: dict) -> None:
+    problems = []
+    for n in names:
+        for r in project.nodes[n].recipes:
+            for k, v in r.resources:
+                if k == "cores":
+                    continue  # more cores than -j allows runs alone rather than never
+                if k not in limits and k != "mem_gb":
+                    problems.append(f"node '{n}' recipe '{r.name}' asks for {k} = {v:g}, but no {k} limit "
+                                    f"is given (use --resources {k}=N)")
+                elif k in limits and v > limits[k]:
+                    problems.append(f"node '{n}' recipe '{r.name}' asks for {k} = {v:g}, more than the "
+                                    f"limit {limits[k]:g}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def build(project: Project, targets, options: Options, reporter) -> Summary:
+    from .scheduler import Scheduler
+    t0 = time.monotonic()
+    names = resolve_targets(project, targets)
+    order = graph.closure(project.nodes, names)
+    limits = limits_for(options, project)
+    check_resources(project, order, limits)
+    if options.dry_run:
+        return dry_run(project, order, options, reporter, t0)
+    session = Session(project)
+    lock = ProjectLock(session.dir)
+    here = os.getcwd()
+    try:
+        os.chdir(project.root)  # recipes run here (posix_spawn cannot chdir); restored below
+        lock.acquire(options.wait_for_lock, on_wait=reporter.info)
+        build_id = session.state.start_build(names)
+        shutil.rmtree(os.path.join(session.dir, "tmp"), ignore_errors=True)  # partial fetches of a killed build
+        runner = Runner(session, options, reporter, build_id)
+        from .executors import LocalExecutor
+        executor = LocalExecutor()
+        if options.on_runner is not None:
+            options.on_runner(runner, executor)
+        runner.limits = limits
+        reporter.eta = runner.eta
+        levels: dict = {}
+
+        def priority(n):
+            if not levels:  # computed on first use: a no-op build never reads statistics
+                def weight(m):
+                    node = project.nodes[m]
+                    return 0.0 if node.is_alias else session.learner.expected_duration(m, node.recipes)
+                levels.update(graph.bottom_levels(order, project.nodes, weight))
+            return (-project.nodes[n].priority, -levels[n])
+
+        sched = Scheduler(order, {n: project.nodes[n].deps for n in order}, priority, limits, executor, runner,
+                          keep_going=options.keep_going)
+        status = 0
+        old = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            sched.run()
+        except KeyboardInterrupt:
+            runner.summary.interrupted = True
+            # a second Ctrl-C must not cut the clean-up short (recipes left running)
+            prev_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                executor.cancel_all()
+            finally:
+                signal.signal(signal.SIGINT, prev_int)
+            _record_cancelled(session, runner, executor)
+            status = 130
+        finally:
+            signal.signal(signal.SIGTERM, old)
+        runner.wait_uploads()
+        summary = runner.summary
+        summary.up_to_date = [n for n in summary.up_to_date if n not in summary.built]
+        if not summary.interrupted:
+            ran = set(summary.built) | set(summary.up_to_date) | set(summary.failed) | set(summary.skipped)
+            summary.skipped += [n for n in order if n not in ran and not project.nodes[n].is_alias]
+            status = 1 if summary.failed or summary.skipped else 0
+        session.state.end_build(build_id, status)
+        if options.noop_record and status == 0 and not summary.built:
+            _record_noop(session, order, options.noop_record, len(summary.up_to_date))
+        summary.elapsed = time.monotonic() - t0
+        return summary
+    finally:
+        session.close()
+        lock.release()
+        os.chdir(here)
+
+
+def _record_noop(session: Session, order, argv_cwd, count: int) -> None:
+    from .fastpath import write_record
+    project = session.project
+    paths = set(session.hasher.seen)
+    paths.update(os.path.relpath(p, project.root) for p in project.sources)
+    for n in order:
+        node = project.nodes[n]
+        for e in node.inputs:
+            if e.kind == "glob":  # a new file matching the glob changes its folder
+                pat = e.source
+                paths.add(os.path.dirname(pat.split("*")[0].split("?")[0].split("[")[0]) or ".")
+        for s in node.script_inputs:
+            paths.add(os.path.dirname(s) or ".")  # a new module there could change import resolution
+    write_record(project.root, argv_cwd[0], argv_cwd[1], paths, count)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _record_cancelled(session, runner, executor) -> None:
+    """Nodes that were running when the build was interrupted: move their partial
+    outputs aside; their records stay marked incomplete."""
+    for name in list(runner.keys):
+        if name in runner.summary.built or name in runner.summary.failed:
+            continue
+        node = session.project.nodes[name]
+        _move_aside(session, node, "failed", f"{runner.build_id:05d}-interrupted")
+        session.state.add_attempt(build_id=runner.build_id, node=name, recipe=None, kind=None,
+                                  attempt=runner.attempt_no.get(name), start_ns=time.time_ns(), duration=0.0,
+                                  outcome="cancelled", failure="transient", message="interrupted")
+
+
+def dry_run(project: Project, order, options: Options, reporter, t0) -> Summary:
+    session = Session(project, readonly=True)
+    try:
+        plan = session.plan(order, forced=options.always_make)
+        summary = Summary()
+        for n in order:
+            v = plan[n]
+            node = project.nodes[n]
+            if node.is_alias:
+                continue
+            if v.stale:
+                via = session.source_of(n, v.key, options)
+                reporter.print(f"would run  {n}  ({via}): {'; '.join(str(r) for r in v.reasons)}")
+                summary.built.append(n)
+            else:
+                summary.up_to_date.append(n)
+        summary.elapsed = time.monotonic() - t0
+        if not summary.built:
+            reporter.print(f"nothing to do: {len(summary.up_to_date)} node(s) up to date")
+        else:
+            reporter.print(f"{len(summary.built)} node(s) would run, {len(summary.up_to_date)} up to date")
+        return summary
+    finally:
+        session.close()
+
+
+def touch(project: Project, targets) -> list[str]:
+    """Accept the current outputs of the targets as up to date for their current key."""
+    names = resolve_targets(project, targets)
+    session = Session(project)
+    lock = ProjectLock(session.dir)
+    done = []
+    try:
+        lock.acquire(True)
+        for n in graph.closure(project.nodes, names):
+            node = project.nodes[n]
+            if node.is_alias:
+                continue
+            outs = session.output_hashes(n)
+            missing = [p for p, h in outs.items() if h is None]
+            if missing:
+                raise ConfigError(f"cannot touch '{n}': output missing: {', '.join(missing)}")
+            parts = session.parts(n)
+            session.state.put_record(n, hashing.key_of(parts), parts, outs, "touch", None)
+            done.append(n)
+        return done
+    finally:
+        session.close()
+        lock.release()

@@ -1,0 +1,365 @@
+"""The Runner: what the scheduler calls for a build. It decides each node when
+its inputs are done (key, verdict), prepares attempts (recipes in learned
+order; transfers in threads), checks and records their outcomes, feeds the
+learner, the cache and stores, and cancels attempts whose inputs change
+(watch mode).
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from .model import NodeResult, Outcome, ReasonKind, Summary
+from .session import TRANSFERS, Options, Session, _move_aside, _safe_name  # noqa: F401
+
+
+def _tail(path: str | None, n: int = 12) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 8192))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in lines[-n:])
+
+
+class Runner:
+    """What the scheduler calls: decide, finished, and progress hooks."""
+
+    def __init__(self, session: Session, options: Options, reporter, build_id: int):
+        self.s = session
+        self.o = options
+        self.rep = reporter
+        self.build_id = build_id
+        self.keys: dict[str, tuple[str, dict]] = {}
+        self.order: dict[str, list] = {}
+        self.attempt_no: dict[str, int] = {}
+        self.tries: dict[tuple, int] = {}
+        self.summary = Summary()
+        self.jobdir = os.path.join(session.dir, "jobs")
+        self.tmpdir = os.path.join(session.dir, "tmp")
+        self.negative: set[tuple[str, str]] = set()  # (store, key): not there, for this build
+        self.uploads = None  # a one-thread pool for cache puts and pushes
+        # watch mode: paths reported changed while recipes run (set from another thread)
+        import threading
+        self._changed_lock = threading.Lock()
+        self._changed: dict[str, int] = {}  # path -> sequence number of its latest change
+        self._seq = 0
+        self._decided_at: dict[str, int] = {}  # node -> sequence number when its attempt was prepared
+        self.requeued: list[str] = []
+        self._made: set[str] = set()
+        self.choices: dict = {}
+        self.queued_work = 0.0
+        self.limits: dict = {}
+        self._started: set[str] = set()
+
+    def makedirs(self, path: str) -> None:
+        if path not in self._made:
+            os.makedirs(path, exist_ok=True)
+            self._made.add(path)
+
+    def notify_changed(self, paths) -> None:
+        """Thread-safe: these project-relative paths changed (watch mode)."""
+        with self._changed_lock:
+            self._seq += 1
+            for p in paths:
+                self._changed[p.rstrip("/")] = self._seq
+
+    def should_cancel(self, spec) -> bool:
+        """A running recipe whose inputs or script changed is cancelled and re-queued."""
+        if not self._changed:
+            return False
+        node = self.s.project.nodes[spec.node]
+        since = self._decided_at.get(spec.node, 0)
+        watched = [p.rstrip("/") for p in node.input_paths] + list(node.script_inputs)
+        with self._changed_lock:
+            # only changes after the attempt was prepared: an earlier one was already read
+            return any(self._changed.get(p, 0) > since for p in watched)
+
+    def _inputs_changed(self, name: str, parts: dict) -> list[str]:
+        """Inputs (and scripts) whose bytes differ from what the run started with."""
+        node = self.s.project.nodes[name]
+        real = {r.label: r.script for r in node.recipes if r.script and r.label}  # template scripts
+        paths = {k: real.get(k.split(":", 1)[1], k.split(":", 1)[1])
+                 for k in parts if k.startswith(("input:", "script:", "import:"))}
+        self.s.hasher.invalidate(list(paths.values()))
+        return [p for k, p in paths.items() if self.s.hasher.hash(p) != parts[k]]
+
+    # recipes in the order to try them (one function: learning plugs in here)
+    def recipe_order(self, node, key: str, parts: dict) -> list:
+        choice = self.s.choose(node, key, parts, self.o, self.negative)
+        self.choices[node.name] = choice
+        if choice.estimates:
+            self.rep.expected[node.name] = choice.estimates[0].duration
+            self.queued_work += choice.expected_duration
+        return list(choice.recipes)
+
+    def observe(self, name: str, spec, ok: bool, duration: float, size: int | None, script_hash) -> None:
+        try:
+            self.s.learner.observe(name, spec.recipe, ok, duration, script_hash=script_hash, size=size)
+        except Exception as e:  # learning must never break a build
+            self.rep.warn(f"could not record statistics for {name}: {e}")
+
+    def eta(self, running, now: float) -> float | None:
+        left = 0.0
+        for spec in running:
+            exp = self.rep.expected.get(spec.node)
+            if exp is not None:
+                left = max(left, exp - (now - self.rep.started_at.get(spec.node, now)))
+        jobs = max(1.0, self.limits.get("cores", 1.0))
+        return max(left, 0.0) + self.queued_work / jobs
+
+    def decide(self, name: str):
+        node = self.s.project.nodes[name]
+        if node.is_alias:
+            return NodeResult(name, Outcome.UP_TO_DATE)
+        verdict, parts = self.s.verdict(name, forced=self.o.always_make)
+        missing = [k[6:] for k, v in parts.items() if k.startswith("input:") and v is None]
+        missing += [k[7:] for k, v in parts.items() if k.startswith("script:") and v is None]
+        if missing:
+            return NodeResult(name, Outcome.FAILED, message=f"input missing: {', '.join(missing)}")
+        if not verdict.stale:
+            self.summary.up_to_date.append(name)
+            return NodeResult(name, Outcome.UP_TO_DATE)
+        self.rep.detail(f"     {name}: {'; '.join(str(r) for r in verdict.reasons)}")
+        self.keys[name] = (verdict.key, parts)
+        self.order[name] = self.recipe_order(node, verdict.key, parts)
+        if not self.order[name]:
+            why = f"no recipe of kind '{self.o.recipe_kind}'" if self.o.recipe_kind else "no recipe can produce it"
+            return NodeResult(name, Outcome.FAILED, message=why)
+        if verdict.reasons[0].kind is not ReasonKind.NEVER_BUILT:
+            self.s.state.mark_incomplete(name)
+        return self._next_spec(name, 0)
+
+    def _next_spec(self, name: str, idx: int):
+        """The Spec of the idx-th recipe; a node that cannot even be prepared
+        (an output's folder is a file, a disk error) fails, the build goes on."""
+        try:
+            return self._prepare(name, idx)
+        except OSError as e:
+            self.summary.failed.append(name)
+            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+            return NodeResult(name, Outcome.FAILED, message=f"cannot prepare its outputs: {e.strerror or e}{where}")
+
+    def _prepare(self, name: str, idx: int):
+        from . import recipes
+        node = self.s.project.nodes[name]
+        with self._changed_lock:
+            self._decided_at[name] = self._seq
+        recipe = self.order[name][idx]
+        n = self.attempt_no.get(name, 0) + 1
+        self.attempt_no[name] = n
+        _move_aside(self.s, node, "previous", "last")
+        for p in node.output_paths:
+            self.makedirs(os.path.dirname(os.path.join(self.s.project.root, p.rstrip("/"))))
+        log = os.path.join(self.s.dir, "logs", f"{self.build_id:05d}",
+                           f"{_safe_name(name)}.{n}.{recipe.name.replace('#', '_')}.log")
+        if recipe.kind in TRANSFERS:
+            return self._transfer_spec(node, recipe, n, log, idx)
+        return recipes.prepare(self.s.project, node, recipe, n, log, self.jobdir, index=idx)
+
+    def _transfer_spec(self, node, recipe, n, log, idx):
+        from .recipes import Spec
+        from .stores import StoreError
+        key = self.keys[node.name][0]
+        store = self.s.store(recipe.target) if recipe.kind == "fetch" else self.s.cache
+        root, tmpdir = self.s.project.root, self.tmpdir
+
+        def transfer():
+            m = store.manifest(key)
+            if m is None:
+                raise StoreError(f"not in store '{store.name}'", "unavailable")
+            return store.restore(m, node.output_paths, root, tmpdir)
+
+        return Spec(node.name, recipe, (), {}, root, log, "", None, {"transfers": 1.0}, n, idx, transfer)
+
+    def _finished_transfer(self, name, spec, fin):
+        node = self.s.project.nodes[name]
+        key, parts = self.keys[name]
+        store = spec.recipe.target if spec.recipe.kind == "fetch" else "cache"
+        outputs, size = fin.payload if fin.exit_code == 0 else ({}, 0)
+        if fin.exit_code == 0:
+            self.s.hasher.invalidate(node.output_paths)
+            current = {p: self.s.hasher.hash(p) for p in node.output_paths}
+            if current != outputs:
+                fin.exit_code, fin.error, fin.failure = 1, "restored outputs changed while being written", "transient"
+        os.makedirs(os.path.dirname(spec.log), exist_ok=True)
+        with open(spec.log, "a") as f:
+            f.write((f"{spec.recipe.kind} from {store}: " + ("ok" if fin.exit_code == 0 else fin.error)) + "\n")
+        self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name, kind=spec.recipe.kind,
+                                 attempt=spec.attempt, start_ns=time.time_ns() - int(fin.duration * 1e9),
+                                 duration=fin.duration, outcome="ok" if fin.exit_code == 0 else "failed",
+                                 failure=fin.failure, bytes=size, log=os.path.relpath(spec.log, self.s.project.root),
+                                 exit_code=fin.exit_code, message=fin.error or None, script_hash=store)
+        self.observe(name, spec, fin.exit_code == 0, fin.duration, size or None, None)
+        if fin.exit_code == 0:
+            self.s.state.put_record(name, key, parts, outputs, spec.recipe.name, self.build_id)
+            self.summary.built.append(name)
+            self.summary.durations[name] = fin.duration
+            if spec.recipe.kind == "fetch":
+                self._after_rebuild(node, key, outputs, stores=False)  # keep a local copy
+            return NodeResult(name, Outcome.OK, spec.recipe.name, fin.duration, log=spec.log)
+        if fin.failure == "transient" and "unreachable" in (fin.error or ""):
+            self.negative.add((store, "*"))  # down: not asked again in this build
+        if fin.failure == "unavailable":
+            self.negative.add((store, key))
+            self.rep.detail(f"     {name}: {fin.error}")
+        else:
+            self.rep.warn(f"{name}: {fin.error}; trying the next recipe")
+        return self._fallback(name, spec, fin.error, spec.recipe.kind + " from " + store, fin)
+
+    def _fallback(self, name, spec, problem, what, fin):
+        if spec.index + 1 < len(self.order[name]):
+            return self._next_spec(name, spec.index + 1)
+        self.summary.failed.append(name)
+        return NodeResult(name, Outcome.FAILED, spec.recipe.name, fin.duration, f"{what}: {problem}", spec.log)
+
+    def _after_rebuild(self, node, key: str, outputs: dict, stores: bool = True) -> None:
+        """Put fresh outputs in the local cache and push them to `push = true` stores,
+        in a background thread; a failed push is a warning, never a failed build."""
+        stores = [st for st in self.s.project.stores.values() if st.push] if stores else []
+        for st in [st for st in stores if (st.name, "*") in self.negative]:
+            self.rep.warn(f"{node.name}: could not push to store '{st.name}': it was unreachable earlier in this build")
+        stores = [st for st in stores if (st.name, "*") not in self.negative]
+        if not (self.s.cache or stores):
+            return
+        from .stores import describe_outputs
+        try:
+            entries = describe_outputs(self.s.project.root, node.output_paths, self.s.hasher)
+        except OSError as e:
+            self.rep.warn(f"{node.name}: cannot describe outputs for the cache: {e}")
+            return
+        if self.uploads is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self.uploads = ThreadPoolExecutor(1, thread_name_prefix="nodefile-upload")
+        targets = ([self.s.cache] if self.s.cache else []) + [self.s.store(st.name) for st in stores]
+        root, rep = self.s.project.root, self.rep
+
+        def upload():
+            for t in targets:
+                try:
+                    t.put(node.name, key, root, entries)
+                except Exception as e:  # any backend error: warn, keep building
+                    rep.warn(f"{node.name}: could not push to store '{t.name}': {str(e).splitlines()[0][:200]}")
+
+        self.uploads.submit(upload)
+
+    def wait_uploads(self) -> None:
+        if self.uploads is not None:
+            self.uploads.shutdown(wait=True)
+
+    def finished(self, name: str, spec, fin):
+        if spec.func is not None:
+            return self._finished_transfer(name, spec, fin)
+        node = self.s.project.nodes[name]
+        idx = spec.index
+        problem = ""
+        if fin.error:
+            problem = fin.error
+        elif fin.cancelled:
+            problem = "cancelled"
+        elif fin.timed_out:
+            problem = f"timed out after {spec.timeout:g}s"
+        elif fin.exit_code != 0:
+            problem = f"exited with status {fin.exit_code}"
+        else:
+            problem = self._check_outputs(node)
+        key, parts = self.keys[name]
+        changed = self._inputs_changed(name, parts)
+        if changed or fin.cancelled:
+            # never record a result computed from inputs that changed while it ran
+            self.rep.info(f"     {name}: {', '.join(changed) or 'an input'} changed while it ran; running it again")
+            self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name,
+                                     kind=spec.recipe.kind, attempt=spec.attempt,
+                                     start_ns=time.time_ns() - int(fin.duration * 1e9), duration=fin.duration,
+                                     outcome="cancelled", failure="transient",
+                                     log=os.path.relpath(spec.log, self.s.project.root), exit_code=fin.exit_code,
+                                     message="inputs changed while it ran")
+            _move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
+            self.requeued.append(name)
+            return self.decide(name)
+        outcome = "ok" if not problem else ("cancelled" if fin.cancelled else "failed")
+        failure = None if not problem else ("unavailable" if fin.error else
+                                            "transient" if fin.timed_out else "recipe error")
+        size = 0
+        outputs = {}
+        if not problem:
+            self.s.hasher.invalidate(node.output_paths)
+            outputs = {p: self.s.hasher.hash(p) for p in node.output_paths}
+            size = sum(_size(os.path.join(self.s.project.root, p)) for p in node.output_paths)
+        script_hash = parts.get(f"script:{spec.recipe.script}") if spec.recipe.script else None
+        self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name, kind=spec.recipe.kind,
+                                 attempt=spec.attempt, start_ns=time.time_ns() - int(fin.duration * 1e9),
+                                 duration=fin.duration, outcome=outcome, failure=failure, bytes=size,
+                                 log=os.path.relpath(spec.log, self.s.project.root), exit_code=fin.exit_code,
+                                 message=problem or None, script_hash=script_hash)
+        self.observe(name, spec, not problem, fin.duration, size or None, script_hash)
+        if not problem:
+            self.s.state.put_record(name, key, parts, outputs, spec.recipe.name, self.build_id)
+            self.summary.built.append(name)
+            self.summary.durations[name] = fin.duration
+            self._after_rebuild(node, key, outputs)
+            return NodeResult(name, Outcome.OK, spec.recipe.name, fin.duration, log=spec.log)
+        _move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
+        what = f"{spec.recipe.kind} {spec.recipe.target}" if spec.recipe.kind != "shell" else "shell recipe"
+        rel_log = os.path.relpath(spec.log)
+        detail = f"{what} {problem}\n{_tail(spec.log)}\n  log: {rel_log}"
+        if fin.cancelled:
+            return NodeResult(name, Outcome.CANCELLED, spec.recipe.name, fin.duration, "cancelled", spec.log)
+        retries = max(spec.recipe.retries, self.o.retries)
+        used = self.tries.get((name, idx), 0)
+        if used < retries:
+            self.tries[(name, idx)] = used + 1
+            self.rep.warn(f"{name}: {what} {problem}; retrying ({used + 1}/{retries})")
+            return self._next_spec(name, idx)
+        if idx + 1 < len(self.order[name]):
+            self.rep.warn(f"{name}: {what} {problem}; trying the next recipe (log: {rel_log})")
+        return self._fallback(name, spec, detail, what, fin) if idx + 1 < len(self.order[name]) else \
+            self._fail(name, spec, detail, fin)
+
+    def _fail(self, name, spec, detail, fin):
+        self.summary.failed.append(name)
+        return NodeResult(name, Outcome.FAILED, spec.recipe.name, fin.duration, detail, spec.log)
+
+    def _check_outputs(self, node) -> str:
+        bad = []
+        for p in node.output_paths:
+            kind = self.s.hasher.kind(p)
+            if kind is None:
+                bad.append(f"did not write declared output '{p}'")
+            elif p.endswith("/") and kind != "dir":
+                bad.append(f"declared directory output '{p}' is a file")
+            elif not p.endswith("/") and kind == "dir":
+                bad.append(f"declared file output '{p}' is a directory (declare it as '{p}/')")
+        return "; ".join(bad)
+
+    def started(self, spec) -> None:
+        if spec.node not in self._started:
+            self._started.add(spec.node)
+            choice = self.choices.get(spec.node)
+            if choice is not None:
+                self.queued_work = max(0.0, self.queued_work - choice.expected_duration)
+        self.rep.started(spec)
+
+    def done(self, result: NodeResult) -> None:
+        if result.outcome is Outcome.SKIPPED:
+            self.summary.skipped.append(result.node)
+        elif result.outcome is Outcome.FAILED and result.node not in self.summary.failed:
+            self.summary.failed.append(result.node)
+        self.rep.done(result)
+
+    def tick(self, running, done, total) -> None:
+        self.rep.tick(running, done, total)
+
+
+def _size(path: str) -> int:
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0

@@ -1,0 +1,271 @@
+"""A session on a project: the project, its state store, a hasher, the code
+closure, the learner, the cache and stores; the options of a build; targets;
+the project lock; and the candidate recipes of a stale node. Shared by build,
+status, explain, touch and watch.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+
+from . import hashing, stale
+from .errors import LockError, UnknownTargetError
+from .model import Project, Reason, ReasonKind, Recipe, Status, Verdict
+from .state import State
+
+
+@dataclass
+class Options:
+    jobs: int | None = None
+    keep_going: bool = False
+    dry_run: bool = False
+    always_make: bool = False
+    recipe_kind: str | None = None
+    retries: int = 0
+    executor: str = "local"
+    resources: dict = field(default_factory=dict)
+    wait_for_lock: bool = True
+    transfers_only: bool = False  # node pull: restore from the cache or stores, never rebuild
+    on_runner: object = None  # called with the Runner once a build starts (watch mode uses it)
+    noop_record: tuple | None = None  # (argv, cwd): record a no-op for the fast path (fastpath.py)
+
+
+# -- targets ----------------------------------------------------------------------------
+def resolve_targets(project: Project, targets, cwd: str | None = None) -> list[str]:
+    """Node names for targets given as node names or file paths."""
+    from .config.load import did_you_mean, norm
+    if not targets:
+        return list(project.default)
+    out = []
+    problems = []
+    for t in targets:
+        if t in project.nodes:
+            out.append(t)
+            continue
+        absolute = os.path.abspath(os.path.join(cwd or os.getcwd(), t))
+        rel = norm(os.path.relpath(absolute, project.root).replace(os.sep, "/"))
+        owner = project.producers.get(rel.rstrip("/"))
+        if owner is None:
+            for d, n in project.dir_outputs:
+                if rel.startswith(d):
+                    owner = n
+                    break
+        if owner is not None:
+            out.append(owner)
+        elif os.path.exists(absolute) and not rel.startswith("../"):
+            problems.append(f"'{t}' is a source file: no node produces it")
+        else:
+            problems.append(f"unknown target '{t}' (not a node name or an output path)"
+                            f"{did_you_mean(t, project.nodes)}")
+    if problems:
+        raise UnknownTargetError("\n".join(problems))
+    return list(dict.fromkeys(out))
+
+
+# -- a session on a project's state ------------------------------------------------------------
+class Session:
+    """The project, its state store and a hasher: what every command works with."""
+
+    def __init__(self, project: Project, readonly: bool = False):
+        self.project = project
+        self.state = State(project.root, readonly=readonly)
+        self.hasher = hashing.Hasher(project.root, self.state)
+        self.dir = self.state.dir
+        self._records = None
+        self._stores: dict = {}
+        self._cache = None
+        self._closure = None
+        self._learner = None
+
+    @property
+    def cache(self):
+        if self._cache is None and self.project.cache:
+            from .stores import local_cache
+            self._cache = local_cache(self.project.root)
+        return self._cache
+
+    @property
+    def learner(self):
+        if self._learner is None:
+            from .learn import Learner
+            self._learner = Learner(self.state.db)
+        return self._learner
+
+    def choose(self, node, key: str, parts: dict | None, options, negative=(), probe: bool = False):
+        """The learned order of a stale node's candidate recipes (a learn.Choice)."""
+        cands = candidates(self, node, key, options, set(negative), probe=probe)
+        parts = parts or {}
+        return self.learner.choose(node.name, cands, force_kind=options.recipe_kind,
+                                   script_of=lambda r: parts.get(f"script:{r.label or r.script}") if r.script else None)
+
+    def store(self, name: str):
+        if name not in self._stores:
+            from .stores import open_store
+            self._stores[name] = open_store(self.project.stores[name])
+        return self._stores[name]
+
+    def source_of(self, name: str, key: str | None, options: Options | None = None) -> str:
+        """Where a stale node would come from: cache, store NAME, or a rebuild recipe."""
+        node = self.project.nodes[name]
+        choice = self.choose(node, key or "", None, options or Options(), probe=True)
+        for r in choice.recipes:
+            if r.kind == "load":
+                return "cache"
+            if r.kind == "fetch":
+                return f"store {r.target}"
+            return f"rebuild ({r.name})"
+        return "nothing can make it"
+
+    def close(self) -> None:
+        if self._closure is not None:
+            self._closure.save()
+        self.state.close()
+
+    def records(self) -> dict:
+        if self._records is None:
+            self._records = self.state.records()
+        return self._records
+
+    @property
+    def closure(self):
+        if self._closure is None:
+            from .closure import Closure
+            self._closure = Closure(self.project.root, self.hasher, self.state.db)
+        return self._closure
+
+    def parts(self, name: str) -> dict:
+        return hashing.key_parts(self.project.nodes[name], self.hasher, closure=self.closure)
+
+    def output_hashes(self, name: str) -> dict:
+        return {p: self.hasher.hash(p) for p in self.project.nodes[name].output_paths}
+
+    def verdict(self, name: str, forced: bool = False) -> tuple[Verdict, dict]:
+        parts = self.parts(name)
+        key = hashing.key_of(parts)
+        rec = self.records().get(name)
+        return stale.check(name, parts, key, rec, self.output_hashes(name), forced), parts
+
+    def plan(self, names: list[str], forced: bool = False) -> dict[str, Verdict]:
+        """Verdicts for every node in `names` (topological), as a dry run sees them:
+        a node whose input will be rebuilt is stale because of it."""
+        out: dict[str, Verdict] = {}
+        for n in names:
+            node = self.project.nodes[n]
+            up = [d for d in node.deps if d in out and out[d].stale]
+            if node.is_alias:
+                status = Status.STALE if up else Status.UP_TO_DATE
+                out[n] = Verdict(n, status, tuple(Reason(ReasonKind.UPSTREAM, d) for d in up))
+                continue
+            v, _ = self.verdict(n, forced)
+            if up:
+                reasons = tuple(r for r in v.reasons if r.kind not in (
+                    ReasonKind.INPUT_CHANGED, ReasonKind.INPUT_MISSING, ReasonKind.INPUT_ADDED))
+                reasons = tuple(Reason(ReasonKind.UPSTREAM, d) for d in up) + reasons
+                v = Verdict(n, Status.MISSING if v.status is Status.MISSING else Status.STALE, reasons, v.key)
+            out[n] = v
+        return out
+
+
+# -- the lock -------------------------------------------------------------------------
+class ProjectLock:
+    """One build per project at a time; a second one waits and says who holds it."""
+
+    def __init__(self, state_dir: str):
+        os.makedirs(state_dir, exist_ok=True)
+        self.path = os.path.join(state_dir, "lock")
+        self.fd = None
+
+    def acquire(self, wait: bool, on_wait=None) -> None:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self.holder()
+            if not wait:
+                os.close(self.fd)
+                self.fd = None
+                raise LockError(f"another build holds the project lock ({holder}); try again when it ends")
+            if on_wait:
+                on_wait(f"waiting for the project lock, held by {holder}")
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, json.dumps({"pid": os.getpid(), "since": time.time(),
+                                       "argv": " ".join(os.sys.argv)}).encode(), 0)
+
+    def holder(self) -> str:
+        try:
+            with open(self.path) as f:
+                h = json.load(f)
+            return f"pid {h['pid']}, `{h.get('argv', '?')}`, since {time.strftime('%H:%M:%S', time.localtime(h['since']))}"
+        except (OSError, ValueError, KeyError):
+            return "another process"
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+# -- running nodes ---------------------------------------------------------------------------
+
+
+def _safe_name(name: str) -> str:
+    return name.replace("/", "_")
+
+
+def _move_aside(session: Session, node, where: str, stamp: str) -> None:
+    """Move the node's existing outputs under .nodefile/<where>/ so a recipe
+    starts from a clean slate and nothing is lost."""
+    base = os.path.join(session.dir, where, node.name.replace("/", "_"), stamp)
+    for p in node.output_paths:
+        src = os.path.join(session.project.root, p.rstrip("/"))
+        if not os.path.lexists(src):
+            continue
+        dst = os.path.join(base, p.rstrip("/"))
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        if os.path.lexists(dst):
+            shutil.rmtree(dst) if os.path.isdir(dst) and not os.path.islink(dst) else os.remove(dst)
+        try:
+            os.replace(src, dst)
+        except OSError:
+            shutil.move(src, dst)
+    session.hasher.invalidate(node.output_paths)
+
+
+TRANSFERS = ("load", "fetch")
+LOAD = Recipe(kind="load", target="cache", name="load")
+
+
+def candidates(session: Session, node, key: str, options: Options, negative: set, probe: bool = False) -> list:
+    """The recipes to try for a stale node, in order: the local cache when it holds
+    the key, then the Nodefile's recipes (fetches whose store is known not to hold
+    the key are left out). With probe, a fetch is kept only if its store has the key."""
+    out = []
+    always = options.always_make
+    if session.cache is not None and not always and key:
+        try:
+            if session.cache.manifest(key) is not None:
+                out.append(LOAD)
+        except Exception:
+            pass
+    for r in node.recipes:
+        if r.kind == "fetch":
+            if always or (r.target, key) in negative or (r.target, "*") in negative:
+                continue
+            if probe:
+                try:
+                    if session.store(r.target).manifest(key) is None:
+                        continue
+                except Exception:
+                    continue
+        out.append(r)
+    if options.transfers_only:
+        out = [r for r in out if r.kind in TRANSFERS]
+    if options.recipe_kind:
+        k = options.recipe_kind
+        out = [r for r in out if r.kind == k or r.name == k]
+    return out
