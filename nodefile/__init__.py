@@ -37,7 +37,8 @@ def status(targets=None, path: str | None = None) -> dict:
     from . import graph
     from .engine import Session, resolve_targets
     project = load_project(path)
-    names = graph.closure(project.nodes, resolve_targets(project, list(targets or [])) or list(project.nodes))
+    wanted = resolve_targets(project, list(targets)) if targets else list(project.nodes)
+    names = graph.closure(project.nodes, wanted)
     session = Session(project, readonly=True)
     try:
         return session.plan(names)

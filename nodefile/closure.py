@@ -2,8 +2,9 @@
 transitively, so that editing a helper rebuilds exactly the nodes that use it.
 
 Python: `import a.b`, `from . import c`, `from a import b` (b a module or a name
-in a), resolved against the script's folder, the project root (on PYTHONPATH
-for recipes) and the node's folder. Package `__init__.py` files along the way
+in a), resolved against the script's folder, the node's folder and the project
+root (the last two are on PYTHONPATH for recipes). A `call` recipe's module is resolved against the node's folder and
+the project root, then followed the same way. Package `__init__.py` files along the way
 count (they run on import). Only files under the project root are followed.
 R: every literal `source("...")` / `sys.source("...")`, resolved against the
 working directory (the node's folder), as R itself does.
@@ -63,6 +64,8 @@ class Closure:
     # -- the closure -------------------------------------------------------------------
     def __call__(self, node, recipe) -> list[str]:
         """Project-relative paths of the files the script needs, transitively (not itself)."""
+        if recipe.kind == "call":
+            return self._call(node, recipe)
         if not recipe.script or recipe.kind not in ("python", "r"):
             return []
         key = (recipe.script, recipe.kind, node.cwd)
@@ -81,13 +84,38 @@ class Closure:
         self.memo[key] = sorted(seen)
         return self.memo[key]
 
+    def _call(self, node, recipe) -> list[str]:
+        """A `call` recipe's module (under the project root) and what it imports."""
+        key = (recipe.target, "call", node.cwd)
+        if key in self.memo:
+            return self.memo[key]
+        module = recipe.target.split(":", 1)[0]
+        files = self._module(module, [os.path.join(self.root, node.cwd), self.root])
+        seen: list[str] = []
+        todo = []
+        for f in files:
+            real = os.path.realpath(f)
+            if _under(real, self.root):
+                rel = os.path.relpath(real, self.root).replace(os.sep, "/")
+                if rel not in seen:
+                    seen.append(rel)
+                    todo.append(rel)
+        while todo:
+            cur = todo.pop()
+            for dep in self._direct(cur, "python", node.cwd):
+                if dep not in seen:
+                    seen.append(dep)
+                    todo.append(dep)
+        self.memo[key] = sorted(seen)
+        return self.memo[key]
+
     def _direct(self, rel: str, kind: str, cwd: str) -> list[str]:
         h = self.hasher.hash(rel)
         if h is None:
             return []
         if not self._loaded:
             self._load()
-        ctx = cwd if kind == "r" else ""
+        ctx = cwd  # R resolves source() against it; Python searches it (a sub-pipeline's folder)
         k = (rel, kind, ctx, h)
         if k in self._cache:
             return self._cache[k]
@@ -97,7 +125,7 @@ class Closure:
                 text = f.read().decode("utf-8", "replace")
         except OSError:
             return []
-        deps = self._python(full, text) if kind == "python" else self._r(text, cwd)
+        deps = self._python(full, text, cwd) if kind == "python" else self._r(text, cwd)
         out = []
         for d in deps:
             real = os.path.realpath(d)
@@ -117,13 +145,13 @@ class Closure:
                 out.append(os.path.normpath(os.path.join(base, m.group(2))))
         return out
 
-    def _python(self, full: str, text: str) -> list[str]:
+    def _python(self, full: str, text: str, cwd: str = "") -> list[str]:
         try:
             tree = ast.parse(text, filename=full)
         except (SyntaxError, ValueError):
             return []
         here = os.path.dirname(full)
-        search = [here, self.root]
+        search = [here] + ([os.path.join(self.root, cwd)] if cwd else []) + [self.root]
         out: list[str] = []
         for n in ast.walk(tree):
             if isinstance(n, ast.Import):

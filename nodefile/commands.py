@@ -58,6 +58,10 @@ def cmd_status(args, rep) -> int:
         plan = session.plan(names)
         sources = {n: session.source_of(n, plan[n].key) for n in names
                    if plan[n].stale and not project.nodes[n].is_alias}
+        from .model import ReasonKind
+        for n in sources:
+            if any(r.kind is ReasonKind.UPSTREAM for r in plan[n].reasons):
+                sources[n] = "after its inputs"  # its key is known only once they are rebuilt
     finally:
         session.close()
     for n in names:
@@ -148,7 +152,8 @@ def cmd_job(args, rep) -> int:
 
 def cmd_clean(args, rep) -> int:
     project = _project(args, check_sources=False)
-    names = resolve_targets(project, args.targets) if args.targets else list(project.nodes)
+    from .engine import expand_aliases
+    names = expand_aliases(project, resolve_targets(project, args.targets) if args.targets else list(project.nodes))
     removed = 0
     for n in names:
         for p in project.nodes[n].output_paths:
@@ -178,7 +183,8 @@ def cmd_log(args, rep) -> int:
         return 0
     last = max(a["build_id"] for a in attempts)
     for a in [a for a in attempts if a["build_id"] == last]:
-        rep.print(f"== {name}: attempt {a['attempt']}, recipe {a['recipe']} ({a['kind']}): {a['outcome']}"
+        what = f"recipe {a['recipe']} ({a['kind']})" if a["recipe"] else "the build was interrupted"
+        rep.print(f"== {name}: attempt {a['attempt']}, {what}: {a['outcome']}"
                   + (f" - {a['message']}" if a["message"] else "") + f", {a['duration']:.2f}s")
         if a["log"]:
             path = os.path.join(project.root, a["log"])
@@ -338,9 +344,12 @@ def cmd_pull(args, rep) -> int:
 def cmd_gc(args, rep) -> int:
     """Drop cache entries and state of nodes no longer in the Nodefile, and cache
     entries older than --older-than DAYS."""
+    from .session import ProjectLock
     project = _project(args, check_sources=False)
     session = Session(project)
+    lock = ProjectLock(session.dir)
     try:
+        lock.acquire(True, on_wait=rep.info)  # never prune what a running build is writing
         older = args.older_than * 86400 if args.older_than is not None else None
         entries = freed = 0
         if session.cache is not None:
@@ -358,6 +367,7 @@ def cmd_gc(args, rep) -> int:
                     shutil.rmtree(os.path.join(base, d), ignore_errors=True)
     finally:
         session.close()
+        lock.release()
     rep.print(f"gc: removed {entries} cache entr{'y' if entries == 1 else 'ies'} and the records of "
               f"{len(gone)} node(s) no longer in the Nodefile; freed {_fmt_bytes(freed)}")
     return 0

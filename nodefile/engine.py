@@ -22,10 +22,17 @@ from .session import (LOAD, TRANSFERS, Options, ProjectLock, Session, _move_asid
 
 def limits_for(options: Options, project: Project) -> dict:
     jobs = options.jobs or project.jobs or os.cpu_count() or 1
-    limits = {"cores": float(jobs), "transfers": float(max(4, jobs))}
+    limits = {"cores": float(jobs), "transfers": float(max(4, jobs)), "mem_gb": _memory_gb()}
     for k, v in options.resources.items():
         limits[k] = float(v)
     return limits
+
+
+def _memory_gb() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
 
 
 def check_resources(project: Project, names, limits: dict) -> None:
@@ -35,7 +42,7 @@ def check_resources(project: Project, names, limits: dict) -> None:
             for k, v in r.resources:
                 if k == "cores":
                     continue  # more cores than -j allows runs alone rather than never
-                if k not in limits and k != "mem_gb":
+                if k not in limits:
                     problems.append(f"node '{n}' recipe '{r.name}' asks for {k} = {v:g}, but no {k} limit "
                                     f"is given (use --resources {k}=N)")
                 elif k in limits and v > limits[k]:
@@ -120,6 +127,7 @@ def _record_noop(session: Session, order, argv_cwd, count: int) -> None:
     project = session.project
     paths = set(session.hasher.seen)
     paths.update(os.path.relpath(p, project.root) for p in project.sources)
+    paths.add(".")  # a new top-level module or package could change what a script imports
     for n in order:
         node = project.nodes[n]
         for e in node.inputs:
@@ -159,7 +167,9 @@ def dry_run(project: Project, order, options: Options, reporter, t0) -> Summary:
             if node.is_alias:
                 continue
             if v.stale:
-                via = session.source_of(n, v.key, options)
+                from .model import ReasonKind
+                via = ("decided after its inputs" if any(r.kind is ReasonKind.UPSTREAM for r in v.reasons)
+                       else session.source_of(n, v.key, options))
                 reporter.print(f"would run  {n}  ({via}): {'; '.join(str(r) for r in v.reasons)}")
                 summary.built.append(n)
             else:
@@ -174,26 +184,39 @@ def dry_run(project: Project, order, options: Options, reporter, t0) -> Summary:
         session.close()
 
 
+def expand_aliases(project: Project, names) -> list[str]:
+    """Node names with aliases (pattern and [use] names, alias nodes) replaced by their members."""
+    out: list[str] = []
+    todo = list(names)
+    while todo:
+        n = todo.pop(0)
+        node = project.nodes[n]
+        if node.is_alias:
+            todo[:0] = list(node.deps)
+        elif n not in out:
+            out.append(n)
+    return out
+
+
 def touch(project: Project, targets) -> list[str]:
-    """Accept the current outputs of the targets as up to date for their current key."""
-    names = resolve_targets(project, targets)
+    """Accept the current outputs of the targets (not their inputs) as up to date for
+    their current key. All or nothing: every output must exist before any is accepted."""
+    names = expand_aliases(project, resolve_targets(project, targets))
     session = Session(project)
     lock = ProjectLock(session.dir)
-    done = []
     try:
         lock.acquire(True)
-        for n in graph.closure(project.nodes, names):
-            node = project.nodes[n]
-            if node.is_alias:
-                continue
+        records = []
+        for n in names:
             outs = session.output_hashes(n)
             missing = [p for p, h in outs.items() if h is None]
             if missing:
-                raise ConfigError(f"cannot touch '{n}': output missing: {', '.join(missing)}")
+                raise ConfigError(f"cannot touch '{n}': output missing: {', '.join(missing)} (nothing was accepted)")
             parts = session.parts(n)
-            session.state.put_record(n, hashing.key_of(parts), parts, outs, "touch", None)
-            done.append(n)
-        return done
+            records.append((n, hashing.key_of(parts), parts, outs))
+        for n, key, parts, outs in records:
+            session.state.put_record(n, key, parts, outs, "touch", None)
+        return names
     finally:
         session.close()
         lock.release()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-VERSION = 2
+VERSION = 3  # bump with the key format (model.FORMAT_VERSION) or the record layout
 RACY_NS = 2_000_000_000
 
 

@@ -136,9 +136,9 @@ def key_parts(node: Node, hasher: Hasher, closure=None) -> dict:
     for r in node.recipes:
         if r.script:
             parts[f"script:{r.label or r.script}"] = hasher.hash(r.script)
-            if closure is not None:
-                for dep in closure(node, r):
-                    parts.setdefault(f"import:{dep}", hasher.hash(dep))
+        if closure is not None and (r.script or r.kind == "call"):
+            for dep in closure(node, r):
+                parts.setdefault(f"import:{dep}", hasher.hash(dep))
     for name, value in sorted(node.params):
         parts[f"param:{name}"] = json.dumps(value, sort_keys=True, default=str)
     for name, value in node.wildcards:

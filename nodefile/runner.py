@@ -27,6 +27,9 @@ def _tail(path: str | None, n: int = 12) -> str:
     return "\n".join("    " + line for line in lines[-n:])
 
 
+MAX_RERUNS = 3  # re-runs of a node whose inputs changed while it ran, before it fails
+
+
 class Runner:
     """What the scheduler calls: decide, finished, and progress hooks."""
 
@@ -52,6 +55,7 @@ class Runner:
         self._decided_at: dict[str, int] = {}  # node -> sequence number when its attempt was prepared
         self.requeued: list[str] = []
         self._made: set[str] = set()
+        self.reruns: dict[str, int] = {}
         self.choices: dict = {}
         self.queued_work = 0.0
         self.limits: dict = {}
@@ -271,6 +275,14 @@ class Runner:
         key, parts = self.keys[name]
         changed = self._inputs_changed(name, parts)
         if changed or fin.cancelled:
+            self.reruns[name] = self.reruns.get(name, 0) + 1
+            if self.reruns[name] > MAX_RERUNS:
+                _move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
+                self.summary.failed.append(name)
+                return NodeResult(name, Outcome.FAILED, spec.recipe.name, fin.duration,
+                                  f"its inputs changed during each of {MAX_RERUNS + 1} runs "
+                                  f"({', '.join(changed) or 'cancelled'}); does the recipe write to its own input?",
+                                  spec.log)
             # never record a result computed from inputs that changed while it ran
             self.rep.info(f"     {name}: {', '.join(changed) or 'an input'} changed while it ran; running it again")
             self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name,

@@ -54,8 +54,13 @@ def resolve_targets(project: Project, targets, cwd: str | None = None) -> list[s
                 if rel.startswith(d):
                     owner = n
                     break
+        under = [] if owner is not None else sorted(
+            {n for p, n in project.producers.items() if p.startswith(rel.rstrip("/") + "/")} if rel else
+            set(project.producers.values()))
         if owner is not None:
             out.append(owner)
+        elif under:
+            out.extend(n for n in project.nodes if n in set(under))  # a folder: every node writing into it
         elif os.path.exists(absolute) and not rel.startswith("../"):
             problems.append(f"'{t}' is a source file: no node produces it")
         else:

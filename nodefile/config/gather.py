@@ -29,7 +29,7 @@ from ..errors import Problem
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 USE_KEYS = ("template", "nodefile", "with")
-TEMPLATE_KEYS = ("template", "nodes", "use", "params")
+TEMPLATE_KEYS = ("template", "nodes", "use")
 
 
 @dataclass
@@ -163,6 +163,10 @@ class Gatherer:
                 ctx.err(f"sub-pipeline '{ref}' lies outside the project root", t, "nodefile")
                 return
             sub_params = data.get("params", {}) if isinstance(data.get("params"), dict) else {}
+            from .load import PROJECT_KEYS, did_you_mean as _dym
+            for k in (data.get("project") or {}) if isinstance(data.get("project"), dict) else ():
+                if k not in PROJECT_KEYS:
+                    sctx.err(f"unknown key '{k}'{_dym(k, PROJECT_KEYS)}", ("project",), k)
             default = (data.get("project") or {}).get("default") if isinstance(data.get("project"), dict) else None
             self.out.groups[scope + uname] = (ctx, t, new_scope, default)
             for k in data:

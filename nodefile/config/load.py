@@ -501,12 +501,14 @@ class _Builder:
         for e in raw:
             paths: list[str] = []
             kind = "path"
+            group_ref = False
             for item in e.paths:
-                target = _scoped(item, decl.scopes, drafts)
+                target = _scoped(item, decl.scopes, drafts) or _scoped(item, decl.scopes, groups)
                 if target is not None:
                     kind = "node"
-                    td = drafts[target]
-                    if td.is_pattern or target in groups:
+                    td = drafts.get(target)
+                    if td is None or td.is_pattern or target in groups:
+                        group_ref = True  # a pattern or [use] name: always a list, whatever its size
                         members = groups.get(target, [])
                         deps.extend(members)
                         for m in members:
@@ -533,14 +535,15 @@ class _Builder:
                         inst = match_pattern(p.rstrip("/"))
                     except _Ambiguous as a:
                         c.err(f"input '{item}' matches more than one pattern: {' and '.join(a.names)}", t, "inputs")
-                        inst = None
+                        paths.append(p)
+                        continue  # reported once: not also a missing source
                     owner = inst.name if inst is not None else None
                 if owner:
                     deps.append(owner)
                 elif self.check_sources and not os.path.exists(os.path.join(self.root, p)):
                     missing.setdefault(p, []).append((d.name, t, c))
                 paths.append(p)
-            many = e.many or (kind != "path" and len(paths) != 1)
+            many = e.many or group_ref or kind == "glob" or (kind != "path" and len(paths) != 1)
             inputs.append(Entry(e.name, tuple(paths), many, e.source, kind))
         script_inputs = []
         for r in d.recipes:

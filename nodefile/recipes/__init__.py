@@ -122,6 +122,13 @@ def command(project: Project, node: Node, recipe: Recipe) -> list[str]:
     raise ValueError(f"not a run recipe: {recipe.kind}")
 
 
+def python_path(project: Project, node: Node) -> list[str]:
+    """Folders put on PYTHONPATH: the declaring Nodefile's folder (a sub-pipeline's
+    own helpers), then the project root."""
+    here = os.path.join(project.root, node.cwd) if node.cwd else project.root
+    return [here] if here == project.root else [here, project.root]
+
+
 def rscript() -> str:
     return shutil.which("Rscript") or "Rscript"
 
@@ -139,7 +146,7 @@ def prepare(project: Project, node: Node, recipe: Recipe, attempt: int, log: str
     env["PYTHONUNBUFFERED"] = "1"
     if recipe.kind in ("python", "call"):
         pp = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = project.root + (os.pathsep + pp if pp else "")
+        env["PYTHONPATH"] = os.pathsep.join(python_path(project, node) + ([pp] if pp else []))
     if recipe.kind == "r":
         env["NODEFILE_JOB_R"] = rpath
         env["NODEFILE_SCRIPT"] = relative_to(recipe.target, node.cwd)
@@ -157,8 +164,9 @@ def hand_command(project: Project, node: Node, recipe: Recipe, mpath: str, rpath
     rel = os.path.relpath(mpath, os.path.join(project.root, node.cwd))
     env = f"NODEFILE_JOB={shlex.quote(rel)}"
     if recipe.kind in ("python", "call"):
-        root = os.path.relpath(project.root, os.path.join(project.root, node.cwd))
-        env += f" PYTHONPATH={shlex.quote(root)}${{PYTHONPATH:+:$PYTHONPATH}}"
+        here = os.path.join(project.root, node.cwd)
+        rels = ":".join(os.path.relpath(p, here) for p in python_path(project, node))
+        env += f" PYTHONPATH={shlex.quote(rels)}${{PYTHONPATH:+:$PYTHONPATH}}"
     if recipe.kind == "r":
         env += f" NODEFILE_JOB_R={shlex.quote(os.path.relpath(rpath, os.path.join(project.root, node.cwd)))}"
         env += f" NODEFILE_SCRIPT={shlex.quote(relative_to(recipe.target, node.cwd))}"
