@@ -120,10 +120,7 @@ class Gatherer:
         if not isinstance(u, dict):
             ctx.err("[use.NAME] must be a table with template = ... or nodefile = ...", ("use",), uname)
             return
-        for k in u:
-            if k not in USE_KEYS:
-                from .load import did_you_mean
-                ctx.err(f"unknown key '{k}'{did_you_mean(k, USE_KEYS)}", t, k)
+        ctx.unknown_keys(u, USE_KEYS, t)
         kinds = [k for k in ("template", "nodefile") if k in u]
         if len(kinds) != 1:
             ctx.err("[use.NAME] needs exactly one of template = \"...\" or nodefile = \"...\"", t)
@@ -163,17 +160,12 @@ class Gatherer:
                 ctx.err(f"sub-pipeline '{ref}' lies outside the project root", t, "nodefile")
                 return
             sub_params = data.get("params", {}) if isinstance(data.get("params"), dict) else {}
-            from .load import PROJECT_KEYS, did_you_mean as _dym
-            for k in (data.get("project") or {}) if isinstance(data.get("project"), dict) else ():
-                if k not in PROJECT_KEYS:
-                    sctx.err(f"unknown key '{k}'{_dym(k, PROJECT_KEYS)}", ("project",), k)
+            from .load import PROJECT_KEYS, TOP_KEYS
+            if isinstance(data.get("project"), dict):
+                sctx.unknown_keys(data["project"], PROJECT_KEYS, ("project",))
+            sctx.unknown_keys(data, TOP_KEYS, (), "top-level table")
             default = (data.get("project") or {}).get("default") if isinstance(data.get("project"), dict) else None
             self.out.groups[scope + uname] = (ctx, t, new_scope, default)
-            for k in data:
-                if k not in ("project", "params", "stores", "nodes", "use"):
-                    from .load import did_you_mean
-                    sctx.err(f"unknown top-level table '{k}'"
-                             f"{did_you_mean(k, ('project', 'params', 'stores', 'nodes', 'use'))}", (), k)
             self.walk(data, sctx, cwd=folder, script_base=folder, params=sub_params, scope=new_scope,
                       scopes=(new_scope,), stack=stack + (path,))
 
@@ -186,12 +178,8 @@ class Gatherer:
         if not isinstance(head, dict):
             tctx.err("[template] must be a table with needs = [...]", (), "template")
             return None
-        for k in data:
-            if k not in TEMPLATE_KEYS:
-                tctx.err(f"unknown top-level table '{k}' in a template{did_you_mean(k, TEMPLATE_KEYS)}", (), k)
-        for k in head:
-            if k not in ("needs", "optional"):
-                tctx.err(f"unknown key '{k}'{did_you_mean(k, ('needs', 'optional'))}", ("template",), k)
+        tctx.unknown_keys(data, TEMPLATE_KEYS, (), "top-level table in a template")
+        tctx.unknown_keys(head, ("needs", "optional"), ("template",))
         needs = head.get("needs", [])
         optional = head.get("optional", {})
         if not isinstance(needs, list) or not isinstance(optional, dict):

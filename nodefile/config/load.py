@@ -90,6 +90,12 @@ class _Ctx:
 
     errs_once = err  # duplicates are dropped when the problems are reported
 
+    def unknown_keys(self, table_value: dict, allowed, table: tuple, what: str = "key") -> None:
+        """An error, with a did-you-mean, for every key not in `allowed`."""
+        for k in table_value:
+            if k not in allowed:
+                self.err(f"unknown {what} '{k}'{did_you_mean(k, allowed)}", table, k)
+
 
 def load_project(path: str | None = None, overrides: dict | None = None,
                  check_sources: bool = True, requests=()) -> Project:
@@ -165,13 +171,9 @@ class _Builder:
     def build(self) -> Project:
         from .gather import Gatherer, problems_dedup
         c = self.ctx
-        for k in self.data:
-            if k not in TOP_KEYS:
-                c.err(f"unknown top-level table '{k}'{did_you_mean(k, TOP_KEYS)}", (), k)
+        c.unknown_keys(self.data, TOP_KEYS, (), "top-level table")
         proj = self._table(self.data.get("project", {}), ("project",))
-        for k in proj:
-            if k not in PROJECT_KEYS:
-                c.err(f"unknown key '{k}'{did_you_mean(k, PROJECT_KEYS)}", ("project",), k)
+        c.unknown_keys(proj, PROJECT_KEYS, ("project",))
         params = dict(self._table(self.data.get("params", {}), ("params",)))
         for k, v in self.overrides.items():
             if k not in params:
@@ -216,9 +218,7 @@ class _Builder:
             if not isinstance(st, dict):
                 ctx.err("a store must be a table with a url", ("stores",), name)
                 continue
-            for k in st:
-                if k not in STORE_KEYS:
-                    ctx.err(f"unknown key '{k}'{did_you_mean(k, STORE_KEYS)}", t, k)
+            ctx.unknown_keys(st, STORE_KEYS, t)
             url = st.get("url")
             if not isinstance(url, str) or not url:
                 ctx.err("a store needs a url (a path or an fsspec URL)", t, "url")
@@ -258,9 +258,7 @@ class _Builder:
         if not isinstance(spec, dict):
             c.err("a node must be a table", ("nodes",), t[-1])
             return None
-        for k in spec:
-            if k not in NODE_KEYS:
-                c.err(f"unknown key '{k}'{did_you_mean(k, NODE_KEYS)}", t, k)
+        c.unknown_keys(spec, NODE_KEYS, t)
         d = _Draft()
         d.decl, d.name, d.order = decl, name, order
         d.outputs = self._entries(spec.get("outputs", []), t, "outputs", base=decl.cwd, ctx=c)
