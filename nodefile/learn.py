@@ -277,7 +277,13 @@ class Choice:
 
     @property
     def expected_duration(self) -> float:
-        return chain_cost(self.estimates)
+        """Expected time until the node is made, given that a recipe succeeds: the
+        critical-path weight and the ETA. (chain_cost / P(some recipe succeeds): a
+        single reliable recipe weighs about its duration, not p times it.)"""
+        fail_all = 1.0
+        for e in self.estimates:
+            fail_all *= 1.0 - e.p
+        return chain_cost(self.estimates) / max(1e-6, 1.0 - fail_all)
 
     def explain(self) -> list[str]:
         """Lines for `node explain`: the choice, then every recipe's estimate."""
@@ -485,8 +491,12 @@ class Learner:
         probe = self._probes.get(node)
         if probe is not None and probe.recipe == recipe.name:
             del self._probes[node]
-            better = ok and _score(recipe.name, recipe.kind, st.mean, st.p, st.fail_cost, LEARNED,
-                                   st.n).index < probe.rival_index
+            if ok:
+                # a probe exists because this recipe's history is stale: its fresh
+                # measurement replaces the old level and its uncertainty
+                st.mu, st.var = math.log(max(duration, MIN_DURATION)), 0.0
+            better = ok and (duration < probe.rival_index or _score(
+                recipe.name, recipe.kind, st.mean, st.p, st.fail_cost, LEARNED, st.n).index < probe.rival_index)
             st.backoff = BASE_BACKOFF if better else min(MAX_BACKOFF, max(BASE_BACKOFF, 2 * st.backoff))
         location = None
         if recipe.kind in TRANSFER_KINDS and ok and size:
