@@ -38,7 +38,8 @@ def cmd_build(args, rep) -> int:
 
 
 def cmd_check(args, rep) -> int:
-    project = _project(args)
+    from .cli import parse_set
+    project = load_project(args.file, parse_set(args.set or []), use_cache=False)
     rep.print(f"{os.path.relpath(project.file)}: ok ({len(project.nodes)} nodes)")
     return 0
 

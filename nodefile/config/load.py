@@ -98,15 +98,25 @@ class _Ctx:
 
 
 def load_project(path: str | None = None, overrides: dict | None = None,
-                 check_sources: bool = True, requests=()) -> Project:
+                 check_sources: bool = True, requests=(), use_cache: bool = True) -> Project:
     """Load and validate the project. `requests`: target paths (relative to the
-    current folder) that may name instances of pattern nodes."""
+    current folder) that may name instances of pattern nodes. With use_cache, a
+    project parsed before from the same files is reused (config/cache.py)."""
+    from . import cache
     nodefile = find_nodefile(path)
     root = os.path.dirname(nodefile)
+    key = cache.cache_key(nodefile, overrides or {}, requests, os.getcwd()) if use_cache and check_sources else None
+    if key is not None:
+        project = cache.load(root, key)
+        if project is not None:
+            return project
     display = os.path.relpath(nodefile)
     data, text = read_toml(nodefile, display)
     ctx = _Ctx(display, text, path=nodefile)
-    return _Builder(root, nodefile, data, ctx, overrides or {}, check_sources, requests).build()
+    project = _Builder(root, nodefile, data, ctx, overrides or {}, check_sources, requests).build()
+    if key is not None:
+        cache.store(project, key)
+    return project
 
 
 def norm(path: str, base: str = "") -> str:
@@ -598,10 +608,15 @@ class _Builder:
         return tuple(out)
 
     def _glob(self, pattern: str, producers: dict) -> list[str]:
-        found = set()
-        for m in globmod.glob(os.path.join(self.root, pattern), recursive=True):
-            found.add(os.path.relpath(m, self.root).replace(os.sep, "/"))
+        return self._glob_static(self.root, pattern, producers)
+
+    @staticmethod
+    def _glob_static(root: str, pattern: str, producers: dict) -> list[str]:
+        """Files matching a glob: on disk, and outputs that nodes will write."""
         import fnmatch
+        found = set()
+        for m in globmod.glob(os.path.join(root, pattern), recursive=True):
+            found.add(os.path.relpath(m, root).replace(os.sep, "/"))
         found.update(p for p in producers if fnmatch.fnmatchcase(p, pattern))
         return sorted(found)
 

@@ -1,0 +1,84 @@
+"""A cache of the parsed, validated project, keyed by what it was made from.
+
+Parsing a large Nodefile is the main fixed cost of every command (tomllib is
+pure Python: ~1 s for 10,000 nodes); unpickling the Project costs a fraction.
+An entry is trusted only when every Nodefile and template it was read from has
+the same stat (size, mtime_ns, inode; never written while one is within the
+racy window), the overrides (--set) and requested targets are the same, the
+nodefile version is the same, and every glob input still matches the same
+files. A source file that disappeared is still caught, at build time ("input
+missing"); `node check` never uses the cache.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import time
+
+from ..model import FORMAT_VERSION
+
+VERSION = 1
+RACY_NS = 2_000_000_000
+
+
+def _path(root: str, key: str) -> str:
+    import zlib
+    return os.path.join(root, ".nodefile", "projects", f"{zlib.crc32(key.encode()):08x}.pickle")
+
+
+def _stamp(path: str):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def cache_key(nodefile: str, overrides: dict, requests, cwd: str) -> str:
+    from .. import __version__
+    return repr((VERSION, FORMAT_VERSION, __version__, nodefile, sorted(overrides.items(), key=repr),
+                 tuple(requests), cwd if requests else ""))
+
+
+def load(root: str, key: str):
+    try:
+        with open(_path(root, key), "rb") as f:
+            entry = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError, ValueError):
+        return None
+    if not isinstance(entry, dict) or entry.get("key") != key:
+        return None
+    for path, stamp in entry["sources"]:
+        if _stamp(path) != stamp:
+            return None
+    if entry["globs"]:
+        from .load import _Builder
+        for pattern, matched in entry["globs"]:
+            if _Builder._glob_static(root, pattern, entry["project"].producers) != matched:
+                return None
+    return entry["project"]
+
+
+def store(project, key: str) -> None:
+    now = time.time_ns()
+    sources = []
+    for path in project.sources:
+        st = _stamp(path)
+        if st is None or st[1] > now - RACY_NS:
+            return  # too fresh to trust a stat comparison later
+        sources.append((path, st))
+    from .load import norm
+    globs = sorted({(norm(e.source, n.cwd), tuple(e.paths)) for n in project.nodes.values() for e in n.inputs
+                    if e.kind == "glob" and ", " not in e.source})
+    if any(e.kind == "glob" and ", " in e.source for n in project.nodes.values() for e in n.inputs):
+        return  # several globs in one entry: not worth tracking, parse each time
+    path = _path(project.root, key)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            pickle.dump({"key": key, "sources": sources, "globs": [(g, list(m)) for g, m in globs],
+                         "project": project}, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache: never a reason to fail
