@@ -138,6 +138,7 @@ SIBLINGS = "estimated from siblings"
 PROJECT_MEDIAN = "project median"
 DEFAULT = "default"
 GUESSES = (PROJECT_MEDIAN, DEFAULT)  # estimates with no evidence about the recipe itself
+STREAK = 2  # consecutive failures after which p is capped at 1 / (streak + 1)
 
 
 class RecipeLike(Protocol):
@@ -170,10 +171,16 @@ class Stats:
     script_hash: str | None = None
     prior: float | None = None
     size: int | None = None
+    streak: int = 0  # consecutive failures (new fields go last: rows are stored as arrays)
 
     @property
     def p(self) -> float:
-        return min(1.0, max(P_MIN, (self.b_ok + 1.0) / (self.b_ok + self.b_fail + 2.0)))
+        p = (self.b_ok + 1.0) / (self.b_ok + self.b_fail + 2.0)
+        if self.streak >= STREAK:
+            # discounted counts forget slowly: a store that has just started failing would
+            # stay first for several builds. A run of failures caps p until one succeeds.
+            p = min(p, 1.0 / (self.streak + 1))
+        return min(1.0, max(P_MIN, p))
 
     @property
     def mean(self) -> float | None:
@@ -185,6 +192,7 @@ class Stats:
         self.n += 1
         self.last_build = build
         self.b_ok, self.b_fail = GAMMA * self.b_ok + ok, GAMMA * self.b_fail + (not ok)
+        self.streak = 0 if ok else self.streak + 1
         if ok:
             self.n_ok += 1
             a = max(ALPHA, 1.0 / self.n_ok)

@@ -153,9 +153,15 @@ def test_statistics_follow_the_formulas():
     assert st.p == pytest.approx((st.b_ok + 1) / (st.b_ok + st.b_fail + 2))
     assert st.fail_cost == pytest.approx(3)
     assert st.mean == pytest.approx(math.exp(mu + var / 2))
-    teach(learner, "n", PY, *[-1] * 60)
-    # gamma = 0.9 keeps about ten attempts: p never falls below 1/(10 + 2) by failures alone
-    assert learner.stats("n", "python").p == pytest.approx(1 / 12, rel=0.01)
+    teach(learner, "n", PY, -1)  # the history above ended with a failure: this is the second
+    # two failures in a row: the discounted counts forget slowly, so a run of failures caps p
+    st2 = learner.stats("n", "python")
+    assert st2.streak == 2 and st2.p == pytest.approx(1 / 3)
+    teach(learner, "n", PY, *[-1] * 58)
+    assert learner.stats("n", "python").p == pytest.approx(0.02)  # the floor
+    teach(learner, "n", PY, 10)
+    st3 = learner.stats("n", "python")
+    assert st3.streak == 0 and st3.p == pytest.approx((st3.b_ok + 1) / (st3.b_ok + st3.b_fail + 2))
 
 
 def test_a_changed_script_resets_the_statistics_and_keeps_the_old_mean_as_prior():
