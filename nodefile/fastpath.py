@@ -73,6 +73,7 @@ def try_noop(argv: list[str]) -> str | None:
 def write_record(root: str, argv, cwd: str, paths, count: int) -> bool:
     """Record the stats of `paths` (project-relative or absolute) for try_noop."""
     import marshal
+    from .fsclock import racy_ns
     import time
     now = time.time_ns()
     stamps = []
@@ -84,7 +85,7 @@ def write_record(root: str, argv, cwd: str, paths, count: int) -> bool:
             stamps.append(None)
             plist.append(p)
             continue
-        if st.st_mtime_ns > now - RACY_NS:
+        if st.st_mtime_ns > now - racy_ns(st.st_dev):
             return False  # too fresh to trust a stat comparison next time
         stamps.append((st.st_size, st.st_mtime_ns, st.st_ino))
         plist.append(p)

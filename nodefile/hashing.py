@@ -1,9 +1,10 @@
 """xxh3-128 of files behind a stat cache, and the node key.
 
 A file's hash is re-read only when its stat (size, mtime_ns, inode) changed, or
-when its mtime lies within RACY_NS of the moment its hash was recorded: a write
-in the same timestamp tick as our read would otherwise go unseen (git's "racy
-clean" problem). Such a file is re-hashed until its stamp is old enough.
+when its mtime lies within its filesystem's timestamp granularity of the moment
+its hash was recorded (fsclock.racy_ns: 20 ms on ext4/xfs/btrfs/tmpfs, 2 s
+elsewhere): a write in the same tick as our read would otherwise go unseen
+(git's "racy clean" problem). Such a file is re-hashed until its stamp is old enough.
 """
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import time
 
 import xxhash
 
+from .fsclock import COARSE_NS, racy_ns
 from .model import FORMAT_VERSION, Node
 
-RACY_NS = 2_000_000_000  # covers coarse (1-2 s) filesystem timestamps
+RACY_NS = COARSE_NS  # the widest racy window; each file gets its filesystem's (fsclock.py)
 CHUNK = 1 << 20
 
 
@@ -87,14 +89,15 @@ class Hasher:
     def _file(self, rel: str, st: os.stat_result) -> str:
         stamps = self.state.stamps()
         old = stamps.get(rel)
+        racy = racy_ns(st.st_dev)
         if old is not None and old[0] == st.st_size and old[1] == st.st_mtime_ns and old[2] == st.st_ino \
-                and old[4] - st.st_mtime_ns > RACY_NS:
+                and old[4] - st.st_mtime_ns > racy:
             return old[3]
         now = time.time_ns()
         h = hash_file_content(self.abspath(rel), st.st_size)
         self.bytes_read += st.st_size
         if old is None or old[3] != h or old[0] != st.st_size or old[1] != st.st_mtime_ns \
-                or old[2] != st.st_ino or old[4] - st.st_mtime_ns <= RACY_NS:
+                or old[2] != st.st_ino or old[4] - st.st_mtime_ns <= racy:
             self.state.put_stamp(rel, (st.st_size, st.st_mtime_ns, st.st_ino, h, now))
         return h
 

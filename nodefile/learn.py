@@ -183,6 +183,11 @@ class Stats:
         return min(1.0, max(P_MIN, p))
 
     @property
+    def p_longrun(self) -> float:
+        """p from the discounted counts alone, without the failure-streak cap."""
+        return min(1.0, max(P_MIN, (self.b_ok + 1.0) / (self.b_ok + self.b_fail + 2.0)))
+
+    @property
     def mean(self) -> float | None:
         """D, or None before the first success."""
         return math.exp(self.mu + min(self.var, VAR_CAP) / 2) if self.n_ok else None
@@ -580,9 +585,10 @@ def _best(est: Estimate, st: Stats | None) -> float:
     """What the recipe can do: exp(mu_min)/p, or its prior D if never observed."""
     if st is None or st.n == 0:
         return est.duration
+    p = st.p_longrun  # what it can do: a recent run of failures (an outage) may be over
     if st.n_ok:
-        return math.exp(st.mu if st.mu_min is None else st.mu_min) / est.p
-    return est.duration / est.p
+        return math.exp(st.mu if st.mu_min is None else st.mu_min) / p
+    return est.duration / p
 
 
 class _Tx:

@@ -15,6 +15,7 @@ import os
 import pickle
 import time
 
+from ..fsclock import racy_ns
 from ..model import FORMAT_VERSION
 
 VERSION = 1
@@ -64,7 +65,7 @@ def store(project, key: str) -> None:
     sources = []
     for path in project.sources:
         st = _stamp(path)
-        if st is None or st[1] > now - RACY_NS:
+        if st is None or st[1] > now - racy_ns(os.stat(path).st_dev):
             return  # too fresh to trust a stat comparison later
         sources.append((path, st))
     from .load import norm
