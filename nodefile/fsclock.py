@@ -36,8 +36,14 @@ def _read_mounts() -> dict[tuple[int, int], str]:
 
 
 def racy_ns(st_dev: int) -> int:
-    """The racy window for files on this device."""
+    """The racy window for files on this device. NODEFILE_TIMESTAMP_GRANULARITY_MS
+    overrides it (for a filesystem whose timestamps are coarser than its type says)."""
     w = _by_dev.get(st_dev)
+    if w is None and os.environ.get("NODEFILE_TIMESTAMP_GRANULARITY_MS"):
+        try:
+            w = _by_dev[st_dev] = int(float(os.environ["NODEFILE_TIMESTAMP_GRANULARITY_MS"]) * 1_000_000)
+        except ValueError:
+            pass
     if w is None:
         global _mounts
         if _mounts is None:
