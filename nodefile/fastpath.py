@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-VERSION = 3  # bump with the key format (model.FORMAT_VERSION) or the record layout
+VERSION = 4  # bump with the key format (model.FORMAT_VERSION) or the record layout
 RACY_NS = 2_000_000_000
 
 
@@ -38,9 +38,13 @@ def record_path(root: str, argv, cwd: str) -> str:
     return os.path.join(root, ".nodefile", "noop", f"{h:08x}")
 
 
+_MISSING = (-1, -1, -1)
+
+
 def try_noop(argv: list[str]) -> str | None:
     """The message to print when the command is a known no-op, else None."""
     import marshal
+    import struct
     import time
     t0 = time.perf_counter()
     cwd = os.getcwd()
@@ -54,18 +58,27 @@ def try_noop(argv: list[str]) -> str | None:
         return None
     if not isinstance(rec, tuple) or len(rec) != 6 or rec[0] != VERSION or rec[1] != list(argv) or rec[2] != cwd:
         return None
-    _, _, _, paths, stamps, count = rec
+    _, _, _, count, joined, packed = rec
+    # one \0-joined string and one packed byte string: they load at memcpy speed,
+    # where 20,000 path strings and stat tuples cost as much as the stats themselves
+    pack = struct.Struct("qqq").pack
     stat = os.stat
-    join = os.path.join
-    for p, s in zip(paths, stamps):
-        try:
-            st = stat(join(root, p))
-        except OSError:
-            if s is None:
+    missing = pack(*_MISSING)
+    out = []
+    append = out.append
+    os.chdir(root)  # relative paths: shorter lookups in the kernel
+    try:
+        for p in joined.split("\0"):
+            try:
+                st = stat(p)
+            except OSError:
+                append(missing)
                 continue
-            return None
-        if s is None or st.st_mtime_ns != s[1] or st.st_size != s[0] or st.st_ino != s[2]:
-            return None
+            append(pack(st.st_mtime_ns, st.st_size, st.st_ino))
+    finally:
+        os.chdir(cwd)
+    if b"".join(out) != packed:
+        return None
     ms = (time.perf_counter() - t0) * 1000
     return f"nothing to do: {count} node(s) up to date ({ms:.0f}ms)"
 
@@ -73,27 +86,30 @@ def try_noop(argv: list[str]) -> str | None:
 def write_record(root: str, argv, cwd: str, paths, count: int) -> bool:
     """Record the stats of `paths` (project-relative or absolute) for try_noop."""
     import marshal
-    from .fsclock import racy_ns
+    import struct
     import time
+    from .fsclock import racy_ns
     now = time.time_ns()
-    stamps = []
-    plist = []
+    pack = struct.Struct("qqq").pack
+    plist, packed = [], []
     for p in sorted(set(paths)):
+        if "\0" in p:
+            return False
         try:
             st = os.stat(os.path.join(root, p))
         except OSError:
-            stamps.append(None)
             plist.append(p)
+            packed.append(pack(*_MISSING))
             continue
         if st.st_mtime_ns > now - racy_ns(st.st_dev):
             return False  # too fresh to trust a stat comparison next time
-        stamps.append((st.st_size, st.st_mtime_ns, st.st_ino))
         plist.append(p)
+        packed.append(pack(st.st_mtime_ns, st.st_size, st.st_ino))
     path = record_path(root, argv, cwd)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
-        marshal.dump((VERSION, list(argv), cwd, plist, stamps, count), f)
+        marshal.dump((VERSION, list(argv), cwd, count, "\0".join(plist), b"".join(packed)), f)
     os.replace(tmp, path)
     return True
 

@@ -257,8 +257,12 @@ class Runner:
             self.uploads.shutdown(wait=True)
 
     def finished(self, name: str, spec, fin):
-        if spec.func is not None:
-            return self._finished_transfer(name, spec, fin)
+        with self.s.state.batch():
+            if spec.func is not None:
+                return self._finished_transfer(name, spec, fin)
+            return self._finished_run(name, spec, fin)
+
+    def _finished_run(self, name: str, spec, fin):
         node = self.s.project.nodes[name]
         idx = spec.index
         problem = ""
