@@ -76,14 +76,12 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
             options.on_runner(runner, executor)
         runner.limits = limits
         reporter.eta = runner.eta
-        levels: dict = {}
+        def weight(m):
+            node = project.nodes[m]
+            return 0.0 if node.is_alias else session.learner.expected_duration(m, node.recipes)
+        levels = graph.LazyLevels(order, project.nodes, weight)  # a no-op build weighs nothing
 
         def priority(n):
-            if not levels:  # computed on first use: a no-op build never reads statistics
-                def weight(m):
-                    node = project.nodes[m]
-                    return 0.0 if node.is_alias else session.learner.expected_duration(m, node.recipes)
-                levels.update(graph.bottom_levels(order, project.nodes, weight))
             return (-project.nodes[n].priority, -levels[n])
 
         sched = Scheduler(order, {n: project.nodes[n].deps for n in order}, priority, limits, executor, runner,

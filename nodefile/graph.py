@@ -77,3 +77,31 @@ def bottom_levels(order: list[str], nodes: dict, weight) -> dict[str, float]:
         below = max((level[d] for d in deps_of[n]), default=0.0)
         level[n] = weight(n) + below
     return level
+
+
+class LazyLevels:
+    """bottom_levels computed on demand: level(n) = weight(n) + the largest level
+    among the nodes that need n. Only the nodes asked for, and the nodes below
+    them, are weighed: when one node of 10,000 is stale, one chain is computed,
+    not the whole graph. Iterative (deep chains are fine) and memoised."""
+
+    def __init__(self, order: list[str], nodes: dict, weight):
+        self.users = dependents(nodes, order)
+        self.weight = weight
+        self.memo: dict[str, float] = {}
+
+    def __getitem__(self, name: str) -> float:
+        memo = self.memo
+        if name in memo:
+            return memo[name]
+        stack = [name]
+        while stack:
+            n = stack[-1]
+            pending = [u for u in self.users[n] if u not in memo]
+            if pending:
+                stack.extend(pending)
+                continue
+            stack.pop()
+            if n not in memo:
+                memo[n] = self.weight(n) + max((memo[u] for u in self.users[n]), default=0.0)
+        return memo[name]

@@ -123,3 +123,21 @@ def test_bottom_levels_only_count_nodes_in_the_order():
 def test_bottom_levels_of_isolated_nodes_are_their_weight(weight):
     nodes = g(a="", b="")
     assert bottom_levels(["a", "b"], nodes, lambda n: weight) == {"a": weight, "b": weight}
+
+
+def test_lazy_levels_equal_bottom_levels_on_random_dags():
+    import random
+    from types import SimpleNamespace as NS
+    from nodefile.graph import LazyLevels, bottom_levels, closure
+    rng = random.Random(7)
+    for _ in range(20):
+        n = rng.randint(1, 60)
+        names = [f"n{i}" for i in range(n)]
+        nodes = {m: NS(deps=tuple(rng.sample(names[:i], k=min(i, rng.randint(0, 3))))) for i, m in enumerate(names)}
+        order = closure(nodes, names)
+        weights = {m: rng.uniform(0.1, 10) for m in names}
+        eager = bottom_levels(order, nodes, weights.get)
+        lazy = LazyLevels(order, nodes, weights.get)
+        asked = rng.sample(names, k=max(1, n // 3))
+        assert all(abs(lazy[m] - eager[m]) < 1e-9 for m in asked)
+        assert set(lazy.memo) <= set(names)  # only what was asked and what lies below it
