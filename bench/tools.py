@@ -30,6 +30,7 @@ class Tool:
     version: str = ""
     source: str = ""  # where the binary came from
     env: dict = field(default_factory=dict)  # extra environment variables
+    touch_setup: list | None = None  # accepts existing outputs as built (instead of a huge full build)
 
     def too_big(self, n: int) -> str | None:
         if self.max_n is not None and n > self.max_n:
@@ -106,7 +107,7 @@ def find_tools(snakemake_max: int = 1000, doit_max: int = 10000) -> tuple[dict, 
 
     snake = os.path.join(ENV_BIN, "snakemake")
     if os.path.exists(snake):
-        tools["snakemake"] = Tool("snakemake", [snake, "-c2", "--quiet"], (".snakemake",), max_n=snakemake_max,
+        tools["snakemake"] = Tool("snakemake", [snake, "-c2"], (".snakemake",), max_n=snakemake_max,
                                   max_n_reason=f"snakemake not run above {snakemake_max} nodes (its scheduler "
                                                "is O(ready jobs) per round: 10k trivial jobs take > 1 h)",
                                   version="snakemake " + _version([snake, "--version"]),
@@ -116,6 +117,7 @@ def find_tools(snakemake_max: int = 1000, doit_max: int = 10000) -> tuple[dict, 
 
     nf = nodefile_cmd()
     tools["nodefile"] = Tool("nodefile", nf + ["build", "-j", "2"], (".nodefile",), early_cutoff=True,
+                             touch_setup=nf + ["touch"],
                              version=_version(nf + ["--version"]), source=" ".join(nf))
     return tools, missing
 
