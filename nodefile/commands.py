@@ -241,6 +241,7 @@ def _later(what: str, issue: str):
 def cmd_watch(args, rep) -> int:
     """Build, then rebuild on change until Ctrl-C (see nodefile/watch.py, docs/watch.md)."""
     from .config import find_nodefile
+    rep.live = True  # each cycle's lines as they come
     from .watch import Watcher
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError("-j must be at least 1")

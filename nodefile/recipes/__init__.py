@@ -93,7 +93,7 @@ def write_job(jobdir: str, m: dict, with_r: bool) -> tuple[str, str | None]:
     base = os.path.join(jobdir, _safe(m["node"]))
     path = base + ".json"
     with open(path, "w") as f:  # one writer per node at a time: no temporary name needed
-        f.write(json.dumps(m, indent=1, default=str))
+        f.write(json.dumps(m, separators=(",", ":"), default=str))
     rpath = None
     if with_r:
         rpath = base + ".R"

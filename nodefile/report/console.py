@@ -30,6 +30,8 @@ class Console:
         if os.environ.get("NODEFILE_PROGRESS") == "plain":
             self.tty = False
         self._line = False
+        self.live = self.tty  # flush every line (watch mode sets it: output is read as it comes)
+        self._flushed = 0.0
         self.started_at: dict[str, float] = {}
         self.expected: dict[str, float] = {}
         self.eta = None  # callable(running, done) -> seconds, set by build when learned
@@ -44,7 +46,12 @@ class Console:
     def print(self, text: str = "") -> None:
         self._clear()
         self.out.write(text + "\n")
-        self.out.flush()
+        # every line on a terminal; otherwise (CI logs, pipes) at most every 0.2 s:
+        # a flush per line of a 1,000-node build costs half a second
+        now = time.monotonic()
+        if self.live or now - self._flushed >= 0.2:
+            self.out.flush()
+            self._flushed = now
 
     def info(self, text: str) -> None:
         if self.verbosity >= 0:
@@ -113,8 +120,12 @@ class Console:
         self.err.flush()
         self._line = True
 
+    def flush(self) -> None:
+        self.out.flush()
+
     def summary(self, s: Summary, dry_run: bool = False) -> None:
         self._clear()
+        self.live = True
         if self.verbosity < 0 and s.ok:
             return
         if not s.built and not s.failed and not s.skipped and not s.interrupted:
