@@ -70,6 +70,11 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
         build_id = session.state.start_build(names)
         shutil.rmtree(os.path.join(session.dir, "tmp"), ignore_errors=True)  # partial fetches of a killed build
         runner = Runner(session, options, reporter, build_id)
+        prior_paths: list[str] = []
+        if options.noop_record and not options.always_make:
+            from .fastpath import recorded_paths
+            prior_paths = recorded_paths(project.root, *options.noop_record)
+            runner.known_up_to_date = unaffected(project, order, options.noop_record)
         from .executors import LocalExecutor
         executor = LocalExecutor()
         if options.on_runner is not None:
@@ -110,8 +115,10 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
             summary.skipped += [n for n in order if n not in ran and not project.nodes[n].is_alias]
             status = 1 if summary.failed or summary.skipped else 0
         session.state.end_build(build_id, status)
-        if options.noop_record and status == 0 and not summary.built:
-            _record_noop(session, order, options.noop_record, len(summary.up_to_date))
+        if options.noop_record and status == 0 and not summary.skipped:
+            # every node is up to date now: record it (nodes skipped as unaffected were
+            # checked through the previous record, so its paths are part of this one)
+            _record_noop(session, order, options.noop_record, sum(1 for n in order if not project.nodes[n].is_alias), prior_paths)
         summary.elapsed = time.monotonic() - t0
         return summary
     finally:
@@ -120,10 +127,50 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
         os.chdir(here)
 
 
-def _record_noop(session: Session, order, argv_cwd, count: int) -> None:
+def unaffected(project: Project, order: list[str], argv_cwd) -> set[str]:
+    """Nodes still up to date, known without hashing anything: after an all-up-to-date
+    build of this command line (its no-op record), only the files listed as changed
+    moved, and no node record changed (any record write deletes the no-op records).
+    A node touching none of them, and not downstream of one that does, is unchanged.
+    Anything that cannot be attributed to a node's own inputs, scripts or outputs
+    (a Nodefile or template, an imported helper, a folder listing) gives the empty
+    set: the full check."""
+    from .fastpath import changed_since_record
+    changed = changed_since_record(project.root, argv_cwd[0], argv_cwd[1])
+    if not changed:
+        return set()  # no record, too much changed, or nothing changed (the fast path said no)
+    sources = {os.path.relpath(p, project.root) for p in project.sources}
+    if changed & sources:
+        return set()
+    touch: dict[str, list[str]] = {}
+    for n in order:
+        node = project.nodes[n]
+        for p in node.input_paths + node.script_inputs + node.output_paths:
+            touch.setdefault(p.rstrip("/"), []).append(n)
+    affected: set[str] = set()
+    for c in changed:
+        owners = []
+        p, up = c, None
+        while p and p != "." and p != up:  # the file itself, or a directory input/output holding it
+            owners += touch.get(p, [])
+            p, up = os.path.dirname(p), p
+        if not owners:
+            return set()  # e.g. an imported helper module: let the full check find its nodes
+        affected.update(owners)
+    users = graph.dependents(project.nodes, order)
+    stack = list(affected)
+    while stack:
+        for u in users[stack.pop()]:
+            if u not in affected:
+                affected.add(u)
+                stack.append(u)
+    return set(order) - affected
+
+
+def _record_noop(session: Session, order, argv_cwd, count: int, prior=()) -> None:
     from .fastpath import write_record
     project = session.project
-    paths = set(session.hasher.seen)
+    paths = set(session.hasher.seen) | set(prior)
     paths.update(os.path.relpath(p, project.root) for p in project.sources)
     paths.add(".")  # a new top-level module or package could change what a script imports
     for n in order:

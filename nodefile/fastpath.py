@@ -32,43 +32,58 @@ def _root(start: str) -> str | None:
         d = parent
 
 
+def canonical(argv) -> list[str]:
+    """The command line without options that cannot change what is up to date
+    (-q, -k, -j N): `build` and `build -q -j 4` share one record."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("-q", "--quiet", "-k", "--keep-going"):
+            continue
+        elif a in ("-j", "--jobs"):
+            skip = True
+        elif a.startswith("-j") or a.startswith("--jobs="):
+            continue
+        else:
+            out.append(a)
+    return out
+
+
 def record_path(root: str, argv, cwd: str) -> str:
     import zlib
-    h = zlib.crc32(repr((list(argv), cwd)).encode())
+    h = zlib.crc32(repr((canonical(argv), cwd)).encode())
     return os.path.join(root, ".nodefile", "noop", f"{h:08x}")
 
 
 _MISSING = (-1, -1, -1)
 
 
-def try_noop(argv: list[str]) -> str | None:
-    """The message to print when the command is a known no-op, else None."""
+def _read(root: str, argv, cwd: str):
     import marshal
-    import struct
-    import time
-    t0 = time.perf_counter()
-    cwd = os.getcwd()
-    root = _root(cwd)
-    if root is None:
-        return None
     try:
         with open(record_path(root, argv, cwd), "rb") as f:
             rec = marshal.load(f)
     except (OSError, EOFError, ValueError, TypeError):
         return None
-    if not isinstance(rec, tuple) or len(rec) != 6 or rec[0] != VERSION or rec[1] != list(argv) or rec[2] != cwd:
+    if not isinstance(rec, tuple) or len(rec) != 6 or rec[0] != VERSION or rec[1] != canonical(argv) \
+            or rec[2] != cwd:
         return None
-    _, _, _, count, joined, packed = rec
-    # one \0-joined string and one packed byte string: they load at memcpy speed,
-    # where 20,000 path strings and stat tuples cost as much as the stats themselves
+    return rec
+
+
+def _stamps(root: str, paths: list[str]) -> list[bytes]:
+    """The packed (mtime_ns, size, inode) of each path, statted relative to root."""
+    import struct
     pack = struct.Struct("qqq").pack
     stat = os.stat
     missing = pack(*_MISSING)
     out = []
     append = out.append
+    here = os.getcwd()
     os.chdir(root)  # relative paths: shorter lookups in the kernel
     try:
-        for p in joined.split("\0"):
+        for p in paths:
             try:
                 st = stat(p)
             except OSError:
@@ -76,11 +91,50 @@ def try_noop(argv: list[str]) -> str | None:
                 continue
             append(pack(st.st_mtime_ns, st.st_size, st.st_ino))
     finally:
-        os.chdir(cwd)
-    if b"".join(out) != packed:
+        os.chdir(here)
+    return out
+
+
+def try_noop(argv: list[str]) -> str | None:
+    """The message to print when the command is a known no-op, else None."""
+    import time
+    t0 = time.perf_counter()
+    cwd = os.getcwd()
+    root = _root(cwd)
+    if root is None:
+        return None
+    rec = _read(root, argv, cwd)
+    if rec is None:
+        return None
+    _, _, _, count, joined, packed = rec
+    # one \0-joined string and one packed byte string: they load at memcpy speed,
+    # where 20,000 path strings and stat tuples cost as much as the stats themselves
+    if b"".join(_stamps(root, joined.split("\0"))) != packed:
         return None
     ms = (time.perf_counter() - t0) * 1000
     return f"nothing to do: {count} node(s) up to date ({ms:.0f}ms)"
+
+
+def recorded_paths(root: str, argv, cwd: str) -> list[str]:
+    rec = _read(root, argv, cwd)
+    return rec[4].split("\0") if rec is not None else []
+
+
+def changed_since_record(root: str, argv, cwd: str, limit: int = 1000) -> set[str] | None:
+    """The recorded paths whose stat changed since the last all-up-to-date build of
+    this command line, or None when there is no usable record (or too much changed)."""
+    rec = _read(root, argv, cwd)
+    if rec is None:
+        return None
+    paths = rec[4].split("\0")
+    packed = rec[5]
+    changed = set()
+    for i, cur in enumerate(_stamps(root, paths)):
+        if cur != packed[24 * i:24 * i + 24]:
+            changed.add(paths[i])
+            if len(changed) > limit:
+                return None
+    return changed
 
 
 def write_record(root: str, argv, cwd: str, paths, count: int) -> bool:
@@ -101,15 +155,20 @@ def write_record(root: str, argv, cwd: str, paths, count: int) -> bool:
             plist.append(p)
             packed.append(pack(*_MISSING))
             continue
-        if st.st_mtime_ns > now - racy_ns(st.st_dev):
-            return False  # too fresh to trust a stat comparison next time
+        window = racy_ns(st.st_dev)
+        if st.st_mtime_ns > now - window:
+            wait = (st.st_mtime_ns - (now - window)) / 1e9
+            if wait > 0.05:
+                return False  # too fresh to trust a stat comparison next time
+            time.sleep(wait + 0.001)  # a fine-grained filesystem: wait out one tick
+            now = time.time_ns()
         plist.append(p)
         packed.append(pack(st.st_mtime_ns, st.st_size, st.st_ino))
     path = record_path(root, argv, cwd)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
-        marshal.dump((VERSION, list(argv), cwd, count, "\0".join(plist), b"".join(packed)), f)
+        marshal.dump((VERSION, canonical(argv), cwd, count, "\0".join(plist), b"".join(packed)), f)
     os.replace(tmp, path)
     return True
 

@@ -56,6 +56,7 @@ class Runner:
         self.requeued: list[str] = []
         self._made: set[str] = set()
         self.reruns: dict[str, int] = {}
+        self.known_up_to_date: set[str] = set()
         self.choices: dict = {}
         self.queued_work = 0.0
         self.limits: dict = {}
@@ -120,6 +121,9 @@ class Runner:
     def decide(self, name: str):
         node = self.s.project.nodes[name]
         if node.is_alias:
+            return NodeResult(name, Outcome.UP_TO_DATE)
+        if name in self.known_up_to_date:  # engine.unaffected: nothing it reads moved
+            self.summary.up_to_date.append(name)
             return NodeResult(name, Outcome.UP_TO_DATE)
         verdict, parts = self.s.verdict(name, forced=self.o.always_make)
         missing = [k[6:] for k, v in parts.items() if k.startswith("input:") and v is None]

@@ -1,0 +1,113 @@
+"""The no-op record (fastpath.py) and the incremental check it enables
+(engine.unaffected): fast, and never wrong about what changed."""
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+
+def _run(cwd, *args):
+    env = {**os.environ, "NODEFILE_PROGRESS": "plain"}
+    return subprocess.run([sys.executable, "-m", "nodefile", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def _project(tmp_path, n=6):
+    nodes = []
+    for i in range(n):
+        (tmp_path / "src").mkdir(exist_ok=True)
+        (tmp_path / "src" / f"s{i}").write_text(f"{i}\n")
+        nodes.append(f"""
+            [nodes.n{i}]
+            outputs = "out/n{i}"
+            inputs = ["src/s{i}"]
+            shell = "echo n{i} >> runs.log; cat {{inputs}} > {{outputs}}"
+            """)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.csv").write_text("a\n")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "__init__.py").write_text("")
+    (tmp_path / "lib" / "helper.py").write_text("X = 1\n")
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "use.py").write_text(textwrap.dedent("""
+        import nodefile
+        from lib import helper
+        job = nodefile.job()
+        open("runs.log", "a").write("py\\n")
+        open(job.outputs[0], "w").write(str(helper.X))
+        """))
+    nodes.append("""
+        [nodes.dir]
+        outputs = "out/dir.txt"
+        inputs = ["data"]
+        shell = "echo dir >> runs.log; cat data/*.csv > {outputs}"
+
+        [nodes.py]
+        outputs = "out/py.txt"
+        python = "tasks/use.py"
+
+        [nodes.total]
+        outputs = "out/total"
+        inputs = ["n0", "n1"]
+        shell = "echo total >> runs.log; cat {inputs} > {outputs}"
+        """)
+    (tmp_path / "Nodefile.toml").write_text(textwrap.dedent("".join(nodes)))
+    return tmp_path
+
+
+def _runs(p):
+    f = p / "runs.log"
+    return f.read_text().split() if f.exists() else []
+
+
+def _settle(p):
+    """Build, then a no-op build that records the stat list (after the racy window)."""
+    assert _run(p, "build").returncode == 0
+    time.sleep(0.05)
+    r = _run(p, "build")
+    assert "nothing to do" in r.stdout, r.stdout
+    assert os.listdir(p / ".nodefile" / "noop")
+
+
+def test_one_changed_source_rebuilds_its_node_and_what_needs_it(tmp_path):
+    p = _project(tmp_path)
+    _settle(p)
+    before = len(_runs(p))
+    (p / "src" / "s0").write_text("changed\n")
+    r = _run(p, "build")
+    assert r.returncode == 0, r.stderr
+    assert sorted(_runs(p)[before:]) == ["n0", "total"]
+    assert (p / "out" / "total").read_text() == "changed\n1\n"
+    # the build that rebuilt recorded the new state: the next one is a recorded no-op
+    time.sleep(0.05)
+    assert "nothing to do" in _run(p, "build").stdout
+    assert len(_runs(p)) == before + 2
+
+
+def test_a_file_changed_inside_a_directory_input_is_attributed(tmp_path):
+    p = _project(tmp_path)
+    _settle(p)
+    before = len(_runs(p))
+    (p / "data" / "a.csv").write_text("b\n")
+    assert _run(p, "build").returncode == 0
+    assert _runs(p)[before:] == ["dir"]
+    assert (p / "out" / "dir.txt").read_text() == "b\n"
+
+
+def test_an_imported_helper_edit_falls_back_to_the_full_check(tmp_path):
+    p = _project(tmp_path)
+    _settle(p)
+    before = len(_runs(p))
+    (p / "lib" / "helper.py").write_text("X = 2\n")
+    assert _run(p, "build").returncode == 0
+    assert _runs(p)[before:] == ["py"]
+    assert (p / "out" / "py.txt").read_text() == "2"
+
+
+def test_quiet_and_jobs_share_the_record(tmp_path):
+    p = _project(tmp_path)
+    _settle(p)
+    r = _run(p, "build", "-q", "-j", "3")
+    assert r.returncode == 0 and r.stdout == ""  # quiet, and nothing ran
+    assert len(os.listdir(p / ".nodefile" / "noop")) == 1
