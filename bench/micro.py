@@ -60,6 +60,7 @@ def hashing(nf_cmd: list, workdir: str, size: int, repeat: int, timeout: float, 
     try:
         log(f"== hashing: writing a {size / GiB:.2f} GiB file")
         _write_big(big, size)
+        os.sync()  # finish writeback first: reads that compete with it measure the disk, not hashing
         subprocess.run(["cat", big], stdout=subprocess.DEVNULL, check=True)  # warm the page cache
         digests = set()
         for r in range(repeat):
