@@ -259,8 +259,9 @@ def touch(project: Project, targets) -> list[str]:
                 raise ConfigError(f"cannot touch '{n}': output missing: {', '.join(missing)} (nothing was accepted)")
             parts = session.parts(n)
             records.append((n, hashing.key_of(parts), parts, outs))
-        for n, key, parts, outs in records:
-            session.state.put_record(n, key, parts, outs, "touch", None)
+        with session.state.batch():  # all or nothing, and one commit for any number of nodes
+            for n, key, parts, outs in records:
+                session.state.put_record(n, key, parts, outs, "touch", None)
         return names
     finally:
         session.close()
