@@ -76,7 +76,11 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
             prior_paths = recorded_paths(project.root, *options.noop_record)
             runner.known_up_to_date = unaffected(project, order, options.noop_record)
         from .executors import LocalExecutor
-        executor = LocalExecutor()
+        from .executors.local import end_orphans
+        run_dir = os.path.join(session.dir, "running")
+        if end_orphans(run_dir):  # a build killed with -9 left recipes running: they must not
+            reporter.warn("ended recipes left running by a build that was killed")  # write now
+        executor = LocalExecutor(run_dir)
         if options.on_runner is not None:
             options.on_runner(runner, executor)
         runner.limits = limits

@@ -52,10 +52,56 @@ class _Proc:
         self.logf = logf
 
 
+def _start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot, /proc/PID/stat field 22):
+    with the pid, it names one process, never a later one that reuses the pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def end_orphans(run_dir: str) -> int:
+    """End the process groups of recipes that a killed build (kill -9) left running.
+    Each is recorded in run_dir as <pgid> holding its start time; a recorded pid
+    whose start time differs is another process now and is left alone."""
+    try:
+        names = os.listdir(run_dir)
+    except OSError:
+        return 0
+    ended = []
+    for name in names:
+        path = os.path.join(run_dir, name)
+        try:
+            pid = int(name)
+            with open(path) as f:
+                started = f.read().strip()
+        except (ValueError, OSError):
+            continue
+        if started and _start_time(pid) == started:
+            _signal_group(pid, signal.SIGTERM)
+            ended.append(pid)
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+    if ended:
+        deadline = time.monotonic() + GRACE
+        while time.monotonic() < deadline and any(_start_time(p) for p in ended):
+            time.sleep(0.05)
+        for p in ended:
+            _signal_group(p, signal.SIGKILL)
+    return len(ended)
+
+
 class LocalExecutor:
     name = "local"
 
-    def __init__(self):
+    def __init__(self, run_dir: str | None = None):
+        self.run_dir = run_dir  # where running recipes are recorded (end_orphans)
+        if run_dir:
+            os.makedirs(run_dir, exist_ok=True)
         self.procs: dict[int, _Proc] = {}
         self._early: list[Finished] = []
         self._pidfd = hasattr(os, "pidfd_open")
@@ -131,6 +177,12 @@ class LocalExecutor:
                 self._pidfd = False
         deadline = start + spec.timeout if spec.timeout else None
         self.procs[popen.pid] = _Proc(popen, pidfd, start, deadline, logf)
+        if self.run_dir:
+            try:
+                with open(os.path.join(self.run_dir, str(popen.pid)), "w") as f:
+                    f.write(_start_time(popen.pid) or "")
+            except OSError:
+                pass
         return popen.pid
 
     def wake(self) -> None:
@@ -210,6 +262,11 @@ class LocalExecutor:
         p.logf.close()
         # the recipe's children may outlive it: end the whole group
         _signal_group(pid, signal.SIGKILL)
+        if self.run_dir:
+            try:
+                os.remove(os.path.join(self.run_dir, str(pid)))
+            except OSError:
+                pass
         return Finished(pid, code, time.monotonic() - p.start, p.timed_out, p.cancelled)
 
     def _enforce_deadlines(self) -> None:

@@ -139,6 +139,45 @@ def test_kill_9_loses_at_most_the_running_nodes(tmp_path):
             os.kill(recipe, signal.SIGKILL)  # the orphaned recipe we caused to start
 
 
+def test_the_next_build_ends_recipes_a_killed_build_left_running(tmp_path):
+    """After kill -9 of the tool its recipe runs on as an orphan; the next build (of
+    anything) ends it before starting, so it can never write into a node that is
+    being rebuilt."""
+    write(tmp_path, {
+        "Nodefile.toml": """
+            [nodes.quick]
+            outputs = "quick.txt"
+            shell = "echo quick > {outputs}"
+
+            [nodes.slow1]
+            outputs = "slow1.txt"
+            python = "tasks/sleeper.py"
+            """,
+        "tasks/sleeper.py": SLEEPER,
+    })
+    pidfile = tmp_path / "pids/slow1.pid"
+    proc = subprocess.Popen([sys.executable, "-m", "nodefile", "build", "-j", "2", "slow1"], cwd=tmp_path,
+                            env=base_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    recipe = None
+    try:
+        wait_for(lambda: pidfile.exists() or proc.poll() is not None, 20, what="the slow recipe to start")
+        recipe = int(pidfile.read_text())
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        assert alive(recipe)  # orphaned: still running
+        nxt = run(tmp_path, "build", "quick", check=0)
+        assert nxt.returncode == 0, describe(nxt)
+        assert "left running by a build that was killed" in nxt.stderr, describe(nxt)
+        wait_for(lambda: not alive(recipe), 10, what="the orphaned recipe to end")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        if recipe is not None and alive(recipe):
+            os.kill(recipe, signal.SIGKILL)
+
+
 # -- 10: two builds at once -----------------------------------------------------------------
 def test_two_builds_at_once_leave_a_consistent_state(tmp_path):
     nodes = "".join(f"""
