@@ -44,6 +44,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from tools import nodefile_cmd, source_state  # noqa: E402  (bench/ is on sys.path)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -90,28 +91,6 @@ SCENARIOS = {
 }
 QUICK_NODES = ("stationary", "rebuild_fastest", "outage", "fetch_transient")
 POLICIES = ("learned", "oracle", "static")
-
-
-def nodefile_cmd() -> list:
-    """The console script next to this interpreter (never a PATH shim), else `python -m nodefile`."""
-    script = os.path.join(os.path.dirname(sys.executable), "nodefile")
-    if os.path.isfile(script) and os.access(script, os.X_OK):
-        return [script]
-    return [sys.executable, "-m", "nodefile"]
-
-
-def source_state() -> dict:
-    """The commit of the nodefile being measured and a hash of any uncommitted change to it
-    (nodefile is installed editable: compare start and end to see if it changed mid-run)."""
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
-    import hashlib
-    diff = git("diff", "HEAD", "--", "nodefile")
-    return {"commit": git("rev-parse", "HEAD").strip(),
-            "uncommitted_diff_sha1": hashlib.sha1(diff.encode()).hexdigest() if diff else None}
 
 
 # -- costs as the scenario defines them ------------------------------------------------------

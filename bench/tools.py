@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
 ENV = os.path.join(HERE, ".env")
 ENV_BIN = os.path.join(ENV, "bin")
 ENV_PY = os.path.join(ENV_BIN, "python")
@@ -133,3 +134,17 @@ def clean(tool: Tool, d: str) -> None:
             shutil.rmtree(p)
         elif os.path.lexists(p):
             os.remove(p)
+
+
+def source_state() -> dict:
+    """The commit of the nodefile being measured and a hash of any uncommitted change to it
+    (nodefile is installed editable: compare start and end to see if it changed mid-run)."""
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+    import hashlib
+    diff = git("diff", "HEAD", "--", "nodefile")
+    return {"commit": git("rev-parse", "HEAD").strip(),
+            "uncommitted_diff_sha1": hashlib.sha1(diff.encode()).hexdigest() if diff else None}

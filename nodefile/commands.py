@@ -53,29 +53,36 @@ def _names(project, targets) -> list[str]:
 def cmd_status(args, rep) -> int:
     project = _project(args)
     names = _names(project, args.targets)
+    from .model import ReasonKind
+    from .report.console import _fmt_s
     session = Session(project, readonly=True)
     rows = []
     try:
         plan = session.plan(names)
-        sources = {n: session.source_of(n, plan[n].key) for n in names
-                   if plan[n].stale and not project.nodes[n].is_alias}
-        from .model import ReasonKind
-        for n in sources:
+        sources: dict[str, tuple[str, float | None]] = {}
+        for n in names:
+            node = project.nodes[n]
+            if not plan[n].stale or node.is_alias:
+                continue
             if any(r.kind is ReasonKind.UPSTREAM for r in plan[n].reasons):
-                sources[n] = "after its inputs"  # its key is known only once they are rebuilt
+                # its key is known only once its inputs are rebuilt: no store is asked
+                est = session.choose(node, "", None, Options()).estimates
+                sources[n] = ("after its inputs", est[0].duration if est else None)
+            else:
+                sources[n] = session.source_of(n, plan[n].key)
     finally:
         session.close()
     for n in names:
         v = plan[n]
         node = project.nodes[n]
-        recipe = sources.get(n, "")
+        where, expected = sources.get(n, ("", None))
         reason = "; ".join(str(r) for r in v.reasons[:2]) + (" …" if len(v.reasons) > 2 else "")
         rows.append((n, v.status.value if not node.is_alias else ("alias" if not v.stale else "stale"),
-                     recipe, reason))
-    widths = [max(len(r[i]) for r in rows + [("node", "status", "from", "")]) for i in range(3)]
-    rep.print(f"{'node':<{widths[0]}}  {'status':<{widths[1]}}  {'from':<{widths[2]}}  reason")
-    for r in rows:
-        rep.print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip())
+                     where, _fmt_s(expected) if expected is not None else "", reason))
+    head = ("node", "status", "from", "expected", "reason")
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
+    for r in [head] + rows:
+        rep.print(("  ".join(f"{r[i]:<{widths[i]}}" for i in range(4)) + f"  {r[4]}").rstrip())
     stale = sum(1 for n in names if plan[n].stale and not project.nodes[n].is_alias)
     rep.print(f"{stale} of {sum(1 for n in names if not project.nodes[n].is_alias)} node(s) stale")
     return 0
@@ -230,12 +237,6 @@ def cmd_graph(args, rep) -> int:
                 rep.print(f'  "{d}" -> "{n}";')
         rep.print("}")
     return 0
-
-
-def _later(what: str, issue: str):
-    def cmd(args, rep) -> int:
-        raise ConfigError(f"`node {what}` is not available in this version ({issue})")
-    return cmd
 
 
 def cmd_watch(args, rep) -> int:

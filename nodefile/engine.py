@@ -218,7 +218,7 @@ def dry_run(project: Project, order, options: Options, reporter, t0) -> Summary:
             if v.stale:
                 from .model import ReasonKind
                 via = ("decided after its inputs" if any(r.kind is ReasonKind.UPSTREAM for r in v.reasons)
-                       else session.source_of(n, v.key, options))
+                       else session.source_of(n, v.key, options)[0])
                 reporter.print(f"would run  {n}  ({via}): {'; '.join(str(r) for r in v.reasons)}")
                 summary.built.append(n)
             else:

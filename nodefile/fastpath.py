@@ -9,8 +9,8 @@ says "nothing to do" without loading the project, the state store or any
 module beyond the standard library's os and marshal.
 
 Safety: any write to node records deletes every such record (state.py), a
-record is never written while a listed file's mtime is within RACY_NS of the
-moment of writing (a same-tick edit could hide), and any difference, a
+record is never written while a listed file's mtime is within its filesystem's
+racy window (fsclock.py) of the moment of writing (a same-tick edit could hide), and any difference, a
 missing file or an unreadable record falls back to the full path.
 """
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 
 VERSION = 4  # bump with the key format (model.FORMAT_VERSION) or the record layout
-RACY_NS = 2_000_000_000
 
 
 def _root(start: str) -> str | None:

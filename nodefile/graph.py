@@ -71,12 +71,8 @@ def bottom_levels(order: list[str], nodes: dict, weight) -> dict[str, float]:
     Worked example: a -> b -> c (c needs b, b needs a), weights 1, 2, 3:
     level(c) = 3, level(b) = 2 + 3 = 5, level(a) = 1 + 5 = 6, so a starts first.
     """
-    deps_of = dependents(nodes, order)
-    level: dict[str, float] = {}
-    for n in reversed(order):
-        below = max((level[d] for d in deps_of[n]), default=0.0)
-        level[n] = weight(n) + below
-    return level
+    levels = LazyLevels(order, nodes, weight)
+    return {n: levels[n] for n in order}
 
 
 class LazyLevels:

@@ -52,12 +52,18 @@ def resolve(ref: str, ctx: dict) -> list[str]:
     raise PlaceholderError(f"unknown placeholder {{{ref}}}")
 
 
-def _fmt(value) -> str:
+def toml_text(value) -> str:
+    """A scalar as TOML writes it (booleans are true/false): for placeholders, matrix
+    values in paths and instance names, args and env, template ${NAME} in strings."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    return str(value)
+
+
+def _fmt(value) -> str:
     if isinstance(value, (list, tuple)):
         return " ".join(_fmt(v) for v in value)
-    return str(value)
+    return toml_text(value)
 
 
 def substitute(template: str, ctx: dict, quote: bool = False) -> str:

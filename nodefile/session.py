@@ -113,17 +113,19 @@ class Session:
             self._stores[name] = open_store(self.project.stores[name])
         return self._stores[name]
 
-    def source_of(self, name: str, key: str | None, options: Options | None = None) -> str:
-        """Where a stale node would come from: cache, store NAME, or a rebuild recipe."""
+    def source_of(self, name: str, key: str | None, options: Options | None = None) -> tuple[str, float | None]:
+        """Where a stale node would come from (cache, store NAME, or a rebuild recipe)
+        and the expected time of that recipe."""
         node = self.project.nodes[name]
         choice = self.choose(node, key or "", None, options or Options(), probe=True)
-        for r in choice.recipes:
-            if r.kind == "load":
-                return "cache"
-            if r.kind == "fetch":
-                return f"store {r.target}"
-            return f"rebuild ({r.name})"
-        return "nothing can make it"
+        if not choice.recipes:
+            return "nothing can make it", None
+        r, expected = choice.recipes[0], choice.estimates[0].duration
+        if r.kind == "load":
+            return "cache", expected
+        if r.kind == "fetch":
+            return f"store {r.target}", expected
+        return f"rebuild ({r.name})", expected
 
     def close(self) -> None:
         if self._closure is not None:

@@ -19,7 +19,6 @@ from ..fsclock import racy_ns
 from ..model import FORMAT_VERSION
 
 VERSION = 1
-RACY_NS = 2_000_000_000
 
 
 def _path(root: str, key: str) -> str:

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import Problem
+from ..placeholders import toml_text
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 USE_KEYS = ("template", "nodefile", "with")
@@ -68,7 +69,7 @@ def substitute(value, values: dict, missing: set):
         def repl(mm):
             if mm.group(1) in values:
                 v = values[mm.group(1)]
-                return v if isinstance(v, str) else _toml_scalar(v)
+                return v if isinstance(v, str) else toml_text(v)
             missing.add(mm.group(1))
             return mm.group(0)
         return _VAR.sub(repl, value)
@@ -77,12 +78,6 @@ def substitute(value, values: dict, missing: set):
     if isinstance(value, dict):
         return {k: substitute(v, values, missing) for k, v in value.items()}
     return value
-
-
-def _toml_scalar(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
 
 
 class Gatherer:
@@ -202,7 +197,7 @@ class Gatherer:
         missing: set = set()
         body = {k: substitute(v, values, missing) for k, v in data.items() if k in ("nodes", "use")}
         for m in sorted(missing):
-            tctx.errs_once(f"'${{{m}}}' is not a parameter of template '{label}' "
+            tctx.err(f"'${{{m}}}' is not a parameter of template '{label}' "
                            f"(declare it in [template] needs or optional)", ("template",))
         return body if not missing else None
 

@@ -88,8 +88,6 @@ class _Ctx:
         keyname = ".".join(table + ((key,) if key else ()))
         self.problems.append(Problem(msg, self.display, self.loc.line(table, key), keyname))
 
-    errs_once = err  # duplicates are dropped when the problems are reported
-
     def unknown_keys(self, table_value: dict, allowed, table: tuple, what: str = "key") -> None:
         """An error, with a did-you-mean, for every key not in `allowed`."""
         for k in table_value:
@@ -712,8 +710,8 @@ class _Builder:
                       "resources" if "resources" in spec else where)
                 res = {}
             recipes.append(Recipe(kind=kind, target=target, name=name, label=label,
-                                  args=tuple(_toml_str(a) for a in args),
-                                  env=tuple((str(k), _toml_str(v)) for k, v in env.items()),
+                                  args=tuple(placeholders.toml_text(a) for a in args),
+                                  env=tuple((str(k), placeholders.toml_text(v)) for k, v in env.items()),
                                   timeout=float(timeout) if timeout else None, retries=retries,
                                   resources=tuple(sorted((str(k), float(v)) for k, v in res.items()))))
         return tuple(recipes)
@@ -761,12 +759,6 @@ def _map_strings(value, f):
     if isinstance(value, dict):
         return {k: _map_strings(v, f) for k, v in value.items()}
     return value
-
-
-def _toml_str(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
 
 
 def _producer_of(path: str, producers: dict, dirs) -> str | None:

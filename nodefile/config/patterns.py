@@ -9,6 +9,8 @@ from __future__ import annotations
 import itertools
 import re
 
+from ..placeholders import toml_text as fmt  # scalars as TOML writes them
+
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -63,11 +65,6 @@ def fill_paths(s: str, values: dict) -> str:
     return _TOKEN.sub(repl, s)
 
 
-def fmt(v) -> str:
-    """Scalars as TOML writes them."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
 
 
 def instance_name(base: str, names: list[str], values: dict) -> str:

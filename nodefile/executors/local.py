@@ -100,6 +100,8 @@ class LocalExecutor:
 
     def __init__(self, run_dir: str | None = None):
         self.run_dir = run_dir  # where running recipes are recorded (end_orphans)
+        self._made_dirs: set[str] = set()
+        self._cwd_cache: str | None = None
         if run_dir:
             os.makedirs(run_dir, exist_ok=True)
         self.procs: dict[int, _Proc] = {}
@@ -137,16 +139,12 @@ class LocalExecutor:
         return subprocess.Popen(list(spec.argv), cwd=spec.cwd, env=spec.env, stdin=subprocess.DEVNULL,
                                 stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
 
-    _cwd_cache: str | None = None
-
     def _cwd(self) -> str:
         if self._cwd_cache is None:
             self._cwd_cache = os.getcwd()
         return self._cwd_cache
 
     def submit(self, spec) -> int:
-        if spec.func is None:
-            self._made_dirs = getattr(self, "_made_dirs", set())
         if spec.func is not None:
             handle = self._next_handle
             self._next_handle -= 1

@@ -83,16 +83,20 @@ def r_job_source(m: dict) -> str:
     return f"# written by nodefile for node {m['node']}\nnode <- list(\n  {body}\n)\n"
 
 
-_made: set = set()
+def _open_w(path: str):
+    """Open for writing, creating the folder only when it is missing (one syscall
+    per job in the common case, and right even if .nodefile/ was removed meanwhile)."""
+    try:
+        return open(path, "w")
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return open(path, "w")
 
 
 def write_job(jobdir: str, m: dict, with_r: bool) -> tuple[str, str | None]:
-    if jobdir not in _made:
-        os.makedirs(jobdir, exist_ok=True)
-        _made.add(jobdir)
     base = os.path.join(jobdir, _safe(m["node"]))
     path = base + ".json"
-    with open(path, "w") as f:  # one writer per node at a time: no temporary name needed
+    with _open_w(path) as f:  # one writer per node at a time: no temporary name needed
         f.write(json.dumps(m, separators=(",", ":"), default=str))
     rpath = None
     if with_r:
