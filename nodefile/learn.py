@@ -116,6 +116,7 @@ from typing import Callable, Iterable, Protocol
 
 from .model import TRANSFER_KINDS
 from .report.console import _fmt_s as _seconds
+from .state import _Tx  # BEGIN IMMEDIATE ... COMMIT, joining a transaction already open
 
 ALPHA = 0.3  # EWMA weight floor
 GAMMA = 0.9  # discount of success/failure counts
@@ -589,21 +590,3 @@ def _best(est: Estimate, st: Stats | None) -> float:
     if st.n_ok:
         return math.exp(st.mu if st.mu_min is None else st.mu_min) / p
     return est.duration / p
-
-
-class _Tx:
-    """BEGIN IMMEDIATE ... COMMIT, or nothing when the caller has a transaction open."""
-
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
-        self.own = False
-
-    def __enter__(self):
-        if not self.db.in_transaction:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.own = True
-
-    def __exit__(self, exc_type, *_):
-        if self.own:
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-        return False
