@@ -54,7 +54,7 @@ def cmd_status(args, rep) -> int:
     project = _project(args)
     names = _names(project, args.targets)
     from .model import ReasonKind
-    from .report.console import _fmt_s
+    from .report.console import fmt_seconds
     session = Session(project, readonly=True)
     rows = []
     try:
@@ -78,7 +78,7 @@ def cmd_status(args, rep) -> int:
         where, expected = sources.get(n, ("", None))
         reason = "; ".join(str(r) for r in v.reasons[:2]) + (" …" if len(v.reasons) > 2 else "")
         rows.append((n, v.status.value if not node.is_alias else ("alias" if not v.stale else "stale"),
-                     where, _fmt_s(expected) if expected is not None else "", reason))
+                     where, fmt_seconds(expected) if expected is not None else "", reason))
     head = ("node", "status", "from", "expected", "reason")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
     for r in [head] + rows:

@@ -115,7 +115,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Callable, Iterable, Protocol
 
 from .model import TRANSFER_KINDS
-from .report.console import _fmt_s as _seconds
+from .report.console import fmt_seconds as _seconds  # the one duration format
 from .state import _Tx  # BEGIN IMMEDIATE ... COMMIT, joining a transaction already open
 
 ALPHA = 0.3  # EWMA weight floor

@@ -34,7 +34,7 @@ from .engine import Options, build, resolve_targets
 from .config.load import norm
 from .errors import ConfigError, NodefileError
 from .graph import closure
-from .report.console import _fmt_s
+from .report.console import fmt_seconds
 
 DEBOUNCE = 0.3  # seconds of quiet that end a burst of events (write temp, rename, chmod)
 MAX_DELAY = 2.0  # a burst that never goes quiet still starts a rebuild this long after it began
@@ -512,7 +512,7 @@ class Watcher:
             with self._cond:
                 self._active = None
                 self._building = False
-        took = _fmt_s(time.monotonic() - t0)
+        took = fmt_seconds(time.monotonic() - t0)
         if summary.interrupted:
             return Cycle(130, True)
         if summary.failed or summary.skipped:

@@ -12,7 +12,7 @@ import time
 from ..model import NodeResult, Outcome, Summary
 
 
-def _fmt_s(s: float) -> str:
+def fmt_seconds(s: float) -> str:
     if s < 1:
         return f"{s * 1000:.0f}ms"
     if s < 60:
@@ -84,7 +84,7 @@ class Console:
         if o is Outcome.OK:
             if self.verbosity >= 0:
                 via = f" via {result.recipe}" if result.recipe else ""
-                self.print(f"ok   {result.node}  {_fmt_s(result.duration)}{via}")
+                self.print(f"ok   {result.node}  {fmt_seconds(result.duration)}{via}")
         elif o is Outcome.FAILED:
             self._clear()
             self.err.write(f"FAILED {result.node}: {result.message}\n")
@@ -103,13 +103,13 @@ class Console:
         for spec in running[:4]:
             el = now - self.started_at.get(spec.node, now)
             exp = self.expected.get(spec.node)
-            parts.append(f"{spec.node} {_fmt_s(el)}" + (f"/{_fmt_s(exp)}" if exp else ""))
+            parts.append(f"{spec.node} {fmt_seconds(el)}" + (f"/{fmt_seconds(exp)}" if exp else ""))
         more = f" +{len(running) - 4}" if len(running) > 4 else ""
         eta = ""
         if self.eta is not None:
             left = self.eta(running, now)
             if left is not None:
-                eta = f"  ETA {_fmt_s(left)}"
+                eta = f"  ETA {fmt_seconds(left)}"
         line = f"[{done}/{total}] running: {', '.join(parts)}{more}{eta}"
         width = 200
         try:
@@ -129,7 +129,7 @@ class Console:
         if self.verbosity < 0 and s.ok:
             return
         if not s.built and not s.failed and not s.skipped and not s.interrupted:
-            self.print(f"nothing to do: {len(s.up_to_date)} node(s) up to date ({_fmt_s(s.elapsed)})")
+            self.print(f"nothing to do: {len(s.up_to_date)} node(s) up to date ({fmt_seconds(s.elapsed)})")
             return
         bits = [f"built {len(s.built)}"]
         if s.up_to_date:
@@ -139,4 +139,4 @@ class Console:
         if s.skipped:
             bits.append(f"not built {len(s.skipped)}")
         tail = " (interrupted)" if s.interrupted else ""
-        self.print(f"{', '.join(bits)} in {_fmt_s(s.elapsed)}{tail}")
+        self.print(f"{', '.join(bits)} in {fmt_seconds(s.elapsed)}{tail}")
