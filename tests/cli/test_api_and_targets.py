@@ -1,27 +1,17 @@
 """The Python API, and how targets, aliases and code are resolved: regressions
 found while documenting the tool."""
-import os
 import subprocess
 import sys
 import textwrap
 
 
-def _run(cwd, *args):
-    env = {**os.environ, "NODEFILE_PROGRESS": "plain"}
-    return subprocess.run([sys.executable, "-m", "nodefile", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, env=env)
+from conftest import run as _run  # the suite's CLI runner (plain progress, bounded)
 
 
-def _write(root, files):
-    for rel, text in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(textwrap.dedent(text))
+from conftest import write as _write  # noqa: E402
 
 
-def _runs(root):
-    f = root / "runs.log"
-    return f.read_text().split() if f.exists() else []
+from conftest import runs as _runs  # noqa: E402
 
 
 def test_python_api_builds_twice_and_reports_status(tmp_path):

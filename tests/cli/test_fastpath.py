@@ -1,16 +1,11 @@
 """The no-op record (fastpath.py) and the incremental check it enables
 (engine.unaffected): fast, and never wrong about what changed."""
 import os
-import subprocess
-import sys
 import textwrap
 import time
 
 
-def _run(cwd, *args):
-    env = {**os.environ, "NODEFILE_PROGRESS": "plain"}
-    return subprocess.run([sys.executable, "-m", "nodefile", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, env=env)
+from conftest import run as _run  # the suite's CLI runner (plain progress, bounded)
 
 
 def _project(tmp_path, n=6):
@@ -56,9 +51,7 @@ def _project(tmp_path, n=6):
     return tmp_path
 
 
-def _runs(p):
-    f = p / "runs.log"
-    return f.read_text().split() if f.exists() else []
+from conftest import runs as _runs  # noqa: E402
 
 
 def _settle(p):

@@ -1,13 +1,9 @@
 """`node report` and `node graph`: what a user opens to see the pipeline."""
 import json
-import subprocess
-import sys
 import textwrap
 
 
-def _run(cwd, *args):
-    return subprocess.run([sys.executable, "-m", "nodefile", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, env={**__import__("os").environ, "NODEFILE_PROGRESS": "plain"})
+from conftest import run as _run  # the suite's CLI runner (plain progress, bounded)
 
 
 def _project(tmp_path):
