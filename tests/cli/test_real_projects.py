@@ -735,7 +735,8 @@ def test_python_helper_edits_rebuild_the_importer_and_explain_names_the_file(tmp
     assert new_runs(tmp_path, before) == [] and "nothing to do" in proc.stdout, describe(proc)
 
 
-R_COUNT = 'cat(node$node, "\\n", file = "runs.log", append = TRUE)\n'
+# one string, one append: two R recipes at -j 2 must not interleave their lines
+R_COUNT = 'cat(paste0(node$node, "\\n"), file = "runs.log", append = TRUE)\n'
 
 
 @pytest.mark.needs_r
