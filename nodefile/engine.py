@@ -77,10 +77,10 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
             runner.known_up_to_date = unaffected(project, order, options.noop_record)
         from .executors import LocalExecutor
         from .executors.local import end_orphans
-        run_dir = os.path.join(session.dir, "running")
-        if end_orphans(run_dir):  # a build killed with -9 left recipes running: they must not
+        run_log = os.path.join(session.dir, "running.log")
+        if end_orphans(run_log):  # a build killed with -9 left recipes running: they must not
             reporter.warn("ended recipes left running by a build that was killed")  # write now
-        executor = LocalExecutor(run_dir)
+        executor = LocalExecutor(run_log)
         if options.on_runner is not None:
             options.on_runner(runner, executor)
         runner.limits = limits
@@ -98,7 +98,10 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
         status = 0
         old = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
-            sched.run()
+            try:
+                sched.run()
+            finally:
+                runner.flush()
         except KeyboardInterrupt:
             runner.summary.interrupted = True
             # a second Ctrl-C must not cut the clean-up short (recipes left running)
@@ -111,6 +114,7 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
             status = 130
         finally:
             signal.signal(signal.SIGTERM, old)
+        executor.close()
         runner.wait_uploads()
         summary = runner.summary
         summary.up_to_date = [n for n in summary.up_to_date if n not in summary.built]

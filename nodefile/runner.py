@@ -28,6 +28,8 @@ def _tail(path: str | None, n: int = 12) -> str:
 
 
 MAX_RERUNS = 3  # re-runs of a node whose inputs changed while it ran, before it fails
+INLINE_CACHE_BYTES = 1 << 20  # outputs up to this size are cached in the build thread
+GROUP_COMMIT = 0.05  # seconds of finished attempts recorded in one transaction
 
 
 class Runner:
@@ -61,6 +63,7 @@ class Runner:
         self.queued_work = 0.0
         self.limits: dict = {}
         self._started: set[str] = set()
+        self.base_env = dict(os.environ)  # decoded once per build, copied per recipe
 
     def makedirs(self, path: str) -> None:
         if path not in self._made:
@@ -168,7 +171,7 @@ class Runner:
                            f"{_safe_name(name)}.{n}.{recipe.name.replace('#', '_')}.log")
         if recipe.kind in TRANSFERS:
             return self._transfer_spec(node, recipe, n, log, idx)
-        return recipes.prepare(self.s.project, node, recipe, n, log, self.jobdir, index=idx)
+        return recipes.prepare(self.s.project, node, recipe, n, log, self.jobdir, index=idx, base_env=self.base_env)
 
     def _transfer_spec(self, node, recipe, n, log, idx):
         from .recipes import Spec
@@ -235,36 +238,64 @@ class Runner:
         stores = [st for st in stores if (st.name, "*") not in self.negative]
         if not (self.s.cache or stores):
             return
-        from .stores import describe_outputs
+        from .stores import describe_outputs, manifest_size
         try:
             entries = describe_outputs(self.s.project.root, node.output_paths, self.s.hasher)
         except OSError as e:
             self.rep.warn(f"{node.name}: cannot describe outputs for the cache: {e}")
             return
-        if self.uploads is None:
-            from concurrent.futures import ThreadPoolExecutor
-            self.uploads = ThreadPoolExecutor(1, thread_name_prefix="nodefile-upload")
         targets = ([self.s.cache] if self.s.cache else []) + [self.s.store(st.name) for st in stores]
         root, rep = self.s.project.root, self.rep
 
-        def upload():
+        def upload(targets):
             for t in targets:
                 try:
                     t.put(node.name, key, root, entries)
                 except Exception as e:  # any backend error: warn, keep building
                     rep.warn(f"{node.name}: could not push to store '{t.name}': {str(e).splitlines()[0][:200]}")
 
-        self.uploads.submit(upload)
+        if self.s.cache and manifest_size({"outputs": entries}) <= INLINE_CACHE_BYTES:
+            # small outputs go into the local cache right here: cheaper than handing
+            # them to the upload thread (whose GIL hand-offs cost more than the copy)
+            upload(targets[:1])
+            targets = targets[1:]
+        if not targets:
+            return
+        if self.uploads is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self.uploads = ThreadPoolExecutor(1, thread_name_prefix="nodefile-upload")
+        self.uploads.submit(upload, targets)
 
     def wait_uploads(self) -> None:
         if self.uploads is not None:
             self.uploads.shutdown(wait=True)
 
     def finished(self, name: str, spec, fin):
-        with self.s.state.batch():
+        """Record one ended attempt. Writes are grouped: one transaction stays open
+        over the attempts that end within GROUP_COMMIT seconds (one commit per
+        group, not per node); tick() and flush() commit it, so a build killed with
+        -9 loses at most that window of records (those nodes rebuild next time)."""
+        db = self.s.state.db
+        if not db.in_transaction:
+            db.execute("BEGIN IMMEDIATE")
+            self._group_since = time.monotonic()
+        try:
             if spec.func is not None:
                 return self._finished_transfer(name, spec, fin)
             return self._finished_run(name, spec, fin)
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            if db.in_transaction and time.monotonic() - self._group_since >= GROUP_COMMIT:
+                db.execute("COMMIT")
+
+    def flush(self) -> None:
+        """Commit the open group of records (before waiting long, and at the end)."""
+        db = self.s.state.db
+        if db.in_transaction:
+            db.execute("COMMIT")
 
     def _finished_run(self, name: str, spec, fin):
         node = self.s.project.nodes[name]
@@ -373,6 +404,7 @@ class Runner:
         self.rep.done(result)
 
     def tick(self, running, done, total) -> None:
+        self.flush()
         self.rep.tick(running, done, total)
 
 

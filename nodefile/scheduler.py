@@ -40,6 +40,20 @@ class Scheduler:
                     users[d].append(n)
         ready = [n for n in self.order if waiting[n] == 0]
         queue: list = []  # (priority key, index, name, spec)
+        kinds: dict[frozenset, int] = {}  # queued specs by the resources they need
+
+        def push(item) -> None:
+            heapq.heappush(queue, item)
+            sig = _needs(item[3])
+            kinds[sig] = kinds.get(sig, 0) + 1
+
+        def pop():
+            item = heapq.heappop(queue)
+            sig = _needs(item[3])
+            kinds[sig] -= 1
+            if not kinds[sig]:
+                del kinds[sig]
+            return item
         running: dict = {}  # handle -> (name, spec)
         used: dict[str, float] = {}
         total = len(self.order)
@@ -82,15 +96,16 @@ class Scheduler:
                 if isinstance(r, NodeResult):
                     settle(name, r)
                 else:
-                    heapq.heappush(queue, (self.priority(name), self.index[name], name, r))
+                    push((self.priority(name), self.index[name], name, r))
             if not self.stopped:
                 skipped = []
                 blocked: set[str] = set()
                 while queue and len(skipped) < LOOKAHEAD:
-                    item = heapq.heappop(queue)
+                    if blocked and all(sig & blocked for sig in kinds):
+                        break  # everything queued waits for a resource in use
+                    item = pop()
                     spec = item[3]
-                    needs = {k for k, v in spec.resources.items() if v > 0}
-                    if not (needs & blocked) and fits(spec):
+                    if not (_needs(spec) & blocked) and fits(spec):
                         launch(item[2], spec)
                     else:
                         # wait for this one's resources, but let nodes that need none of
@@ -99,9 +114,10 @@ class Scheduler:
                         blocked |= {k for k, v in spec.resources.items()
                                     if used.get(k, 0.0) + v > self.limits.get(k, float("inf")) + 1e-9}
                 for it in skipped:
-                    heapq.heappush(queue, it)
+                    push(it)
             elif queue and not running:
                 queue.clear()
+                kinds.clear()
             if not running:
                 if queue and not self.stopped:
                     continue
@@ -122,7 +138,7 @@ class Scheduler:
                 elif self.stopped:
                     settle(name, NodeResult(name, Outcome.FAILED, message="build stopped"))
                 else:
-                    heapq.heappush(queue, (self.priority(name), self.index[name], name, nxt))
+                    push((self.priority(name), self.index[name], name, nxt))
             should_cancel = getattr(self.runner, "should_cancel", None)
             if should_cancel is not None:
                 for handle, (name, spec) in list(running.items()):
@@ -133,3 +149,8 @@ class Scheduler:
                 last_tick = now
                 self.runner.tick([s for _, s in running.values()], len(self.results), total)
         return self.results
+
+
+def _needs(spec) -> frozenset:
+    """The resources a spec takes some of (what can make it wait)."""
+    return frozenset(k for k, v in spec.resources.items() if v > 0)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import itertools
 import json
 import os
 import posixpath
@@ -26,6 +27,9 @@ import time
 import uuid
 
 from .hashing import hash_file_content, tree_hash
+
+
+_TMP_SEQ = itertools.count()  # temporary names: pid + sequence (unique per process, no syscall)
 
 
 class StoreError(Exception):
@@ -42,9 +46,17 @@ class OsFS:
 
     def __init__(self, base: str):
         self.base = base
+        self._dirs: set[str] = set()  # folders known to exist
 
     def _p(self, rel: str) -> str:
         return os.path.join(self.base, rel)
+
+    def _tmp_for(self, path: str) -> str:
+        d = os.path.dirname(path)
+        if d not in self._dirs:
+            os.makedirs(d, exist_ok=True)
+            self._dirs.add(d)
+        return f"{path}.tmp-{os.getpid()}-{next(_TMP_SEQ)}"
 
     def read_bytes(self, rel: str) -> bytes | None:
         try:
@@ -64,17 +76,28 @@ class OsFS:
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         path = self._p(rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        with open(tmp, "wb") as f:
-            f.write(data)
+        tmp = self._tmp_for(path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+        except FileNotFoundError:  # the folder went away (gc, a user): make it again
+            self._dirs.discard(os.path.dirname(path))
+            tmp = self._tmp_for(path)
+            with open(tmp, "wb") as f:
+                f.write(data)
         os.replace(tmp, path)
 
     def put_file(self, local: str, rel: str) -> None:
         path = self._p(rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        copy_file(local, tmp)
+        tmp = self._tmp_for(path)
+        try:
+            copy_file(local, tmp)
+        except FileNotFoundError:
+            if not os.path.exists(local):
+                raise
+            self._dirs.discard(os.path.dirname(path))
+            tmp = self._tmp_for(path)
+            copy_file(local, tmp)
         os.replace(tmp, path)
 
     def get_file(self, rel: str, local: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import subprocess
 import threading
@@ -52,58 +53,71 @@ class _Proc:
         self.logf = logf
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time (clock ticks since boot, /proc/PID/stat field 22):
-    with the pid, it names one process, never a later one that reuses the pid."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def end_orphans(run_dir: str) -> int:
+def end_orphans(run_log: str) -> int:
     """End the process groups of recipes that a killed build (kill -9) left running.
-    Each is recorded in run_dir as <pgid> holding its start time; a recorded pid
-    whose start time differs is another process now and is left alone."""
+    A build writes its token to run_log, then appends "+ PGID" when a recipe starts
+    and "- PGID" when it ends (one file per build, appended to: no file created and
+    deleted per recipe, which ext4 makes slow). A group started and never ended is
+    ended here if its leader still carries the build's token in its environment
+    (NODEFILE_RUN): a pid reused by another process since is left alone."""
     try:
-        names = os.listdir(run_dir)
+        with open(run_log) as f:
+            lines = f.read().splitlines()
     except OSError:
         return 0
-    ended = []
-    for name in names:
-        path = os.path.join(run_dir, name)
+    token = lines[0].split()[-1] if lines and lines[0].startswith("run ") else None
+    live: set[int] = set()
+    for line in lines[1:]:
+        parts = line.split()
         try:
-            pid = int(name)
-            with open(path) as f:
-                started = f.read().strip()
-        except (ValueError, OSError):
-            continue
-        if started and _start_time(pid) == started:
+            if len(parts) == 2 and parts[0] == "+":
+                live.add(int(parts[1]))
+            elif len(parts) == 2 and parts[0] == "-":
+                live.discard(int(parts[1]))
+        except ValueError:
+            continue  # a line cut short by the kill
+    mark = f"\0NODEFILE_RUN={token}\0".encode()
+    ended = []
+    for pid in sorted(live) if token else ():
+        if mark in _environ(pid):
             _signal_group(pid, signal.SIGTERM)
             ended.append(pid)
-        try:
-            os.remove(path)
-        except OSError:
-            pass
     if ended:
         deadline = time.monotonic() + GRACE
-        while time.monotonic() < deadline and any(_start_time(p) for p in ended):
+        while time.monotonic() < deadline and any(mark in _environ(p) for p in ended):
             time.sleep(0.05)
         for p in ended:
             _signal_group(p, signal.SIGKILL)
+    try:
+        os.remove(run_log)
+    except OSError:
+        pass
     return len(ended)
+
+
+def _environ(pid: int) -> bytes:
+    """The environment a process started with ("" when gone, a zombie, or not ours to read)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return b"\0" + f.read()
+    except OSError:
+        return b""
 
 
 class LocalExecutor:
     name = "local"
 
-    def __init__(self, run_dir: str | None = None):
-        self.run_dir = run_dir  # where running recipes are recorded (end_orphans)
+    def __init__(self, run_log: str | None = None):
+        self.run_log = run_log  # where running recipes are recorded (end_orphans)
+        self._run_fd: int | None = None
         self._made_dirs: set[str] = set()
+        self._found: dict = {}
         self._cwd_cache: str | None = None
-        if run_dir:
-            os.makedirs(run_dir, exist_ok=True)
+        if run_log:
+            os.makedirs(os.path.dirname(run_log), exist_ok=True)
+            self._run_fd = os.open(run_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        self.token = f"{os.getpid()}.{time.time_ns()}"  # marks this build's recipes (NODEFILE_RUN)
+        self._record(f"run {self.token}\n")
         self.procs: dict[int, _Proc] = {}
         self._early: list[Finished] = []
         self._pidfd = hasattr(os, "pidfd_open")
@@ -133,11 +147,23 @@ class LocalExecutor:
                        (os.POSIX_SPAWN_DUP2, logf.fileno(), 1),
                        (os.POSIX_SPAWN_DUP2, logf.fileno(), 2)]
             exe = spec.argv[0]
-            spawn = os.posix_spawn if os.sep in exe else os.posix_spawnp
-            pid = spawn(exe, list(spec.argv), spec.env, file_actions=actions, setsid=True)
+            if os.sep not in exe:
+                exe = self._which(exe, spec.env.get("PATH"))
+            pid = os.posix_spawn(exe, list(spec.argv), spec.env, file_actions=actions, setsid=True)
             return _Spawned(pid)
         return subprocess.Popen(list(spec.argv), cwd=spec.cwd, env=spec.env, stdin=subprocess.DEVNULL,
                                 stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+
+    def _which(self, name: str, path: str | None) -> str:
+        """The program a bare command name runs, searched in the recipe's PATH once
+        per build (posix_spawnp would retry execve down PATH for every recipe)."""
+        found = self._found.get((name, path))
+        if found is None:
+            found = shutil.which(name, path=path if path is not None else os.defpath)
+            if found is None:
+                raise FileNotFoundError(2, "command not found", name)
+            self._found[(name, path)] = found
+        return found
 
     def _cwd(self) -> str:
         if self._cwd_cache is None:
@@ -157,6 +183,7 @@ class LocalExecutor:
             os.makedirs(d, exist_ok=True)
             self._made_dirs.add(d)
         logf = open(spec.log, "ab", buffering=0)
+        spec.env["NODEFILE_RUN"] = self.token
         start = time.monotonic()
         try:
             popen = self._spawn(spec, logf)
@@ -175,13 +202,25 @@ class LocalExecutor:
                 self._pidfd = False
         deadline = start + spec.timeout if spec.timeout else None
         self.procs[popen.pid] = _Proc(popen, pidfd, start, deadline, logf)
-        if self.run_dir:
+        self._record(f"+ {popen.pid}\n")
+        return popen.pid
+
+    def _record(self, line: str) -> None:
+        if self._run_fd is not None:
             try:
-                with open(os.path.join(self.run_dir, str(popen.pid)), "w") as f:
-                    f.write(_start_time(popen.pid) or "")
+                os.write(self._run_fd, line.encode())
             except OSError:
                 pass
-        return popen.pid
+
+    def close(self) -> None:
+        """After the build: no recipe runs any more, the record is not needed."""
+        if self._run_fd is not None and not self.procs:
+            os.close(self._run_fd)
+            self._run_fd = None
+            try:
+                os.remove(self.run_log)
+            except OSError:
+                pass
 
     def wake(self) -> None:
         """Thread-safe: make a blocked wait() return now (watch mode uses it to cancel)."""
@@ -260,11 +299,7 @@ class LocalExecutor:
         p.logf.close()
         # the recipe's children may outlive it: end the whole group
         _signal_group(pid, signal.SIGKILL)
-        if self.run_dir:
-            try:
-                os.remove(os.path.join(self.run_dir, str(pid)))
-            except OSError:
-                pass
+        self._record(f"- {pid}\n")
         return Finished(pid, code, time.monotonic() - p.start, p.timed_out, p.cancelled)
 
     def _enforce_deadlines(self) -> None:

@@ -120,10 +120,60 @@ def command(project: Project, node: Node, recipe: Recipe) -> list[str]:
     if recipe.kind == "r":
         return [rscript(), R_BOOTSTRAP] + args
     if recipe.kind == "shell":
-        return ["/bin/sh", "-c", placeholders.substitute(recipe.target, ctx, quote=True)]
+        line = placeholders.substitute(recipe.target, ctx, quote=True)
+        if not any(k == "PATH" for k, _ in recipe.env):
+            words = simple_words(line)
+            if words:
+                return words
+        return ["/bin/sh", "-c", line]
     if recipe.kind == "call":
         return [project.python or sys.executable, "-m", "nodefile._call", recipe.target] + args
     raise ValueError(f"not a run recipe: {recipe.kind}")
+
+
+# Characters that make a command line need the shell (outside single quotes), as
+# make decides it (job.c, sh_chars): anything else is words separated by blanks.
+_SHELL_CHARS = frozenset('"\\$`|&;<>()*?[]{}#~!\n')
+_SHELL_WORDS = frozenset(
+    ". : [ alias bg break cd command continue echo eval exec exit export false fg getopts hash jobs kill "
+    "local printf pwd read readonly return set shift test times trap true type ulimit umask unalias unset "
+    "wait if then else elif fi case esac for while until do done in function select time".split())
+
+
+def simple_words(line: str) -> list[str] | None:
+    """The argv of a shell command line that is plain words (single quotes allowed),
+    to exec without a shell as make does; None when the shell is needed (any
+    expansion, redirection, operator, assignment, builtin or keyword)."""
+    words: list[str] = []
+    cur: list[str] = []
+    in_word = False
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if c == "'":
+            j = line.find("'", i + 1)
+            if j < 0:
+                return None
+            cur.append(line[i + 1:j])
+            in_word = True
+            i = j + 1
+            continue
+        if c in " \t":
+            if in_word:
+                words.append("".join(cur))
+                cur, in_word = [], False
+        elif c in _SHELL_CHARS:
+            return None
+        else:
+            cur.append(c)
+            in_word = True
+        i += 1
+    if in_word:
+        words.append("".join(cur))
+    # a path as the command may be a script without #! line, which only sh runs
+    if not words or words[0] in _SHELL_WORDS or "=" in words[0] or "/" in words[0]:
+        return None
+    return words
 
 
 def python_path(project: Project, node: Node) -> list[str]:
@@ -138,11 +188,11 @@ def rscript() -> str:
 
 
 def prepare(project: Project, node: Node, recipe: Recipe, attempt: int, log: str, jobdir: str,
-            index: int = 0) -> Spec:
+            index: int = 0, base_env: dict | None = None) -> Spec:
     m = manifest(project, node, recipe, attempt, log)
     mpath, rpath = write_job(jobdir, m, with_r=recipe.kind == "r")
     ctx = placeholder_context(node)
-    env = dict(os.environ)
+    env = dict(os.environ if base_env is None else base_env)
     for k, v in recipe.env:
         env[k] = placeholders.substitute(v, ctx)
     env["NODEFILE_JOB"] = mpath
