@@ -1,34 +1,51 @@
 #!/usr/bin/env python3
 """Regret of nodefile's learned recipe order against an oracle, over K builds.
 
-    python bench/regret.py             # 8 scenario nodes, K = 30 builds, -j 4
-    python bench/regret.py --quick     # 4 scenario nodes, K = 10 builds (under a minute)
-    python bench/regret.py --builds 60 --jobs 2
+    python bench/regret.py                      # the shared world: 14 nodes, K = 30 builds, -j 4
+    python bench/regret.py --quick              # the same phases squeezed into K = 10 builds
+    python bench/regret.py --mode independent   # the 8 one-node scenarios of the first version
+    python bench/regret.py --simulate           # the learner in-process at the world's prices (~1 s)
 
-Every node has two recipes that produce the same bytes, declared in this order:
-`fetch` and `rebuild`. Both are shell recipes running `scen.sh`, which sleeps
-and exits as the scenario file `scenario/<node>.<recipe>` says ("SECONDS CODE"):
-a store that stops answering is a `fetch` that exits 1 after a delay, a slow
-store a longer sleep. The scenario of every node is rewritten before each build
-(see SCENARIOS), and every build invalidates every node (`--set run=k`, a param
-all nodes declare).
+Every node has two recipes that write the same bytes, declared in this order:
+`fetch` and `rebuild`, the same two command templates for every node.
 
-Three projects play the same K builds, interleaved build by build:
+Shared world (the default; notes/learning-and-dask.md B.6). A data project of 14
+nodes in four layers (raw -> clean -> features -> models), of different artifact
+sizes and rebuild times. Every `fetch` runs `sh fetch.sh {node} ...`, which
+reads ONE store-state file, `world/store` ("up LATENCY MB/S TIMEOUT" or
+"down ..."), and sleeps latency + size / bandwidth (the node's size is in
+`world/size/NODE`), or, when the store is down or the node's backup file is
+missing, sleeps the timeout and exits 1. Every `rebuild` runs `sh rebuild.sh
+{node} ...`, which sleeps the node's work (`world/work/NODE`) times the speed in
+`world/rebuild`. The harness rewrites `world/store` and `world/rebuild` between
+builds (PHASES): healthy; the store slow for a while, then healthy again (a
+transient); the store down (an outage), then back; the rebuild script silently
+twice as fast (no edit: a faster machine or library, nothing nodefile can see);
+the store slow for good (drift). With these sizes, fetch is the cheaper recipe
+for most nodes when the store is healthy and rebuild for a few, and the split
+moves with every phase.
 
-  learned  `nodefile build -k --set run=k`: nodefile chooses (before it,
-           `nodefile explain` says which recipe the build will re-measure);
-  oracle   knows the true costs: per build, `--recipe fetch` for the nodes whose
-           fetch works and is cheaper, `--recipe rebuild` for the others;
-  static   the Nodefile order without learning: `--recipe fetch` for every node,
-           then `--recipe rebuild` for those whose fetch failed.
+Independent mode: the first version of this benchmark. Every node is a world of
+its own (scenario/NODE.RECIPE says how long each recipe sleeps and whether it
+fails), so nothing one node learns is true of another.
+
+Three projects play the same K builds, interleaved build by build; every build
+invalidates every node (`--set run=k`, a param all nodes declare):
+
+  learned  `nodefile build -k --set run=k`: nodefile chooses and learns;
+  oracle   knows the true costs: before each build its Nodefile is rewritten so
+           that every node has only the cheapest recipe that works in this build;
+  static   the Nodefile order without learning: one recipe per node,
+           `sh fetch.sh ... || sh rebuild.sh ...`.
 
 Cost = recipe-seconds: the sum of attempt durations, failed ones included, from
 the attempts table of each project's .nodefile/state.db ("measured"), and the
-same attempts priced at the scenario's sleep times ("model": no timing noise,
-no process start-up). Regret = learned - oracle, as % of the oracle total; the
-best fixed order in hindsight is priced with the model. Goal: regret < 10 %.
+same attempts priced at the world's sleep times ("model": no timing noise, no
+process start-up). Regret = learned - oracle, as % of the oracle total; the best
+fixed order per node in hindsight is priced with the model. Probes are read from
+the learner's own record (the learn_probes table). Goal: regret < 10 %.
 
-Results: tables, and JSON in bench/results/regret-<time>.json (or --out).
+Results: tables, and JSON in bench/results/regret-<mode>-<time>.json (or --out).
 Projects live in bench/work/regret/ (git-ignored).
 """
 from __future__ import annotations
@@ -38,12 +55,13 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import shutil
 import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+
 from tools import nodefile_cmd, source_state  # noqa: E402  (bench/ is on sys.path)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -52,7 +70,135 @@ WORK = os.path.join(HERE, "work", "regret")
 RESULTS = os.path.join(HERE, "results")
 GOAL_PCT = 10.0
 FAIL = 1  # exit code of an unavailable fetch
+RECIPES = ("fetch", "rebuild")
+POLICIES = ("learned", "oracle", "static")
 
+
+def _in(k: int, K: int, a: float, b: float) -> bool:
+    """Is build k (0-based) in the fraction [a, b) of K builds."""
+    return int(a * K) <= k < int(b * K)
+
+
+# -- the shared world ------------------------------------------------------------------------
+FETCH_SH = """\
+#!/bin/sh
+# usage: fetch.sh NODE OUTPUT RUN: NODE's artifact from the backup, through the throttle in world/store
+read state lat mbps timeout < world/store
+read mb < "world/size/$1"
+if [ "$state" != up ]; then sleep "$timeout"; echo "fetch $1: backup store unavailable" >&2; exit 1; fi
+if [ ! -f "backup/$1" ]; then sleep "$lat"; echo "fetch $1: not in the backup" >&2; exit 1; fi
+sleep "$(awk -v l="$lat" -v s="$mb" -v b="$mbps" 'BEGIN { printf "%.4f", l + s / b }')"
+echo "$1 $3" > "$2"
+"""
+
+REBUILD_SH = """\
+#!/bin/sh
+# usage: rebuild.sh NODE OUTPUT RUN: compute NODE (its work in world/work, times the speed in world/rebuild)
+read speed < world/rebuild
+read secs < "world/work/$1"
+sleep "$(awk -v w="$secs" -v f="$speed" 'BEGIN { printf "%.4f", w * f }')"
+echo "$1 $3" > "$2"
+"""
+
+
+@dataclass(frozen=True)
+class SharedNode:
+    name: str
+    deps: tuple[str, ...]
+    mb: float  # artifact size: the fetch moves it through the store's bandwidth
+    work: float  # seconds of the rebuild at speed 1
+
+
+SHARED_NODES = (
+    # raw data: one big download-like artifact with an expensive rebuild, small ones, one near tie
+    SharedNode("raw_a", (), 8.0, 0.90), SharedNode("raw_b", (), 2.0, 0.50),
+    SharedNode("raw_c", (), 12.0, 0.30), SharedNode("raw_d", (), 1.0, 0.08),
+    SharedNode("clean_a", ("raw_a",), 4.0, 0.40), SharedNode("clean_b", ("raw_b",), 0.5, 0.20),
+    SharedNode("clean_c", ("raw_c",), 6.0, 0.15), SharedNode("clean_d", ("raw_d",), 3.0, 1.20),
+    SharedNode("feat_x", ("clean_a", "clean_b"), 5.0, 0.35), SharedNode("feat_y", ("clean_c",), 1.0, 0.06),
+    SharedNode("feat_z", ("clean_d",), 10.0, 0.50),
+    SharedNode("model_1", ("feat_x",), 2.0, 0.70), SharedNode("model_2", ("feat_y", "feat_z"), 6.0, 0.25),
+    SharedNode("report", ("model_1", "model_2"), 0.2, 0.04),
+)
+HEALTHY = ("up", 0.02, 40.0, 0.30)  # state, latency s, MB/s, timeout s
+SLOW = ("up", 0.10, 8.0, 0.30)  # 5x less bandwidth, 5x the latency
+DOWN = ("down", 0.02, 40.0, 0.30)  # every fetch fails after the 0.3 s timeout
+DRIFT = ("up", 0.08, 10.0, 0.30)
+# (from, to) as fractions of K; for K = 30: build 1, builds 7-11, 15-19, 23+ and 26+ (1-based)
+PHASES = {"transient": (0.20, 0.37), "outage": (0.47, 0.64), "rebuild_fast": (0.73, 1.0), "drift": (0.83, 1.0)}
+
+
+def shared_state(k: int, K: int) -> dict:
+    """The world in build k: the store's state and the rebuild script's speed."""
+    store = HEALTHY
+    if _in(k, K, *PHASES["transient"]):
+        store = SLOW
+    elif _in(k, K, *PHASES["outage"]):
+        store = DOWN
+    elif _in(k, K, *PHASES["drift"]):
+        store = DRIFT
+    speed = 0.5 if _in(k, K, *PHASES["rebuild_fast"]) else 1.0
+    # a new project: the backup holds nothing before the first build (which, in real life,
+    # pushes what it builds); its files are deleted in build 1 and restored after it
+    return {"store": store, "speed": speed, "backup": k > 0}
+
+
+def shared_phase(k: int, K: int) -> str:
+    names = ["cold"] if k == 0 else [p for p, (a, b) in PHASES.items() if _in(k, K, a, b)]
+    return "+".join(names) or "healthy"
+
+
+class SharedWorld:
+    mode = "shared"
+
+    def __init__(self, K: int):
+        self.K = K
+        self.nodes = [n.name for n in SHARED_NODES]
+        self.deps = {n.name: n.deps for n in SHARED_NODES}
+        self.spec = {n.name: n for n in SHARED_NODES}
+
+    def price(self, k: int, node: str, recipe: str) -> tuple[float, bool]:
+        """(seconds, works) of one attempt in build k: what fetch.sh/rebuild.sh sleep."""
+        s = shared_state(k, self.K)
+        n = self.spec[node]
+        if recipe == "fetch":
+            state, lat, mbps, timeout = s["store"]
+            if state == "up" and not s["backup"]:
+                return lat, False
+            return (lat + n.mb / mbps, True) if state == "up" else (timeout, False)
+        return n.work * s["speed"], True
+
+    def phase(self, k: int) -> str:
+        return shared_phase(k, self.K)
+
+    def setup(self, root: str) -> None:
+        for d in ("world/size", "world/work", "backup"):
+            os.makedirs(os.path.join(root, d), exist_ok=True)
+        for name, text in (("fetch.sh", FETCH_SH), ("rebuild.sh", REBUILD_SH)):
+            with open(os.path.join(root, name), "w") as f:
+                f.write(text)
+        for n in SHARED_NODES:
+            _write(os.path.join(root, "world", "size", n.name), f"{n.mb}\n")
+            _write(os.path.join(root, "world", "work", n.name), f"{n.work}\n")
+            _write(os.path.join(root, "backup", n.name), f"{n.name}\n")
+
+    def apply(self, root: str, k: int) -> None:
+        s = shared_state(k, self.K)
+        _write(os.path.join(root, "world", "store"), " ".join(str(x) for x in s["store"]) + "\n")
+        _write(os.path.join(root, "world", "rebuild"), f"{s['speed']}\n")
+        for n in SHARED_NODES:
+            path = os.path.join(root, "backup", n.name)
+            if not s["backup"]:
+                if os.path.exists(path):
+                    os.remove(path)
+            elif not os.path.exists(path):
+                _write(path, f"{n.name}\n")
+
+    def command(self, recipe: str) -> str:
+        return f"sh {recipe}.sh {{node}} {{outputs}} {{params.run}}"
+
+
+# -- the independent scenarios (the first version) ------------------------------------------
 SCEN_SH = """\
 #!/bin/sh
 # usage: scen.sh RECIPE NODE OUTPUT RUN: sleep, then fail or write, as scenario/NODE.RECIPE says
@@ -61,12 +207,6 @@ sleep "$secs"
 if [ "$code" != 0 ]; then echo "$1 of $2: unavailable" >&2; exit "$code"; fi
 echo "$2 $4" > "$3"
 """
-
-
-def _in(k: int, K: int, a: float, b: float) -> bool:
-    """Is build k (0-based) in the fraction [a, b) of K builds."""
-    return int(a * K) <= k < int(b * K)
-
 
 # node -> k, K -> {"fetch": (seconds, exit code), "rebuild": (seconds, exit code)}
 SCENARIOS = {
@@ -89,50 +229,96 @@ SCENARIOS = {
     # the store never has it: every fetch fails after 0.10 s
     "never_in_store": lambda k, K: {"fetch": (0.10, FAIL), "rebuild": (0.25, 0)},
 }
-QUICK_NODES = ("stationary", "rebuild_fastest", "outage", "fetch_transient")
-POLICIES = ("learned", "oracle", "static")
+QUICK_SCENARIOS = ("stationary", "rebuild_fastest", "outage", "fetch_transient")
 
 
-# -- costs as the scenario defines them ------------------------------------------------------
-def oracle_choice(sc: dict) -> str:
-    """The recipe the oracle runs: the cheapest one that works (c/p with p = 0 or 1)."""
-    f_secs, f_code = sc["fetch"]
-    return "fetch" if f_code == 0 and f_secs <= sc["rebuild"][0] else "rebuild"
+class IndependentWorld:
+    mode = "independent"
+
+    def __init__(self, K: int, nodes):
+        self.K = K
+        self.nodes = list(nodes)
+        self.deps = {n: () for n in self.nodes}
+
+    def price(self, k: int, node: str, recipe: str) -> tuple[float, bool]:
+        secs, code = SCENARIOS[node](k, self.K)[recipe]
+        return secs, code == 0
+
+    def phase(self, k: int) -> str:
+        return ""
+
+    def setup(self, root: str) -> None:
+        os.makedirs(os.path.join(root, "scenario"), exist_ok=True)
+        _write(os.path.join(root, "scen.sh"), SCEN_SH)
+
+    def apply(self, root: str, k: int) -> None:
+        for n in self.nodes:
+            for r, (secs, code) in SCENARIOS[n](k, self.K).items():
+                _write(os.path.join(root, "scenario", f"{n}.{r}"), f"{secs} {code}\n")
+
+    def command(self, recipe: str) -> str:
+        return f"sh scen.sh {recipe} {{node}} {{outputs}} {{params.run}}"
 
 
-def model_cost(sc: dict, order) -> float:
-    """Seconds to get the node done trying `order` (recipe names) under scenario sc."""
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+# -- costs as the world defines them -------------------------------------------------------------
+def oracle_choice(world, k: int, node: str) -> str:
+    """The recipe the oracle runs: the cheapest one that works in build k (c/p with p = 0 or 1)."""
+    f, f_ok = world.price(k, node, "fetch")
+    r, r_ok = world.price(k, node, "rebuild")
+    return "fetch" if f_ok and (f <= r or not r_ok) else "rebuild"
+
+
+def model_cost(world, k: int, node: str, order) -> float:
+    """Seconds to get the node done trying `order` (recipe names) in build k."""
     total = 0.0
     for r in order:
-        secs, code = sc[r]
+        secs, ok = world.price(k, node, r)
         total += secs
-        if code == 0:
+        if ok:
             break
     return total
 
 
 # -- projects ----------------------------------------------------------------------------------
-def write_project(root: str, nodes) -> None:
-    shutil.rmtree(root, ignore_errors=True)
-    os.makedirs(os.path.join(root, "scenario"))
-    with open(os.path.join(root, "scen.sh"), "w") as f:
-        f.write(SCEN_SH)
+def nodefile_text(world, recipes_of) -> str:
+    """The Nodefile: every node with the recipes `recipes_of(node)` gives, as (name, command)."""
     lines = ["[project]", "cache = false  # every build invalidates every node anyway", "",
              "[params]", "run = 0", ""]
-    for n in nodes:
-        lines += [f"[nodes.{n}]", f'outputs = "out/{n}"', 'params = ["run"]', "recipes = ["]
-        for r in ("fetch", "rebuild"):
-            lines.append(f'  {{ name = "{r}", shell = "sh scen.sh {r} {{node}} {{outputs}} {{params.run}}" }},')
+    for n in world.nodes:
+        lines += [f"[nodes.{n}]", f'outputs = "out/{n}"']
+        if world.deps[n]:
+            lines.append("inputs = [" + ", ".join(f'"{d}"' for d in world.deps[n]) + "]")
+        lines += ['params = ["run"]', "recipes = ["]
+        for name, cmd in recipes_of(n):
+            lines.append(f'  {{ name = "{name}", shell = "{cmd}" }},')
         lines += ["]", ""]
-    with open(os.path.join(root, "Nodefile.toml"), "w") as f:
-        f.write("\n".join(lines))
+    return "\n".join(lines)
 
 
-def set_scenario(root: str, scen: dict) -> None:
-    for n, sc in scen.items():
-        for r, (secs, code) in sc.items():
-            with open(os.path.join(root, "scenario", f"{n}.{r}"), "w") as f:
-                f.write(f"{secs} {code}\n")
+def learned_recipes(world):
+    return lambda n: [(r, world.command(r)) for r in RECIPES]
+
+
+def static_recipes(world):
+    # the Nodefile order without learning: the rebuild runs only when the fetch failed
+    cmd = f"{world.command('fetch')} || {world.command('rebuild')}"
+    return lambda n: [("fetch_or_rebuild", cmd)]
+
+
+def oracle_recipes(world, k):
+    return lambda n: [(oracle_choice(world, k, n), world.command(oracle_choice(world, k, n)))]
+
+
+def write_project(root: str, world, recipes_of) -> None:
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    world.setup(root)
+    _write(os.path.join(root, "Nodefile.toml"), nodefile_text(world, recipes_of))
 
 
 def nf(cmd, root, args, timeout, ok=(0,)) -> subprocess.CompletedProcess:
@@ -143,11 +329,15 @@ def nf(cmd, root, args, timeout, ok=(0,)) -> subprocess.CompletedProcess:
     return r
 
 
-def last_build_id(root: str) -> int:
+def _db(root: str):
     path = os.path.join(root, ".nodefile", "state.db")
-    if not os.path.exists(path):
+    return sqlite3.connect(path) if os.path.exists(path) else None
+
+
+def last_build_id(root: str) -> int:
+    db = _db(root)
+    if db is None:
         return 0
-    db = sqlite3.connect(path)
     try:
         row = db.execute("SELECT max(build_id) FROM attempts").fetchone()
         return row[0] or 0
@@ -158,7 +348,7 @@ def last_build_id(root: str) -> int:
 
 
 def attempts_after(root: str, after: int) -> list[dict]:
-    db = sqlite3.connect(os.path.join(root, ".nodefile", "state.db"))
+    db = _db(root)
     try:
         cur = db.execute("SELECT id, build_id, node, recipe, duration, outcome FROM attempts "
                          "WHERE build_id > ? ORDER BY id", (after,))
@@ -168,78 +358,21 @@ def attempts_after(root: str, after: int) -> list[dict]:
         db.close()
 
 
-PROBE = re.compile(r"^(\S+): ")
-
-
-def probes_announced(text: str, nodes) -> dict[str, str]:
-    """node -> the recipe `explain` says the build will re-measure."""
-    out, current = {}, None
-    for ln in text.splitlines():
-        m = PROBE.match(ln)
-        if m and m.group(1) in nodes:
-            current = m.group(1)
-        elif current and "re-measured this build" in ln:
-            p = re.search(r"\((\S+) re-measured this build\)", ln)
-            if p:
-                out[current] = p.group(1)
-    return out
-
-
-# -- the run -------------------------------------------------------------------------------------
-def run(K: int, nodes, jobs: int, timeout: float, log) -> dict:
-    cmd = nodefile_cmd()
-    roots = {p: os.path.join(WORK, p) for p in POLICIES}
-    for root in roots.values():
-        write_project(root, nodes)
-    builds = []
-    for k in range(K):
-        scen = {n: SCENARIOS[n](k, K) for n in nodes}
-        for root in roots.values():
-            set_scenario(root, scen)
-        setk = ["--set", f"run={k + 1}"]  # run=0 is the Nodefile's value: start from a new key
-        step: dict = {"k": k, "scenario": scen, "oracle_choice": {n: oracle_choice(scen[n]) for n in nodes}}
-        t_build = {}
-        # learned: ask what it will re-measure, then build
-        root = roots["learned"]
-        ex = nf(cmd, root, ["explain", *setk, *nodes], timeout)
-        step["probes"] = probes_announced(ex.stdout, nodes)
-        before = last_build_id(root)
-        t0 = time.perf_counter()
-        nf(cmd, root, ["build", "-q", "-k", "-j", str(jobs), *setk], timeout)
-        t_build["learned"] = time.perf_counter() - t0
-        step["learned"] = attempts_after(root, before)
-        # oracle
-        root = roots["oracle"]
-        before = last_build_id(root)
-        t0 = time.perf_counter()
-        for r in ("fetch", "rebuild"):
-            chosen = [n for n in nodes if step["oracle_choice"][n] == r]
-            if chosen:
-                nf(cmd, root, ["build", "-q", "-j", str(jobs), "--recipe", r, *setk, *chosen], timeout)
-        t_build["oracle"] = time.perf_counter() - t0
-        step["oracle"] = attempts_after(root, before)
-        # static Nodefile order
-        root = roots["static"]
-        before = last_build_id(root)
-        t0 = time.perf_counter()
-        nf(cmd, root, ["build", "-q", "-k", "-j", str(jobs), "--recipe", "fetch", *setk], timeout, ok=(0, 1))
-        nf(cmd, root, ["build", "-q", "-k", "-j", str(jobs), "--recipe", "rebuild", *setk], timeout)
-        t_build["static"] = time.perf_counter() - t0
-        step["static"] = attempts_after(root, before)
-        step["wall"] = t_build
-        for p in POLICIES:
-            done = {a["node"] for a in step[p] if a["outcome"] == "ok"}
-            if done != set(nodes):
-                raise RuntimeError(f"build {k}, {p}: not built: {sorted(set(nodes) - done)}")
-        builds.append(step)
-        firsts = first_recipes(step["learned"])
-        chosen = " ".join(f"{n}={firsts.get(n, '?')[0]}" for n in nodes)
-        log(f"  build {k + 1:2d}/{K}: learned {sum(a['duration'] for a in step['learned']):5.2f}s  "
-            f"oracle {sum(a['duration'] for a in step['oracle']):5.2f}s  "
-            f"static {sum(a['duration'] for a in step['static']):5.2f}s  "
-            f"first: {chosen}"
-            + (f"  probes: {step['probes']}" if step["probes"] else ""))
-    return {"builds": builds}
+def probes_after(root: str, after: int) -> tuple[int, list[dict]]:
+    """(the learner's build counter, the probes it observed in builds after `after`)."""
+    db = _db(root)
+    if db is None:
+        return after, []
+    try:
+        counter = db.execute("SELECT v FROM learn_meta WHERE k = 'builds'").fetchone()
+        rows = db.execute("SELECT build, node, recipe, ok, duration, better FROM learn_probes WHERE build > ? "
+                          "ORDER BY rowid", (after,)).fetchall()
+        return (counter[0] if counter else after), [
+            dict(zip(("build", "node", "recipe", "ok", "duration", "better"), r)) for r in rows]
+    except sqlite3.OperationalError:
+        return after, []
+    finally:
+        db.close()
 
 
 def first_recipes(atts) -> dict[str, str]:
@@ -249,36 +382,138 @@ def first_recipes(atts) -> dict[str, str]:
     return out
 
 
+# -- the run -------------------------------------------------------------------------------------
+def run(world, jobs: int, timeout: float, log) -> dict:
+    cmd = nodefile_cmd()
+    K = world.K
+    roots = {p: os.path.join(WORK, world.mode, p) for p in POLICIES}
+    write_project(roots["learned"], world, learned_recipes(world))
+    write_project(roots["static"], world, static_recipes(world))
+    write_project(roots["oracle"], world, oracle_recipes(world, 0))
+    builds, learner_build = [], 0
+    for k in range(K):
+        for root in roots.values():
+            world.apply(root, k)
+        _write(os.path.join(roots["oracle"], "Nodefile.toml"), nodefile_text(world, oracle_recipes(world, k)))
+        setk = ["--set", f"run={k + 1}"]  # run=0 is the Nodefile's value: start from a new key
+        step: dict = {"k": k, "phase": world.phase(k),
+                      "oracle_choice": {n: oracle_choice(world, k, n) for n in world.nodes},
+                      "prices": {n: {r: world.price(k, n, r) for r in RECIPES} for n in world.nodes}}
+        wall = {}
+        for p in POLICIES:
+            root = roots[p]
+            before = last_build_id(root)
+            t0 = time.perf_counter()
+            nf(cmd, root, ["build", "-q", "-k", "-j", str(jobs), *setk], timeout)
+            wall[p] = time.perf_counter() - t0
+            step[p] = attempts_after(root, before)
+            done = {a["node"] for a in step[p] if a["outcome"] == "ok"}
+            if done != set(world.nodes):
+                raise RuntimeError(f"build {k}, {p}: not built: {sorted(set(world.nodes) - done)}")
+        learner_build, step["probes"] = probes_after(roots["learned"], learner_build)
+        step["wall"] = wall
+        builds.append(step)
+        firsts = first_recipes(step["learned"])
+        wrong = sum(1 for n in world.nodes if firsts[n] != step["oracle_choice"][n])
+        log(f"  build {k + 1:2d}/{K} {step['phase']:<22s} learned {sum(a['duration'] for a in step['learned']):5.2f}s  "
+            f"oracle {sum(a['duration'] for a in step['oracle']):5.2f}s  "
+            f"static {sum(a['duration'] for a in step['static']):5.2f}s  "
+            f"first recipe not the oracle's: {wrong:2d}"
+            + (f"  probes: {', '.join(p['node'] + ':' + p['recipe'] for p in step['probes'])}"
+               if step["probes"] else ""))
+    return {"builds": builds}
+
+
+def simulate(world) -> dict:
+    """The learner in-process at the world's prices (no processes, no timing noise): the
+    nodes are decided layer by layer (a node once its inputs are built), each tries its
+    recipes in the learned order until one works. For quick checks of the learner; the
+    benchmark's numbers come from `run`."""
+    sys.path.insert(0, REPO)
+    from nodefile.learn import Learner
+
+    @dataclass(frozen=True)
+    class R:
+        name: str
+        kind: str
+        target: str
+
+    recipes = [R(r, "shell", world.command(r)) for r in RECIPES]
+    learner = Learner(sqlite3.connect(":memory:"))
+    depth: dict[str, int] = {}
+    for n in world.nodes:
+        depth[n] = 1 + max((depth[d] for d in world.deps[n]), default=-1)
+    layers = sorted(set(depth.values()))
+    builds = []
+    for k in range(world.K):
+        learner.begin_build()
+        step = {"k": k, "phase": world.phase(k), "oracle_choice": {n: oracle_choice(world, k, n) for n in world.nodes},
+                "learned": [], "oracle": [], "static": [], "probes": []}
+        for layer in layers:
+            nodes = [n for n in world.nodes if depth[n] == layer]
+            choices = {n: learner.choose(n, recipes) for n in reversed(nodes)}  # the scheduler pops the last
+            for n in nodes:
+                for r in choices[n].recipes:
+                    secs, ok = world.price(k, n, r.name)
+                    if choices[n].probe == r.name:
+                        step["probes"].append({"node": n, "recipe": r.name, "ok": ok})
+                    learner.observe(n, r, ok, secs)
+                    step["learned"].append({"node": n, "recipe": r.name, "duration": secs,
+                                            "outcome": "ok" if ok else "failed"})
+                    if ok:
+                        break
+        for n in world.nodes:
+            o = step["oracle_choice"][n]
+            step["oracle"].append({"node": n, "recipe": o, "duration": world.price(k, n, o)[0], "outcome": "ok"})
+            step["static"].append({"node": n, "recipe": "fetch_or_rebuild",
+                                   "duration": model_cost(world, k, n, RECIPES), "outcome": "ok"})
+        step["wall"] = {p: 0.0 for p in POLICIES}
+        builds.append(step)
+    return {"builds": builds}
+
+
 # -- analysis ------------------------------------------------------------------------------------
-def analyse(data: dict, nodes) -> dict:
-    builds = data["builds"]
+def priced(world, k: int, a: dict) -> float:
+    """An attempt at the world's prices."""
+    if a["recipe"] == "fetch_or_rebuild":
+        return model_cost(world, k, a["node"], RECIPES)
+    return world.price(k, a["node"], a["recipe"])[0]
+
+
+def analyse(world, data: dict) -> dict:
+    builds, nodes = data["builds"], world.nodes
     per_node = {n: {"measured": {p: 0.0 for p in POLICIES}, "model": {p: 0.0 for p in POLICIES},
                     "switches": 0, "probes": 0, "non_oracle_first": 0, "failed_attempts": 0,
-                    "model_rebuild_first": 0.0}
+                    "fixed": {"fetch,rebuild": 0.0, "rebuild,fetch": 0.0}}
                 for n in nodes}
+    per_build = []
     prev_first: dict[str, str] = {}
     for step in builds:
-        scen = step["scenario"]
+        k = step["k"]
+        row = {"k": k, "phase": step.get("phase", ""), **{p: 0.0 for p in POLICIES}}
         for p in POLICIES:
             for a in step[p]:
                 pn = per_node[a["node"]]
                 pn["measured"][p] += a["duration"]
-                pn["model"][p] += scen[a["node"]][a["recipe"]][0]
+                price = priced(world, k, a)
+                pn["model"][p] += price
+                row[p] += price
+        per_build.append(row)
         firsts = first_recipes(step["learned"])
         for n in nodes:
             pn = per_node[n]
-            pn["model_rebuild_first"] += model_cost(scen[n], ("rebuild", "fetch"))
+            for order in pn["fixed"]:
+                pn["fixed"][order] += model_cost(world, k, n, order.split(","))
             if n in prev_first and firsts[n] != prev_first[n]:
                 pn["switches"] += 1
             prev_first[n] = firsts[n]
             if firsts[n] != step["oracle_choice"][n]:
                 pn["non_oracle_first"] += 1
-            if n in step["probes"]:
-                pn["probes"] += 1
             pn["failed_attempts"] += sum(1 for a in step["learned"] if a["node"] == n and a["outcome"] != "ok")
-    for n, pn in per_node.items():
-        # best fixed order in hindsight (model prices): fetch-first is the static run
-        pn["model"]["hindsight"] = min(pn["model"]["static"], pn["model_rebuild_first"])
+        for pr in step["probes"]:
+            per_node[pr["node"]]["probes"] += 1
+    for pn in per_node.values():
+        pn["model"]["hindsight"] = min(pn["fixed"].values())  # the best fixed order of each node
     totals = {kind: {p: sum(pn[kind][p] for pn in per_node.values()) for p in per_node[nodes[0]][kind]}
               for kind in ("measured", "model")}
 
@@ -287,36 +522,55 @@ def analyse(data: dict, nodes) -> dict:
         return 100.0 * (totals[kind][p] - o) / o
 
     summary = {
+        "mode": world.mode,
         "builds": len(builds),
+        "nodes": len(nodes),
         "totals": totals,
         "regret_pct": {kind: {p: pct(kind, p) for p in totals[kind] if p != "oracle"} for kind in totals},
         "switches": sum(pn["switches"] for pn in per_node.values()),
         "probes": sum(pn["probes"] for pn in per_node.values()),
+        "probes_failed": sum(1 for s in builds for pr in s["probes"] if not pr["ok"]),
         "non_oracle_first": sum(pn["non_oracle_first"] for pn in per_node.values()),
         "failed_attempts_learned": sum(pn["failed_attempts"] for pn in per_node.values()),
         "wall": {p: sum(s["wall"][p] for s in builds) for p in POLICIES},
     }
-    return {"per_node": per_node, "summary": summary}
+    return {"per_node": per_node, "per_build": per_build, "summary": summary}
 
 
-def tables(an: dict, nodes) -> str:
+def tables(an: dict, world) -> str:
     s = an["summary"]
     t = s["totals"]
-    out = ["| cost (recipe-seconds) | oracle | learned | static (Nodefile order) | best fixed order |",
+    out = ["| cost (recipe-seconds) | oracle | learned | static (Nodefile order) | best fixed order per node |",
            "|---|---|---|---|---|"]
-    for kind, label in (("measured", "measured (attempts table)"), ("model", "model (scenario prices)")):
+    for kind, label in (("measured", "measured (attempts table)"), ("model", "model (world prices)")):
         hind = f"{t[kind]['hindsight']:.2f}" if "hindsight" in t[kind] else "—"
         hind_pct = f" ({s['regret_pct'][kind]['hindsight']:+.1f} %)" if "hindsight" in t[kind] else ""
         out.append(f"| {label} | {t[kind]['oracle']:.2f} | {t[kind]['learned']:.2f} "
                    f"({s['regret_pct'][kind]['learned']:+.1f} %) | {t[kind]['static']:.2f} "
                    f"({s['regret_pct'][kind]['static']:+.1f} %) | {hind}{hind_pct} |")
-    out += ["", f"builds {s['builds']}; learned: {s['probes']} probes announced by `explain`, "
-            f"{s['switches']} switches of the first recipe, {s['non_oracle_first']} node-builds whose first "
-            f"recipe was not the oracle's, {s['failed_attempts_learned']} failed attempts.", "",
-            "| node | oracle (model s) | learned | static | best fixed | learned regret | probes | switches |"
+    out += ["", f"{s['nodes']} nodes, {s['builds']} builds; learned: {s['probes']} probes "
+            f"({s['probes_failed']} found the recipe still failing), {s['switches']} switches of the first recipe, "
+            f"{s['non_oracle_first']} node-builds whose first recipe was not the oracle's, "
+            f"{s['failed_attempts_learned']} failed attempts.", ""]
+    if world.mode == "shared":
+        out += ["| builds (1-based) | phase | oracle (model s) | learned | static | learned regret |",
+                "|---|---|---|---|---|---|"]
+        groups: list[list[dict]] = []
+        for row in an["per_build"]:
+            if groups and groups[-1][-1]["phase"] == row["phase"]:
+                groups[-1].append(row)
+            else:
+                groups.append([row])
+        for g in groups:
+            o, lr, st = (sum(r[p] for r in g) for p in ("oracle", "learned", "static"))
+            span = f"{g[0]['k'] + 1}–{g[-1]['k'] + 1}" if len(g) > 1 else f"{g[0]['k'] + 1}"
+            out.append(f"| {span} | {g[0]['phase']} | {o:.2f} | {lr:.2f} | {st:.2f} | "
+                       f"{100 * (lr - o) / o:+.1f} % |")
+        out.append("")
+    out += ["| node | oracle (model s) | learned | static | best fixed | learned regret | probes | switches |"
             " not the oracle's first |",
             "|---|---|---|---|---|---|---|---|---|"]
-    for n in nodes:
+    for n in world.nodes:
         pn = an["per_node"][n]
         m = pn["model"]
         reg = 100.0 * (m["learned"] - m["oracle"]) / m["oracle"]
@@ -327,50 +581,61 @@ def tables(an: dict, nodes) -> str:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help=f"{len(QUICK_NODES)} nodes, K = 10")
+    p.add_argument("--mode", choices=("shared", "independent"), default="shared",
+                   help="shared: one world of 14 nodes (default); independent: 8 one-node scenarios")
+    p.add_argument("--quick", action="store_true", help="K = 10 (independent: 4 scenarios)")
     p.add_argument("--builds", type=int, default=None, help="K, the number of builds (default 30)")
-    p.add_argument("--nodes", default=None, help=f"scenario nodes, comma-separated (default: all of "
-                   f"{', '.join(SCENARIOS)})")
+    p.add_argument("--nodes", default=None, help=f"independent mode: scenarios, comma-separated (default: all "
+                   f"of {', '.join(SCENARIOS)})")
     p.add_argument("--jobs", type=int, default=4, help="-j of every build (default 4; the tasks sleep)")
+    p.add_argument("--simulate", action="store_true", help="run the learner in-process at the world's prices "
+                   "instead of nodefile (seconds; not the benchmark's numbers)")
     p.add_argument("--timeout", type=float, default=300)
-    p.add_argument("--out", default=None, help="JSON file (default bench/results/regret-<time>.json)")
+    p.add_argument("--out", default=None, help="JSON file (default bench/results/regret-<mode>-<time>.json)")
     a = p.parse_args(argv)
-    if a.quick:
-        a.builds = a.builds or 10
-        a.nodes = a.nodes or ",".join(QUICK_NODES)
-    a.builds = a.builds or 30
-    a.nodes = [n for n in (a.nodes or ",".join(SCENARIOS)).split(",") if n]
-    for n in a.nodes:
-        if n not in SCENARIOS:
-            p.error(f"unknown scenario {n!r} (one of {', '.join(SCENARIOS)})")
+    a.builds = a.builds or (10 if a.quick else 30)
+    if a.mode == "independent":
+        a.nodes = [n for n in (a.nodes or ",".join(QUICK_SCENARIOS if a.quick else SCENARIOS)).split(",") if n]
+        for n in a.nodes:
+            if n not in SCENARIOS:
+                p.error(f"unknown scenario {n!r} (one of {', '.join(SCENARIOS)})")
+    elif a.nodes:
+        p.error("--nodes is for --mode independent")
     return a
 
 
 def main(argv=None) -> int:
     a = parse_args(argv)
     t_start = time.monotonic()
+    world = SharedWorld(a.builds) if a.mode == "shared" else IndependentWorld(a.builds, a.nodes)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    out = a.out or os.path.join(RESULTS, f"regret-{'quick-' if a.quick else ''}{stamp}.json")
+    tag = f"{world.mode}-{'sim-' if a.simulate else ''}{'quick-' if a.quick else ''}"
+    out = a.out or os.path.join(RESULTS, f"regret-{tag}{stamp}.json")
     load0 = os.getloadavg()
     src0 = source_state()
-    print(f"regret: {len(a.nodes)} nodes ({', '.join(a.nodes)}), K = {a.builds} builds, -j {a.jobs}; "
-          f"load average {load0[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
-    data = run(a.builds, a.nodes, a.jobs, a.timeout, lambda m: print(m, flush=True))
-    an = analyse(data, a.nodes)
+    print(f"regret ({world.mode}{', simulated' if a.simulate else ''}): {len(world.nodes)} nodes, "
+          f"K = {a.builds} builds, -j {a.jobs}; load average {load0[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
+    if a.simulate:
+        data = simulate(world)
+    else:
+        data = run(world, a.jobs, a.timeout, lambda m: print(m, flush=True))
+    an = analyse(world, data)
     print()
-    print(tables(an, a.nodes))
+    print(tables(an, world))
     reg = an["summary"]["regret_pct"]
     goal = {"goal": f"regret of the learned order < {GOAL_PCT:g} % of the oracle over {a.builds} builds "
-                    f"(measured {reg['measured']['learned']:+.1f} %, model {reg['model']['learned']:+.1f} %)",
+                    f"({world.mode}: measured {reg['measured']['learned']:+.1f} %, model {reg['model']['learned']:+.1f} %)",
             "pass": reg["measured"]["learned"] < GOAL_PCT and reg["model"]["learned"] < GOAL_PCT}
     print(f"{'PASS' if goal['pass'] else 'FAIL'}  {goal['goal']}")
-    results = {"meta": {"started_utc": stamp, "mode": "quick" if a.quick else "run", "argv": sys.argv[1:],
+    results = {"meta": {"started_utc": stamp, "mode": world.mode, "simulated": a.simulate, "quick": a.quick,
+                        "argv": sys.argv[1:] if argv is None else argv,
                         "host": platform.node(), "cpus": os.cpu_count(),
                         "python_version": platform.python_version(), "nodefile": nodefile_cmd(),
                         "loadavg_start": load0, "loadavg_end": os.getloadavg(), "builds": a.builds,
-                        "nodes": a.nodes, "jobs": a.jobs, "elapsed_s": time.monotonic() - t_start,
+                        "nodes": world.nodes, "jobs": a.jobs, "elapsed_s": time.monotonic() - t_start,
                         "nodefile_source": src0, "nodefile_source_end": source_state()},
-               "summary": an["summary"], "per_node": an["per_node"], "goals": [goal], "raw": data}
+               "summary": an["summary"], "per_node": an["per_node"], "per_build": an["per_build"],
+               "goals": [goal], "raw": data}
     if src0 != results["meta"]["nodefile_source_end"]:
         print("warning: nodefile's source changed during the run (see nodefile_source in the JSON)")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -111,7 +111,7 @@ import json
 import math
 import sqlite3
 import statistics
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Iterable, Protocol
 
 from .model import TRANSFER_KINDS
@@ -140,6 +140,10 @@ PROJECT_MEDIAN = "project median"
 DEFAULT = "default"
 GUESSES = (PROJECT_MEDIAN, DEFAULT)  # estimates with no evidence about the recipe itself
 STREAK = 2  # consecutive failures after which p is capped at 1 / (streak + 1)
+SAMPLE = 31  # residuals a family keeps per build for its median (constant work per observation)
+SURPRISE = 0.5  # a failure of a recipe whose long-run p was at least this is news for its siblings
+SHIFT_NOTE = math.log(1.25)  # a family shift at least this large is named in `explain`
+FAMILY = "family"
 
 
 class RecipeLike(Protocol):
@@ -173,6 +177,11 @@ class Stats:
     prior: float | None = None
     size: int | None = None
     streak: int = 0  # consecutive failures (new fields go last: rows are stored as arrays)
+    # the node's level within its recipe family (see Family): D = exp(off + family level)
+    off: float | None = None  # EWMA of ln(duration) - family level, successes only
+    off_var: float = 0.0  # its squared deviation: the node's own noise, without family-wide shifts
+    off_min: float | None = None  # the lowest off after >= 2 successes
+    mark: str = ""  # what the last attempt told the family: ok, rec(overy), sur(prising failure), fail
 
     @property
     def p(self) -> float:
@@ -189,6 +198,15 @@ class Stats:
         return min(1.0, max(P_MIN, (self.b_ok + 1.0) / (self.b_ok + self.b_fail + 2.0)))
 
     @property
+    def p_recovered(self) -> float:
+        """p once the current run of failures is over: the run is forgotten, as `record`
+        forgets an outage when it ends with a success."""
+        if not self.streak:
+            return self.p_longrun
+        b_fail = max(0.0, self.b_fail - _run_weight(self.streak))
+        return min(1.0, max(P_MIN, (self.b_ok + 1.0) / (self.b_ok + b_fail + 2.0)))
+
+    @property
     def mean(self) -> float | None:
         """D, or None before the first success."""
         return math.exp(self.mu + min(self.var, VAR_CAP) / 2) if self.n_ok else None
@@ -197,6 +215,10 @@ class Stats:
         duration = max(duration, MIN_DURATION)
         self.n += 1
         self.last_build = build
+        if ok and self.streak >= STREAK:
+            # an outage (a run of failures) that has ended is forgotten: the store is back,
+            # and its failures say nothing of the next attempt
+            self.b_fail = max(0.0, self.b_fail - _run_weight(self.streak))
         self.b_ok, self.b_fail = GAMMA * self.b_ok + ok, GAMMA * self.b_fail + (not ok)
         self.streak = 0 if ok else self.streak + 1
         if ok:
@@ -212,6 +234,20 @@ class Stats:
         else:
             self.fail_cost = _ewma(self.fail_cost or 0.0, duration, self.n - self.n_ok)
 
+    def record_offset(self, duration: float, level: float, fresh: bool = False) -> None:
+        """After a success (record already counted it): the node's level relative to its
+        family's level `level`. `fresh`: a probe's measurement replaces the stale one."""
+        x = math.log(max(duration, MIN_DURATION)) - level
+        if self.off is None or fresh:
+            self.off, self.off_var = x, 0.0
+        else:
+            a = max(ALPHA, 1.0 / self.n_ok)
+            d = x - self.off
+            self.off += a * d
+            self.off_var = (1 - a) * (self.off_var + a * d * d)
+        if self.n_ok >= 2:
+            self.off_min = self.off if self.off_min is None else min(self.off_min, self.off)
+
     def reset(self, kind: str, target: str, script_hash: str | None) -> Stats:
         """Fresh statistics after a script change: the old mean stays as a prior, due now."""
         prior = self.mean if self.n_ok else self.prior
@@ -219,6 +255,78 @@ class Stats:
 
 
 _STATS_FIELDS = tuple(f.name for f in fields(Stats))  # stored as a JSON array in this order
+
+
+def _run_weight(streak: int) -> float:
+    """What a run of `streak` failures, the latest attempts, weighs in b_fail."""
+    return (1.0 - GAMMA ** streak) / (1.0 - GAMMA)
+
+
+@dataclass
+class Family:
+    """What the siblings running one recipe share: recipes of one kind and one script,
+    command template or store (`(kind, target)`) on different nodes.
+
+    Durations: ln D(node) = off(node) + level. A success moves `level` by the
+    median of this build's residuals (ln duration - the node's prediction at the start
+    of the build), shrunk by n/(n+1) for n residuals (fully for a probe), so that a
+    store slowing down for every sibling moves every sibling's estimate, while one
+    node's own change (its median is 0) does not. Outcomes: the counts of the latest
+    build with observations, which siblings that have not seen them use:
+    `sur` failures of recipes that usually work (an outage), `rec` successes ending
+    a run of failures (a recovery)."""
+
+    level: float = 0.0
+    build: int | None = None  # the build of the counts below (the family's latest news)
+    start: float = 0.0  # level at the start of that build
+    res: list = field(default_factory=list)  # that build's residuals (the first SAMPLE)
+    n: int = 0  # attempts in that build
+    n_ok: int = 0
+    sur: int = 0
+    rec: int = 0
+    probe: bool = False  # a probe was among that build's successes
+    fail_cost: float | None = None  # EWMA of the time to fail, over the family
+    n_fail: int = 0  # failures ever (the EWMA's count)
+    sur_time: float = 0.0  # EWMA of the seconds a surprising failure takes (an outage's time to fail)
+    run: int = 0  # surprising failures since the family's last success (over builds)
+
+    def add(self, build: int, ok: bool, mark: str, residual: float | None, probe: bool,
+            duration: float) -> None:
+        if self.build != build:
+            self.build, self.start, self.res = build, self.level, []
+            self.n = self.n_ok = self.sur = self.rec = 0
+            self.probe = False
+        self.n += 1
+        if ok:
+            self.n_ok += 1
+            self.run = 0
+            self.rec += mark == "rec"
+            if residual is not None and len(self.res) < SAMPLE:
+                self.res.append(residual)
+                self.probe = self.probe or probe
+                n = len(self.res)
+                self.level = self.start + (1.0 if self.probe else n / (n + 1)) * _cautious_median(self.res)
+        else:
+            if mark == "sur":
+                self.sur += 1
+                self.run += 1
+                self.sur_time = duration if not self.sur_time else self.sur_time + ALPHA * (duration - self.sur_time)
+            self.n_fail += 1
+            self.fail_cost = _ewma(self.fail_cost or 0.0, max(duration, MIN_DURATION), self.n_fail)
+
+
+_FAMILY_FIELDS = tuple(f.name for f in fields(Family))
+
+
+def _cautious_median(xs: list) -> float:
+    """The median; of an even count, the middle value nearer 0: the family moves only as
+    far as most of its observations agree."""
+    s = sorted(xs)
+    n = len(s)
+    if n % 2:
+        return s[n // 2]
+    a, b = s[n // 2 - 1], s[n // 2]
+    return a if abs(a) <= abs(b) else b
 
 
 @dataclass
@@ -269,10 +377,12 @@ class Estimate:
     source: str  # where D comes from: LEARNED, PREVIOUS_SCRIPT, TRANSFER_MODEL, SIBLINGS, ...
     runs: int = 0  # attempts observed on this node (since the script last changed)
     probe: bool = False
+    note: str = ""  # what the recipe's siblings changed, e.g. "family shift x3.1 from 5 siblings"
 
     def __str__(self) -> str:
         runs = f", {self.runs} run{'s' * (self.runs != 1)}" if self.runs else ""
-        return (f"{self.recipe}: {_seconds(self.duration)} ({self.source}{runs}), p = {self.p:.2f}, "
+        note = f"; {self.note}" if self.note else ""
+        return (f"{self.recipe}: {_seconds(self.duration)} ({self.source}{runs}{note}), p = {self.p:.2f}, "
                 f"expected cost / p = {_seconds(self.index)}" + ("  [probe]" if self.probe else ""))
 
 
@@ -327,9 +437,29 @@ class _Probe:
     rival_index: float
 
 
+@dataclass(frozen=True)
+class _View:
+    """A recipe on a node as its family sees it (None fields: no family to speak of)."""
+
+    key: tuple[str, str]
+    fam: Family | None = None
+    active: bool = False  # has siblings: the family's level and news apply
+    fresh: bool = False  # a sibling succeeded with it in this build or the last one
+    cheap: bool = True  # may probe for the family: at most its median cost, or long unobserved
+
+
+@dataclass(frozen=True)
+class _FamilySnap:
+    members: int  # nodes with a level in the family (a success since their script last changed)
+    median_d: float  # median of exp(off): a sibling's D at family level 0
+    median_off: float
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS recipe_stats(node TEXT, recipe TEXT, data TEXT, PRIMARY KEY(node, recipe));
 CREATE TABLE IF NOT EXISTS location_stats(kind TEXT, location TEXT, data TEXT, PRIMARY KEY(kind, location));
+CREATE TABLE IF NOT EXISTS family_stats(kind TEXT, target TEXT, data TEXT, PRIMARY KEY(kind, target));
+CREATE TABLE IF NOT EXISTS learn_probes(build INTEGER, node TEXT, recipe TEXT, ok INTEGER, duration REAL, better INTEGER);
 CREATE TABLE IF NOT EXISTS learn_meta(k TEXT PRIMARY KEY, v INTEGER);
 """
 
@@ -341,11 +471,13 @@ class Learner:
         self.db = db
         self._stats: dict[str, dict[str, Stats]] | None = None  # node -> recipe -> Stats
         self._locations: dict[tuple[str, str], Location] = {}
+        self._families: dict[tuple[str, str], Family] = {}
         self._counter = 0  # builds committed so far
         self._committed = False  # has this build taken its number yet
         self._tables = False
-        self._aggregates: tuple[dict, float | None] | None = None
+        self._aggregates: tuple[dict, float | None, dict] | None = None
         self._probes: dict[str, _Probe] = {}
+        self._family_probes: dict[tuple[str, str], str] = {}  # family -> the node probing it this build
 
     # -- builds ---------------------------------------------------------------------
     def begin_build(self) -> None:
@@ -353,6 +485,7 @@ class Learner:
         self._committed = False
         self._aggregates = None
         self._probes.clear()
+        self._family_probes.clear()
 
     @property
     def build(self) -> int:
@@ -376,15 +509,21 @@ class Learner:
                force_kind: str | None = None) -> Choice:
         """The order to try `recipes` (given in Nodefile order) for a stale node.
 
-        Registers the probe, if any, so that its observation adjusts its back-off.
+        Registers the probe, if any, so that its observation adjusts its back-off
+        (and so that no sibling probes the same recipe family in this build).
         `force_kind` (--recipe KIND) keeps only recipes of that kind or name, and
         never probes.
         """
-        choice, probe = self._rank(node, recipes, script_of, size_of, force_kind)
+        choice, probe, family = self._rank(node, recipes, script_of, size_of, force_kind)
         if probe is None:
             self._probes.pop(node, None)
         else:
             self._probes[node] = probe
+        for key, who in list(self._family_probes.items()):
+            if who == node and key != family:
+                del self._family_probes[key]
+        if family is not None:
+            self._family_probes[family] = node
         return choice
 
     def expected_duration(self, node: str, recipes: Iterable[RecipeLike], *,
@@ -393,39 +532,50 @@ class Learner:
         """The critical-path weight of a stale node: the expected chain cost of its order."""
         return self._rank(node, recipes, script_of, size_of, None)[0].expected_duration
 
-    def _rank(self, node, recipes, script_of, size_of, force_kind) -> tuple[Choice, _Probe | None]:
+    def _rank(self, node, recipes, script_of, size_of, force_kind):
         self._load()
         recipes = list(recipes)
         if force_kind:
             recipes = [r for r in recipes if r.kind == force_kind or r.name == force_kind]
+        build = self.build
         rows = []
         for r in recipes:
             st = self._current(node, r, script_of(r) if script_of else None)
-            rows.append((self._estimate(node, r, st, size_of(r) if size_of else None), st, r))
+            view = self._view(node, r, st, build)
+            rows.append((self._estimate(node, r, st, size_of(r) if size_of else None, view), st, r, view))
         # A guess from unrelated scripts (project median, default) is no evidence: such a
         # recipe keeps its Nodefile place behind the recipes listed before it (a teammate
         # must not retrain a 3-hour model because the project's other steps are quick).
         keys, ahead = [], 0.0
-        for est, _, _ in rows:
+        for est, _, _, _ in rows:
             keys.append(max(est.index, ahead) if est.source in GUESSES else est.index)
             ahead = max(ahead, est.index)
         order = sorted(range(len(rows)), key=lambda i: keys[i])  # stable: ties keep the Nodefile order
         rows = [rows[i] for i in order]
-        probe = None
+        probe, family = None, None
         if force_kind is None:
-            build = self.build
             for i in range(1, len(rows)):
-                est, st, r = rows[i]
+                est, st, r, view = rows[i]
                 rival = rows[i - 1][0]
                 if est.source in GUESSES:
                     continue  # never probe on a guess: that would be force-trying it
-                if (est.runs or rival.runs) and _due(st, build) and _best(est, st) < rival.index:
-                    rows[i - 1], rows[i] = (replace(est, probe=True), st, r), rows[i - 1]
+                if not (est.runs or rival.runs) or not _due(st, build):
+                    continue
+                if view.active and not view.fresh:
+                    # nobody tried it lately: one probe per family and build, by a node for
+                    # which it is cheap; the answer ("is the store back?", "did the script get
+                    # faster?") is the family's. (When siblings tried it lately, the family's
+                    # level is current, and a probe asks about this node alone.)
+                    if self._family_probes.get(view.key, node) != node or not view.cheap:
+                        continue
+                if self._best(est, st, view) < rival.index:
+                    rows[i - 1], rows[i] = (replace(est, probe=True), st, r, view), rows[i - 1]
                     probe = _Probe(r.name, rival.index)
+                    family = view.key if view.active and not view.fresh else None
                     break
-        choice = Choice(node, tuple(r for _, _, r in rows), tuple(e for e, _, _ in rows),
+        choice = Choice(node, tuple(r for _, _, r, _ in rows), tuple(e for e, _, _, _ in rows),
                         probe.recipe if probe else None)
-        return choice, probe
+        return choice, probe, family
 
     def _current(self, node: str, r: RecipeLike, script_hash: str | None) -> Stats | None:
         """The node's statistics for r, reset (in memory) if its script changed."""
@@ -434,9 +584,31 @@ class Learner:
             st = self._stats[node][r.name] = st.reset(r.kind, r.target, script_hash)
         return st
 
-    def _estimate(self, node: str, r: RecipeLike, st: Stats | None, size: int | None) -> Estimate:
+    def _view(self, node: str, r: RecipeLike, st: Stats | None, build: int) -> _View:
+        key = (r.kind, r.target)
+        fam = self._families.get(key)
+        snap = self._snapshot()[2].get(key)
+        if fam is None or snap is None:
+            return _View(key)
+        own = st is not None and st.off is not None
+        if snap.members - own < 1:
+            return _View(key, fam)  # no sibling: the node's own statistics say it all
+        # siblings succeeded with it lately: the family's level is current
+        fresh = fam.build is not None and fam.build >= build - 1 and self._own_counts(fam, st)[0] > 0
+        long_unseen = fam.build is None or build - fam.build >= 2 * BASE_BACKOFF
+        cheap = long_unseen or (own and st.off <= snap.median_off)
+        return _View(key, fam, True, fresh, cheap)
+
+    def _estimate(self, node: str, r: RecipeLike, st: Stats | None, size: int | None, view: _View) -> Estimate:
+        note = ""
+        fam = view.fam if view.active else None
         if st is not None and st.n_ok:
             duration, source = st.mean, LEARNED
+            if fam is not None and st.off is not None:
+                duration = math.exp(st.off + fam.level + min(st.off_var, VAR_CAP) / 2)
+                shift = st.off + fam.level - st.mu
+                if abs(shift) >= SHIFT_NOTE:
+                    note = f"family shift ×{math.exp(shift):.1f} from {self._siblings(fam, st)}"
         elif st is not None and st.prior:
             duration, source = st.prior, PREVIOUS_SCRIPT
         elif r.kind in TRANSFER_KINDS:
@@ -447,8 +619,68 @@ class Learner:
         else:
             duration, source = self._rebuild_prior(r)
         p = st.p if st is not None else Stats().p
-        return _score(r.name, r.kind, duration, p, st.fail_cost if st is not None else None, source,
-                      st.n if st is not None else 0)
+        fail_cost = st.fail_cost if st is not None else None
+        if fam is not None:
+            p, news, outage = self._news(p, st, fam)
+            note = "; ".join(x for x in (note, news) if x)
+            if outage:  # failing as the siblings fail now (a timeout is no quick "not found")
+                fail_cost = max(fail_cost or 0.0, fam.sur_time)
+            elif fail_cost is None:
+                fail_cost = fam.fail_cost
+        est = _score(r.name, r.kind, duration, p, fail_cost, source, st.n if st is not None else 0)
+        return replace(est, note=note) if note else est
+
+    @staticmethod
+    def _own_counts(fam: Family, st: Stats | None) -> tuple[int, int, int]:
+        """The family's latest counts (successes, surprising failures, recoveries) without
+        the node's own attempt, when that attempt is among them."""
+        n_ok, sur, rec = fam.n_ok, fam.sur, fam.rec
+        if st is not None and st.n and st.last_build == fam.build:
+            if st.mark in ("ok", "rec"):
+                n_ok -= 1
+                rec -= st.mark == "rec"
+            elif st.mark == "sur":
+                sur -= 1
+        return n_ok, sur, rec
+
+    def _siblings(self, fam: Family, st: Stats | None) -> str:
+        n_ok = self._own_counts(fam, st)[0]
+        if n_ok > 0:
+            return f"{n_ok} sibling{'s' * (n_ok != 1)} in build {fam.build}"
+        return f"siblings in build {fam.build}"
+
+    def _news(self, p: float, st: Stats | None, fam: Family) -> tuple[float, str, bool]:
+        """p adjusted by what the siblings saw since this node last tried the recipe:
+        most of them failing where it usually works (an outage) caps p like a run of
+        failures; a success after failures (a recovery) forgets this node's own run."""
+        if fam.build is None or (st is not None and st.n and st.last_build > fam.build):
+            return p, "", False  # the node's own news is newer
+        n_ok, sur, rec = self._own_counts(fam, st)
+        if fam.run >= 1 and n_ok == 0:
+            # nobody succeeded since: like a run of failures of its own (its own ones are in it)
+            return (min(p, 1.0 / (1 + fam.run)),
+                    f"failing for its siblings ({fam.run} failure{'s' * (fam.run != 1)} in a row"
+                    f" up to build {fam.build})", True)
+        if rec >= 1 and rec >= sur and st is not None and st.streak:
+            return (max(p, st.p_recovered),
+                    f"working again for {rec} sibling{'s' * (rec != 1)} in build {fam.build}", False)
+        return p, "", False
+
+    def _best(self, est: Estimate, st: Stats | None, view: _View) -> float:
+        """What the recipe can do (the plausibility of a probe): its best level / p, or its
+        prior D if never observed; p as if a run of failures were over. With siblings who
+        succeeded with it lately, at the family's current level; otherwise optimistic: a
+        slow spell may be over."""
+        if st is None or st.n == 0:
+            return est.duration
+        p = st.p_recovered  # what it can do: a recent run of failures (an outage) may be over
+        if st.n_ok:
+            best = st.mu if st.mu_min is None else st.mu_min
+            if view.active and st.off is not None:
+                level = (st.off if st.off_min is None else st.off_min) + view.fam.level
+                best = level if view.fresh else min(best, level)
+            return math.exp(best) / p
+        return est.duration / p
 
     def _node_size(self, node: str) -> int | None:
         """The node's last artifact size: from its most recent sized observation."""
@@ -456,7 +688,11 @@ class Learner:
         return max(sized, key=lambda s: s.last_build or 0).size if sized else None
 
     def _rebuild_prior(self, r: RecipeLike) -> tuple[float, str]:
-        by_script, project = self._snapshot()
+        by_script, project, families = self._snapshot()
+        snap = families.get((r.kind, r.target))
+        fam = self._families.get((r.kind, r.target))
+        if snap is not None and fam is not None:
+            return snap.median_d * math.exp(fam.level), SIBLINGS  # the siblings, at today's family level
         sib = by_script.get((r.kind, r.target))
         if sib is not None:
             return sib, SIBLINGS
@@ -464,17 +700,23 @@ class Learner:
             return project, PROJECT_MEDIAN
         return DEFAULT_DURATION, DEFAULT
 
-    def _snapshot(self) -> tuple[dict, float | None]:
-        """Median D per (kind, script) and over every rebuild recipe, once per build."""
+    def _snapshot(self) -> tuple[dict, float | None, dict]:
+        """Median D per (kind, script) and over every rebuild recipe, and the families'
+        members and median levels, once per build."""
         if self._aggregates is None:
             groups: dict[tuple[str, str], list[float]] = {}
+            offs: dict[tuple[str, str], list[float]] = {}
             for recipes in self._stats.values():
                 for st in recipes.values():
                     if st.n_ok and st.kind not in TRANSFER_KINDS:
                         groups.setdefault((st.kind, st.target), []).append(st.mean)
+                    if st.n_ok and st.off is not None:
+                        offs.setdefault((st.kind, st.target), []).append(st.off)
             every = [d for ds in groups.values() for d in ds]
+            families = {k: _FamilySnap(len(v), statistics.median(math.exp(x) for x in v), statistics.median(v))
+                        for k, v in offs.items()}
             self._aggregates = ({k: statistics.median(v) for k, v in groups.items()},
-                                statistics.median(every) if every else None)
+                                statistics.median(every) if every else None, families)
         return self._aggregates
 
     def _location(self, kind: str, location: str) -> Location:
@@ -501,8 +743,16 @@ class Learner:
             st = recipes[recipe.name] = st.reset(recipe.kind, recipe.target, script_hash)
         if script_hash:
             st.script_hash = script_hash
+        key = (recipe.kind, recipe.target)
+        fam = self._families.get(key)
+        if fam is None:
+            fam = self._families[key] = Family()
+        usually_works = st.n_ok > 0 and st.p_longrun >= SURPRISE
+        # failing before this attempt: its own run of failures, or its siblings' outage
+        was_failing = st.streak > 0 or (ok and self._news(1.0, st, fam)[2])
         st.record(ok, duration, build, size)
         probe = self._probes.get(node)
+        probed = None
         if probe is not None and probe.recipe == recipe.name:
             del self._probes[node]
             if ok:
@@ -512,11 +762,22 @@ class Learner:
             better = ok and (duration < probe.rival_index or _score(
                 recipe.name, recipe.kind, st.mean, st.p, st.fail_cost, LEARNED, st.n).index < probe.rival_index)
             st.backoff = BASE_BACKOFF if better else min(MAX_BACKOFF, max(BASE_BACKOFF, 2 * st.backoff))
+            probed = (build, node, recipe.name, int(ok), duration, int(better))
+        # the family: the residual against the node's level at the start of this build
+        mark = ("rec" if was_failing else "ok") if ok else ("sur" if usually_works else "fail")
+        residual = None
+        if ok and st.off is not None:
+            start = fam.start if fam.build == build else fam.level
+            residual = math.log(max(duration, MIN_DURATION)) - (st.off + start)
+        fam.add(build, ok, mark, residual, probed is not None, duration)
+        if ok:
+            st.record_offset(duration, fam.level, fresh=probed is not None)
+        st.mark = mark
         location = None
         if recipe.kind in TRANSFER_KINDS and ok and size:
             location = self._location(recipe.kind, recipe.target)
             location.record(duration, size)
-        self._write(node, recipe, st, location)
+        self._write(node, recipe, st, location, fam, probed)
 
     # -- reading --------------------------------------------------------------------
     def stats(self, node: str, recipe: str) -> Stats | None:
@@ -526,6 +787,20 @@ class Learner:
     def location(self, kind: str, location: str) -> Location:
         self._load()
         return self._location(kind, location)
+
+    def family(self, kind: str, target: str) -> Family | None:
+        """The family of recipes of this kind running this script, command or store."""
+        self._load()
+        return self._families.get((kind, target))
+
+    def probes(self) -> list[tuple]:
+        """Every probe observed: (build, node, recipe, ok, duration, better), oldest first."""
+        self._load()
+        try:
+            return [tuple(r) for r in self.db.execute(
+                "SELECT build, node, recipe, ok, duration, better FROM learn_probes ORDER BY rowid")]
+        except sqlite3.OperationalError:
+            return []
 
     # -- storage --------------------------------------------------------------------
     def _load(self) -> None:
@@ -542,6 +817,11 @@ class Learner:
             self._tables = True
         except sqlite3.OperationalError:  # no tables yet: nothing learned
             pass
+        try:  # a table added later: created with the others on the next write
+            for kind, target, data in self.db.execute("SELECT kind, target, data FROM family_stats"):
+                self._families[(kind, target)] = Family(*json.loads(data))
+        except sqlite3.OperationalError:
+            self._tables = False
 
     def _ensure_tables(self) -> None:
         if not self._tables:
@@ -550,13 +830,18 @@ class Learner:
                     self.db.execute(stmt)
             self._tables = True
 
-    def _write(self, node: str, recipe: RecipeLike, st: Stats, location: Location | None) -> None:
+    def _write(self, node: str, recipe: RecipeLike, st: Stats, location: Location | None,
+               family: Family, probed: tuple | None) -> None:
         with _Tx(self.db):
             self.db.execute("INSERT OR REPLACE INTO recipe_stats VALUES (?, ?, ?)",
                             (node, recipe.name, _dump(st, _STATS_FIELDS)))
             if location is not None:
                 self.db.execute("INSERT OR REPLACE INTO location_stats VALUES (?, ?, ?)",
                                 (recipe.kind, recipe.target, _dump(location, _LOCATION_FIELDS)))
+            self.db.execute("INSERT OR REPLACE INTO family_stats VALUES (?, ?, ?)",
+                            (recipe.kind, recipe.target, _dump(family, _FAMILY_FIELDS)))
+            if probed is not None:
+                self.db.execute("INSERT INTO learn_probes VALUES (?, ?, ?, ?, ?, ?)", probed)
 
 
 def _dump(obj, names: tuple[str, ...]) -> str:
@@ -580,13 +865,3 @@ def _score(name: str, kind: str, duration: float, p: float, fail_cost: float | N
 
 def _due(st: Stats | None, build: int) -> bool:
     return st is None or st.n == 0 or build - st.last_build >= st.backoff
-
-
-def _best(est: Estimate, st: Stats | None) -> float:
-    """What the recipe can do: exp(mu_min)/p, or its prior D if never observed."""
-    if st is None or st.n == 0:
-        return est.duration
-    p = st.p_longrun  # what it can do: a recent run of failures (an outage) may be over
-    if st.n_ok:
-        return math.exp(st.mu if st.mu_min is None else st.mu_min) / p
-    return est.duration / p

@@ -100,7 +100,7 @@ def test_loading_is_lazy_and_batched():
     for i in range(100):
         learner.choose(f"n{i}", [FETCH, PY])
         learner.expected_duration(f"n{i}", [FETCH, PY])
-    assert len(statements) == 3  # recipe_stats, location_stats, the build counter
+    assert len(statements) == 4  # recipe_stats, location_stats, the build counter, family_stats
     assert all(s.lstrip().upper().startswith("SELECT") for s in statements)
 
 
