@@ -203,8 +203,8 @@ class Stats:
         forgets an outage when it ends with a success."""
         if not self.streak:
             return self.p_longrun
-        b_fail = max(0.0, self.b_fail - _run_weight(self.streak))
-        return min(1.0, max(P_MIN, (self.b_ok + 1.0) / (self.b_ok + b_fail + 2.0)))
+        b_ok, b_fail = _before_run(self.b_ok, self.b_fail, self.streak)
+        return min(1.0, max(P_MIN, (b_ok + 1.0) / (b_ok + b_fail + 2.0)))
 
     @property
     def mean(self) -> float | None:
@@ -218,7 +218,7 @@ class Stats:
         if ok and self.streak >= STREAK:
             # an outage (a run of failures) that has ended is forgotten: the store is back,
             # and its failures say nothing of the next attempt
-            self.b_fail = max(0.0, self.b_fail - _run_weight(self.streak))
+            self.b_ok, self.b_fail = _before_run(self.b_ok, self.b_fail, self.streak)
         self.b_ok, self.b_fail = GAMMA * self.b_ok + ok, GAMMA * self.b_fail + (not ok)
         self.streak = 0 if ok else self.streak + 1
         if ok:
@@ -257,9 +257,12 @@ class Stats:
 _STATS_FIELDS = tuple(f.name for f in fields(Stats))  # stored as a JSON array in this order
 
 
-def _run_weight(streak: int) -> float:
-    """What a run of `streak` failures, the latest attempts, weighs in b_fail."""
-    return (1.0 - GAMMA ** streak) / (1.0 - GAMMA)
+def _before_run(b_ok: float, b_fail: float, streak: int) -> tuple[float, float]:
+    """The discounted counts as they were before the last `streak` attempts, all failures:
+    each added 1 to b_fail after discounting both counts by GAMMA."""
+    decay = GAMMA ** streak
+    run = (1.0 - decay) / (1.0 - GAMMA)
+    return b_ok / decay, max(0.0, b_fail - run) / decay
 
 
 @dataclass
@@ -285,8 +288,6 @@ class Family:
     sur: int = 0
     rec: int = 0
     probe: bool = False  # a probe was among that build's successes
-    fail_cost: float | None = None  # EWMA of the time to fail, over the family
-    n_fail: int = 0  # failures ever (the EWMA's count)
     sur_time: float = 0.0  # EWMA of the seconds a surprising failure takes (an outage's time to fail)
     run: int = 0  # surprising failures since the family's last success (over builds)
 
@@ -311,8 +312,6 @@ class Family:
                 self.sur += 1
                 self.run += 1
                 self.sur_time = duration if not self.sur_time else self.sur_time + ALPHA * (duration - self.sur_time)
-            self.n_fail += 1
-            self.fail_cost = _ewma(self.fail_cost or 0.0, max(duration, MIN_DURATION), self.n_fail)
 
 
 _FAMILY_FIELDS = tuple(f.name for f in fields(Family))
@@ -625,8 +624,6 @@ class Learner:
             note = "; ".join(x for x in (note, news) if x)
             if outage:  # failing as the siblings fail now (a timeout is no quick "not found")
                 fail_cost = max(fail_cost or 0.0, fam.sur_time)
-            elif fail_cost is None:
-                fail_cost = fam.fail_cost
         est = _score(r.name, r.kind, duration, p, fail_cost, source, st.n if st is not None else 0)
         return replace(est, note=note) if note else est
 
