@@ -20,7 +20,6 @@ def _project(args, check_sources: bool = True):
 
 def cmd_build(args, rep) -> int:
     from .cli import parse_resources
-    project = _project(args)
     opts = Options(jobs=args.jobs, keep_going=args.keep_going, dry_run=args.dry_run,
                    always_make=args.always_make, recipe_kind=args.recipe, retries=args.retries,
                    executor=args.executor, resources=parse_resources(args.resources),
@@ -28,7 +27,10 @@ def cmd_build(args, rep) -> int:
                    noop_record=(getattr(args, "_argv", None), os.getcwd()) if getattr(args, "_argv", None) else None)
     if opts.jobs is not None and opts.jobs < 1:
         raise ConfigError("-j must be at least 1")
-    summary = build(project, args.targets, opts, rep)
+    from .engine import build_incremental
+    summary = build_incremental(opts, rep)  # a few nodes changed: without loading the project
+    if summary is None:
+        summary = build(_project(args), args.targets, opts, rep)
     if args.dry_run:
         return 0
     rep.summary(summary)

@@ -53,7 +53,6 @@ def check_resources(project: Project, names, limits: dict) -> None:
 
 
 def build(project: Project, targets, options: Options, reporter) -> Summary:
-    from .scheduler import Scheduler
     t0 = time.monotonic()
     names = resolve_targets(project, targets)
     order = graph.closure(project.nodes, names)
@@ -61,7 +60,76 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
     check_resources(project, order, limits)
     if options.dry_run:
         return dry_run(project, order, options, reporter, t0)
-    session = Session(project)
+    return _run(project, names, order, limits, options, reporter, t0)
+
+
+class _Partial:
+    """A build of the few nodes downstream of what changed since the no-op record,
+    with the project read from the node index (fastpath.write_index)."""
+
+    def __init__(self, paths, count: int, digest, unchanged):
+        self.paths = paths  # the record's paths: the new record keeps them
+        self.count = count  # nodes the record covers
+        self.digest = digest
+        self.unchanged = unchanged  # names of the nodes not rebuilt (up to date)
+
+
+def build_incremental(options: Options, reporter) -> Summary | None:
+    """`node build` when try_noop found a few recorded files changed: load only the
+    nodes downstream of them from the node index and build those. None when the
+    shortcut does not apply (no index for this exact project, a Nodefile or a file
+    no node owns changed, or too many nodes affected): then the normal build runs."""
+    import pickle
+    from dataclasses import replace
+    from . import fastpath
+    t0 = time.monotonic()
+    if not options.noop_record or options.always_make or options.dry_run or options.recipe_kind:
+        return None
+    argv, cwd = options.noop_record
+    seen = fastpath.PENDING
+    if seen is None or seen[1:3] != (fastpath.canonical(argv), cwd):
+        return None
+    root, rec, paths, current = seen[0], seen[3], seen[4], seen[5]
+    ix = fastpath.read_index(root, argv, cwd, rec[6])
+    if ix is None:
+        return None
+    packed = rec[5]
+    changed = [p for i, p in enumerate(paths) if current[i] != packed[24 * i:24 * i + 24]]
+    if not changed or set(changed) & ix["sources"]:
+        return None
+    owners, users, names = ix["owners"], ix["users"], ix["names"]
+    affected: set[int] = set()
+    for c in changed:
+        found = []
+        p, up = c, None
+        while p and p != "." and p != up:  # the file itself, or a directory input/output holding it
+            found += owners.get(p, ())
+            p, up = os.path.dirname(p), p
+        if not found:
+            return None  # e.g. an imported helper or a folder listing: the full check
+        affected.update(found)
+    stack = list(affected)
+    while stack:
+        for u in users[stack.pop()]:
+            if u not in affected:
+                affected.add(u)
+                stack.append(u)
+    if len(affected) > max(200, len(names) // 10):
+        return None  # a big rebuild: the full project is worth loading
+    idx = sorted(affected)  # the index lists nodes in build order
+    order = [names[i] for i in idx]
+    project = replace(ix["shell"], nodes={names[i]: pickle.loads(ix["blobs"][i]) for i in idx})
+    limits = limits_for(options, project)
+    check_resources(project, order, limits)
+    chosen = set(order)
+    partial = _Partial(paths, rec[3], rec[6], [n for n in names if n not in chosen])
+    return _run(project, order, order, limits, options, reporter, t0, partial)
+
+
+def _run(project: Project, names, order, limits, options: Options, reporter, t0: float,
+         partial: _Partial | None = None) -> Summary:
+    from .scheduler import Scheduler
+    session = Session(project, lazy=partial is not None)
     lock = ProjectLock(session.dir)
     here = os.getcwd()
     try:
@@ -71,7 +139,9 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
         shutil.rmtree(os.path.join(session.dir, "tmp"), ignore_errors=True)  # partial fetches of a killed build
         runner = Runner(session, options, reporter, build_id)
         prior_paths: list[str] = []
-        if options.noop_record and not options.always_make:
+        if partial is not None:
+            prior_paths = partial.paths
+        elif options.noop_record and not options.always_make:
             from .fastpath import recorded_paths
             prior_paths = recorded_paths(project.root, *options.noop_record)
             runner.known_up_to_date = unaffected(project, order, options.noop_record)
@@ -118,6 +188,8 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
         runner.wait_uploads()
         summary = runner.summary
         summary.up_to_date = [n for n in summary.up_to_date if n not in summary.built]
+        if partial is not None:
+            summary.up_to_date += partial.unchanged
         if not summary.interrupted:
             ran = set(summary.built) | set(summary.up_to_date) | set(summary.failed) | set(summary.skipped)
             summary.skipped += [n for n in order if n not in ran and not project.nodes[n].is_alias]
@@ -126,7 +198,8 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
         if options.noop_record and status == 0 and not summary.skipped:
             # every node is up to date now: record it (nodes skipped as unaffected were
             # checked through the previous record, so its paths are part of this one)
-            _record_noop(session, order, options.noop_record, sum(1 for n in order if not project.nodes[n].is_alias), prior_paths)
+            count = partial.count if partial is not None else sum(1 for n in order if not project.nodes[n].is_alias)
+            _record_noop(session, order, options.noop_record, count, prior_paths, partial)
         summary.elapsed = time.monotonic() - t0
         return summary
     finally:
@@ -175,10 +248,12 @@ def unaffected(project: Project, order: list[str], argv_cwd) -> set[str]:
     return set(order) - affected
 
 
-def _record_noop(session: Session, order, argv_cwd, count: int, prior=()) -> None:
-    from .fastpath import write_record
+def _record_noop(session: Session, order, argv_cwd, count: int, prior=(), partial: _Partial | None = None) -> None:
+    from . import fastpath
+    from .config import cache
     project = session.project
-    paths = set(session.hasher.seen) | set(prior)
+    fresh = set(session.hasher.seen)
+    paths = fresh | set(prior)
     paths.update(os.path.relpath(p, project.root) for p in project.sources)
     paths.add(".")  # a new top-level module or package could change what a script imports
     for n in order:
@@ -189,7 +264,33 @@ def _record_noop(session: Session, order, argv_cwd, count: int, prior=()) -> Non
                 paths.add(os.path.dirname(pat.split("*")[0].split("?")[0].split("[")[0]) or ".")
         for s in node.script_inputs:
             paths.add(os.path.dirname(s) or ".")  # a new module there could change import resolution
-    write_record(project.root, argv_cwd[0], argv_cwd[1], paths, count)
+    digest = partial.digest if partial is not None else cache.digest_of(project)
+    fastpath.write_record(project.root, argv_cwd[0], argv_cwd[1], paths, count, fresh=fresh, digest=digest)
+    if partial is None and digest is not None and fastpath.index_digest(project.root, *argv_cwd) != digest:
+        fastpath.write_index(project.root, argv_cwd[0], argv_cwd[1], digest, _node_index(project, order))
+
+
+def _node_index(project: Project, order) -> dict:
+    """What build_incremental needs to build a few nodes without the whole project:
+    each node pickled on its own, which nodes own each path, who uses each node."""
+    import pickle
+    from dataclasses import replace
+    pos = {n: i for i, n in enumerate(order)}
+    owners: dict[str, list[int]] = {}
+    users: list[list[int]] = [[] for _ in order]
+    for i, n in enumerate(order):
+        node = project.nodes[n]
+        for p in node.input_paths + node.script_inputs + node.output_paths:
+            owners.setdefault(p.rstrip("/"), []).append(i)
+        for d in node.deps:
+            if d in pos:
+                users[pos[d]].append(i)
+    return {"names": list(order),
+            "blobs": [pickle.dumps(project.nodes[n], protocol=pickle.HIGHEST_PROTOCOL) for n in order],
+            "owners": {p: tuple(v) for p, v in owners.items()},
+            "users": [tuple(u) for u in users],
+            "sources": {os.path.relpath(p, project.root) for p in project.sources},
+            "shell": replace(project, nodes={}, producers={})}
 
 
 def _raise_interrupt(signum, frame):

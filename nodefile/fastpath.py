@@ -17,7 +17,12 @@ from __future__ import annotations
 
 import os
 
-VERSION = 4  # bump with the key format (model.FORMAT_VERSION) or the record layout
+VERSION = 5  # bump with the key format (model.FORMAT_VERSION) or the record layout
+
+# What try_noop saw when the record did not match: (root, canonical argv, cwd, record,
+# paths, current packed stats, time of the stats). The build that follows uses it
+# instead of statting everything again (changed_since_record, write_record).
+PENDING = None
 
 
 def _root(start: str) -> str | None:
@@ -65,7 +70,7 @@ def _read(root: str, argv, cwd: str):
             rec = marshal.load(f)
     except (OSError, EOFError, ValueError, TypeError):
         return None
-    if not isinstance(rec, tuple) or len(rec) != 6 or rec[0] != VERSION or rec[1] != canonical(argv) \
+    if not isinstance(rec, tuple) or len(rec) != 7 or rec[0] != VERSION or rec[1] != canonical(argv) \
             or rec[2] != cwd:
         return None
     return rec
@@ -105,10 +110,15 @@ def try_noop(argv: list[str]) -> str | None:
     rec = _read(root, argv, cwd)
     if rec is None:
         return None
-    _, _, _, count, joined, packed = rec
+    _, _, _, count, joined, packed, _ = rec
     # one \0-joined string and one packed byte string: they load at memcpy speed,
     # where 20,000 path strings and stat tuples cost as much as the stats themselves
-    if b"".join(_stamps(root, joined.split("\0"))) != packed:
+    t_stat = time.time_ns()
+    paths = joined.split("\0")
+    current = _stamps(root, paths)
+    if b"".join(current) != packed:
+        global PENDING
+        PENDING = (root, canonical(argv), cwd, rec, paths, current, t_stat)
         return None
     ms = (time.perf_counter() - t0) * 1000
     return f"nothing to do: {count} node(s) up to date ({ms:.0f}ms)"
@@ -122,13 +132,18 @@ def recorded_paths(root: str, argv, cwd: str) -> list[str]:
 def changed_since_record(root: str, argv, cwd: str, limit: int = 1000) -> set[str] | None:
     """The recorded paths whose stat changed since the last all-up-to-date build of
     this command line, or None when there is no usable record (or too much changed)."""
-    rec = _read(root, argv, cwd)
-    if rec is None:
-        return None
-    paths = rec[4].split("\0")
+    seen = pending(root, argv, cwd)
+    if seen is not None:
+        rec, paths, current = seen[3], seen[4], seen[5]
+    else:
+        rec = _read(root, argv, cwd)
+        if rec is None:
+            return None
+        paths = rec[4].split("\0")
+        current = _stamps(root, paths)
     packed = rec[5]
     changed = set()
-    for i, cur in enumerate(_stamps(root, paths)):
+    for i, cur in enumerate(current):
         if cur != packed[24 * i:24 * i + 24]:
             changed.add(paths[i])
             if len(changed) > limit:
@@ -136,18 +151,45 @@ def changed_since_record(root: str, argv, cwd: str, limit: int = 1000) -> set[st
     return changed
 
 
-def write_record(root: str, argv, cwd: str, paths, count: int) -> bool:
-    """Record the stats of `paths` (project-relative or absolute) for try_noop."""
+def pending(root: str, argv, cwd: str):
+    """try_noop's stats of this command line's record, when it just took them."""
+    if PENDING is not None and PENDING[:3] == (root, canonical(argv), cwd):
+        return PENDING
+    return None
+
+
+def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, digest=None) -> bool:
+    """Record the stats of `paths` (project-relative or absolute) for try_noop.
+
+    fresh: when given, only these paths (what the build read or wrote) are statted
+    again; the others keep the stats try_noop took before the build, unless those
+    were within the racy window then. A file that changed during the build after
+    being statted keeps its old stat here: the next run sees a difference and checks
+    it, so reuse can cost a check but never hides a change. digest: the parsed
+    project the record is for (the node index, write_index)."""
     import marshal
     import struct
     import time
     from .fsclock import racy_ns
     now = time.time_ns()
-    pack = struct.Struct("qqq").pack
+    st_ = struct.Struct("qqq")
+    pack = st_.pack
+    known: dict = {}
+    seen = pending(root, argv, cwd) if fresh is not None else None
+    if seen is not None:
+        known = dict(zip(seen[4], seen[5]))
+        t_known = seen[6]
     plist, packed = [], []
     for p in sorted(set(paths)):
         if "\0" in p:
             return False
+        old = known.get(p) if known and p not in fresh else None
+        if old is not None:
+            mtime = st_.unpack(old)[0]
+            if mtime != -1 and mtime <= t_known - 2_000_000_000:  # surely outside any racy window
+                plist.append(p)
+                packed.append(old)
+                continue
         try:
             st = os.stat(os.path.join(root, p))
         except OSError:
@@ -167,18 +209,64 @@ def write_record(root: str, argv, cwd: str, paths, count: int) -> bool:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
-        marshal.dump((VERSION, canonical(argv), cwd, count, "\0".join(plist), b"".join(packed)), f)
+        marshal.dump((VERSION, canonical(argv), cwd, count, "\0".join(plist), b"".join(packed), digest), f)
     os.replace(tmp, path)
     return True
 
 
+# -- the node index: rebuild a few nodes without loading the whole project ---------------
+def index_path(root: str, argv, cwd: str) -> str:
+    return record_path(root, argv, cwd) + ".nodes"
+
+
+def read_index(root: str, argv, cwd: str, digest):
+    """The index written for the project with this digest, or None."""
+    import pickle
+    try:
+        with open(index_path(root, argv, cwd), "rb") as f:
+            head = pickle.load(f)
+            if not isinstance(head, dict) or head.get("version") != VERSION or digest is None \
+                    or head.get("digest") != digest:
+                return None
+            return pickle.load(f)
+    except Exception:  # missing, partial or from another version: no shortcut
+        return None
+
+
+def index_digest(root: str, argv, cwd: str):
+    """The digest of the project the index on disk was written for (its header only)."""
+    import pickle
+    try:
+        with open(index_path(root, argv, cwd), "rb") as f:
+            head = pickle.load(f)
+    except Exception:
+        return None
+    return head.get("digest") if isinstance(head, dict) and head.get("version") == VERSION else None
+
+
+def write_index(root: str, argv, cwd: str, digest, body: dict) -> None:
+    import pickle
+    path = index_path(root, argv, cwd)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            pickle.dump({"version": VERSION, "digest": digest}, f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(body, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # an optimisation: never a reason to fail
+
+
 def invalidate(root: str) -> None:
+    """Delete every no-op record (node indexes stay: they are checked by digest)."""
     d = os.path.join(root, ".nodefile", "noop")
     try:
         names = os.listdir(d)
     except OSError:
         return
     for n in names:
+        if n.endswith(".nodes"):
+            continue
         try:
             os.remove(os.path.join(d, n))
         except OSError:

@@ -101,8 +101,7 @@ class Hasher:
         return "dir" if statmod.S_ISDIR(st.st_mode) else "file"
 
     def _file(self, rel: str, st: os.stat_result) -> str:
-        stamps = self.state.stamps()
-        old = stamps.get(rel)
+        old = self.state.stamp(rel)
         racy = racy_ns(st.st_dev)
         if old is not None and old[0] == st.st_size and old[1] == st.st_mtime_ns and old[2] == st.st_ino \
                 and old[4] - st.st_mtime_ns > racy:

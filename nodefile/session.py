@@ -75,9 +75,10 @@ def resolve_targets(project: Project, targets, cwd: str | None = None) -> list[s
 class Session:
     """The project, its state store and a hasher: what every command works with."""
 
-    def __init__(self, project: Project, readonly: bool = False):
+    def __init__(self, project: Project, readonly: bool = False, lazy: bool = False):
         self.project = project
-        self.state = State(project.root, readonly=readonly)
+        self.lazy = lazy  # a few nodes of a big project: read their records and stamps one by one
+        self.state = State(project.root, readonly=readonly, lazy=lazy)
         self.hasher = hashing.Hasher(project.root, self.state)
         self.dir = self.state.dir
         self._records = None
@@ -153,7 +154,7 @@ class Session:
     def verdict(self, name: str, forced: bool = False) -> tuple[Verdict, dict]:
         parts = self.parts(name)
         key = hashing.key_of(parts)
-        rec = self.records().get(name)
+        rec = self.state.record(name) if self.lazy else self.records().get(name)
         return stale.check(name, parts, key, rec, self.output_hashes(name), forced), parts
 
     def plan(self, names: list[str], forced: bool = False) -> dict[str, Verdict]:

@@ -38,7 +38,7 @@ def state_dir(root: str) -> str:
 
 
 class State:
-    def __init__(self, root: str, readonly: bool = False):
+    def __init__(self, root: str, readonly: bool = False, lazy: bool = False):
         self.root = root
         self.dir = state_dir(root)
         path = os.path.join(self.dir, "state.db")
@@ -53,6 +53,8 @@ class State:
             if not self.exists or not readonly:
                 self._init_schema()
         self._stamps: dict | None = None
+        self.lazy = lazy  # read stamps one by one (a build of a few nodes in a big project)
+        self._some_stamps: dict = {}
         self._dirty_stamps: dict = {}
         self._fast_invalidated = False
 
@@ -94,8 +96,23 @@ class State:
                 "SELECT path, size, mtime_ns, ino, hash, recorded_ns FROM files")}
         return self._stamps
 
+    def stamp(self, path: str):
+        """One recorded stamp, or None."""
+        if self._stamps is not None:
+            return self._stamps.get(path)
+        if not self.lazy:
+            return self.stamps().get(path)
+        if path not in self._some_stamps:
+            r = self.db.execute("SELECT size, mtime_ns, ino, hash, recorded_ns FROM files WHERE path=?",
+                                (path,)).fetchone()
+            self._some_stamps[path] = tuple(r) if r else None
+        return self._some_stamps[path]
+
     def put_stamp(self, path: str, stamp: tuple) -> None:
-        self.stamps()[path] = stamp
+        if self._stamps is not None or not self.lazy:
+            self.stamps()[path] = stamp
+        else:
+            self._some_stamps[path] = stamp
         self._dirty_stamps[path] = stamp
 
     def flush_stamps(self) -> None:

@@ -40,10 +40,26 @@ def cache_key(nodefile: str, overrides: dict, requests, cwd: str) -> str:
                  tuple(requests), cwd if requests else ""))
 
 
+_DIGESTS: dict = {}  # id(project) -> digest of the cache entry it came from or went to
+
+
+def digest_of(project):
+    """An identity of this exact parsed project (its cache entry's bytes), or None when
+    it is not cached: the fast path's node index is only trusted for the same digest."""
+    d = _DIGESTS.get(id(project))
+    return d[1] if d is not None and d[0] is project else None
+
+
+def _digest(data: bytes) -> str:
+    import zlib
+    return f"{len(data):x}-{zlib.crc32(data):08x}-{zlib.adler32(data):08x}"
+
+
 def load(root: str, key: str):
     try:
         with open(_path(root, key), "rb") as f:
-            entry = pickle.load(f)
+            data = f.read()
+        entry = pickle.loads(data)
     except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError, ValueError):
         return None
     if not isinstance(entry, dict) or entry.get("key") != key:
@@ -56,6 +72,7 @@ def load(root: str, key: str):
         for pattern, matched in entry["globs"]:
             if _Builder._glob_static(root, pattern, entry["project"].producers) != matched:
                 return None
+    _DIGESTS[id(entry["project"])] = (entry["project"], _digest(data))
     return entry["project"]
 
 
@@ -76,9 +93,11 @@ def store(project, key: str) -> None:
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
+        data = pickle.dumps({"key": key, "sources": sources, "globs": [(g, list(m)) for g, m in globs],
+                             "project": project}, protocol=pickle.HIGHEST_PROTOCOL)
         with open(tmp, "wb") as f:
-            pickle.dump({"key": key, "sources": sources, "globs": [(g, list(m)) for g, m in globs],
-                         "project": project}, f, protocol=pickle.HIGHEST_PROTOCOL)
+            f.write(data)
         os.replace(tmp, path)
+        _DIGESTS[id(project)] = (project, _digest(data))
     except OSError:
         pass  # a cache: never a reason to fail

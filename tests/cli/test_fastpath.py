@@ -103,4 +103,57 @@ def test_quiet_and_jobs_share_the_record(tmp_path):
     _settle(p)
     r = _run(p, "build", "-q", "-j", "3")
     assert r.returncode == 0 and r.stdout == ""  # quiet, and nothing ran
-    assert len(os.listdir(p / ".nodefile" / "noop")) == 1
+    assert len([n for n in os.listdir(p / ".nodefile" / "noop") if not n.endswith(".nodes")]) == 1
+
+
+# -- build_incremental: a few nodes rebuilt from the node index, the project not loaded ----
+def test_a_small_rebuild_reports_the_whole_project(tmp_path):
+    p = _project(tmp_path)
+    _settle(p)
+    (p / "src" / "s1").write_text("one\n")
+    r = _run(p, "build")
+    assert r.returncode == 0, r.stderr
+    assert "built 2, up to date 7" in r.stdout + r.stderr  # n1 and total; the other 7 untouched
+
+
+def test_a_nodefile_edit_is_never_served_from_the_old_index(tmp_path):
+    p = _project(tmp_path)
+    _settle(p)
+    before = len(_runs(p))
+    nf = p / "Nodefile.toml"
+    text = nf.read_text()
+    text = text.replace('shell = "echo n1 >> runs.log; cat {inputs} > {outputs}"',
+                        'shell = "echo n1 >> runs.log; (echo new; cat {inputs}) > {outputs}"')
+    assert text != nf.read_text()
+    nf.write_text(text)
+    (p / "src" / "s1").write_text("one\n")
+    assert _run(p, "build").returncode == 0
+    assert sorted(_runs(p)[before:]) == ["n1", "total"]
+    assert (p / "out" / "n1").read_text() == "new\none\n"
+
+
+def test_a_failure_in_a_small_rebuild_is_retried_next_time(tmp_path):
+    p = _project(tmp_path)
+    _settle(p)
+    (p / "src" / "s0").unlink()
+    (p / "src" / "s0").mkdir()  # cat of a folder fails
+    r = _run(p, "build")
+    assert r.returncode == 1
+    assert "n0" in r.stderr
+    (p / "src" / "s0").rmdir()
+    (p / "src" / "s0").write_text("back\n")
+    assert _run(p, "build").returncode == 0
+    assert (p / "out" / "total").read_text() == "back\n1\n"
+
+
+def test_a_lost_node_index_only_costs_the_full_check(tmp_path):
+    p = _project(tmp_path)
+    _settle(p)
+    for n in os.listdir(p / ".nodefile" / "noop"):
+        if n.endswith(".nodes"):
+            (p / ".nodefile" / "noop" / n).write_bytes(b"garbage")
+    before = len(_runs(p))
+    (p / "src" / "s0").write_text("changed\n")
+    assert _run(p, "build").returncode == 0
+    assert sorted(_runs(p)[before:]) == ["n0", "total"]
+    assert (p / "out" / "total").read_text() == "changed\n1\n"
