@@ -136,6 +136,7 @@ def main(argv=None) -> int:
             toolsmod.ensure_env(log)
         except (subprocess.CalledProcessError, OSError) as e:
             log(f"warning: could not set up bench/.env ({e}); using the tools that are there")
+    toolsmod.compile_bytecode()
     found, missing = toolsmod.find_tools(a.snakemake_max, a.doit_max)
     if a.quick:
         found.pop("snakemake", None)

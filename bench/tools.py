@@ -47,6 +47,14 @@ def nodefile_cmd() -> list:
     return [sys.executable, "-m", "nodefile"]
 
 
+def compile_bytecode() -> None:
+    """Write nodefile's .pyc files, as a pip install does: with PYTHONDONTWRITEBYTECODE
+    set (this machine sets it) an edited module would be compiled again on every run,
+    which no installed copy does. The peers in bench/.env were compiled by pip."""
+    import compileall
+    compileall.compile_dir(os.path.join(REPO, "nodefile"), quiet=1)
+
+
 def _version(argv) -> str:
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=60)

@@ -171,40 +171,52 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
     import struct
     import time
     from .fsclock import racy_ns
-    now = time.time_ns()
-    st_ = struct.Struct("qqq")
-    pack = st_.pack
-    known: dict = {}
-    seen = pending(root, argv, cwd) if fresh is not None else None
-    if seen is not None:
-        known = dict(zip(seen[4], seen[5]))
-        t_known = seen[6]
-    plist, packed = [], []
-    for p in sorted(set(paths)):
-        if "\0" in p:
-            return False
-        old = known.get(p) if known and p not in fresh else None
-        if old is not None:
-            mtime = st_.unpack(old)[0]
-            if mtime != -1 and mtime <= t_known - 2_000_000_000:  # surely outside any racy window
-                plist.append(p)
-                packed.append(old)
-                continue
+    clock = [time.time_ns()]
+    pack = struct.Struct("qqq").pack
+
+    def fresh_stamp(p: str):
+        """The packed stat of p now; None when it is too fresh to trust."""
         try:
             st = os.stat(os.path.join(root, p))
         except OSError:
-            plist.append(p)
-            packed.append(pack(*_MISSING))
-            continue
+            return pack(*_MISSING)
         window = racy_ns(st.st_dev)
-        if st.st_mtime_ns > now - window:
-            wait = (st.st_mtime_ns - (now - window)) / 1e9
+        if st.st_mtime_ns > clock[0] - window:
+            wait = (st.st_mtime_ns - (clock[0] - window)) / 1e9
             if wait > 0.05:
-                return False  # too fresh to trust a stat comparison next time
+                return None  # too fresh to trust a stat comparison next time
             time.sleep(wait + 0.001)  # a fine-grained filesystem: wait out one tick
-            now = time.time_ns()
-        plist.append(p)
-        packed.append(pack(st.st_mtime_ns, st.st_size, st.st_ino))
+            clock[0] = time.time_ns()
+        return pack(st.st_mtime_ns, st.st_size, st.st_ino)
+
+    plist = sorted(set(paths))
+    if any("\0" in p for p in plist):
+        return False
+    seen = pending(root, argv, cwd) if fresh is not None else None
+    if seen is not None and plist == seen[4]:
+        # the same paths as the record try_noop checked: keep its stats but for what
+        # the build read or wrote, and any that were within the racy window then
+        packed = list(seen[5])
+        limit = seen[6] - 2_000_000_000  # surely outside any filesystem's racy window
+        redo = {i for i, (mtime, _, _) in enumerate(struct.iter_unpack("qqq", b"".join(packed)))
+                if mtime > limit}
+        import bisect
+        for p in fresh:
+            i = bisect.bisect_left(plist, p)
+            if i < len(plist) and plist[i] == p:
+                redo.add(i)
+        for i in sorted(redo):
+            stamp = fresh_stamp(plist[i])
+            if stamp is None:
+                return False
+            packed[i] = stamp
+    else:
+        packed = []
+        for p in plist:
+            stamp = fresh_stamp(p)
+            if stamp is None:
+                return False
+            packed.append(stamp)
     path = record_path(root, argv, cwd)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
