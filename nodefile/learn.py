@@ -28,6 +28,34 @@ store - an EWMA of ln(throughput) from transfers > 1 MB and an EWMA of latency
 from smaller ones. Before any data: local disk 200 MB/s + 5 ms, network
 20 MB/s + 100 ms.
 
+Recipe families. Recipes of one kind running one script, command template or
+store (`(kind, target)`: a template such as "sh fetch.sh {node}" is the same on
+every node) form a family; what one member sees is news for its siblings:
+  level        ln D(node) = off(node) + level. The residuals of a build's successes
+               (ln duration - the node's prediction at the start of the build) move
+               `level` by their median, shrunk by n/(n+1) (fully for a probe); of an
+               even count, the middle value nearer 0. A store slowing down for every
+               sibling moves every sibling's estimate at once (in the same build, for
+               nodes decided after the news); one node's own change moves only its
+               own `off` (the median of the others' residuals is 0). With no sibling
+               (a single-member family) the node's own mu is used, as before.
+  outage       failures of members that usually work (long-run p >= 0.5), with no
+               success since ("run"), cap every sibling's p at 1/(1 + run) and price
+               its failure at the outage's time to fail;
+  recovery     a success ending a run of failures (its own, or the family's outage)
+               lets siblings with a failure streak use p as before the streak; a
+               node's own counts forget an outage once it succeeds again.
+  probes       when no sibling succeeded with the recipe in this build or the last
+               one, at most one node per family and build probes it, and only one
+               whose level is at most the family's median (or any, after 8 builds
+               without news): one cheap probe answers "is the store back?" for all.
+               When siblings succeed with it lately, the level is current and a
+               node's own due probe asks about that node alone; plausibility uses
+               the current level then.
+`node explain` names the family's news: "family shift ×5.6 from 3 siblings in build
+12", "failing for its siblings (4 failures in a row up to build 15)", "working again
+for 1 sibling in build 20". Table family_stats(kind, target, data).
+
 Estimates for a recipe with no success on this node, most specific first (each
 `Estimate.source` says which one was used):
   "learned"                  this node's own successes;
@@ -36,7 +64,7 @@ Estimates for a recipe with no success on this node, most specific first (each
                              location (size from `size_of`, else the node's last
                              artifact size, else 10 MB);
   "estimated from siblings"  rebuilds: median D of the same (kind, script) on
-                             other nodes;
+                             other nodes (their family's median at today's level);
   "project median"           median D of every rebuild recipe in the project;
   "default"                  30 s.
 An unseen recipe has p = 0.5 (the Laplace prior). It is never force-tried just
@@ -70,6 +98,8 @@ API
     learner.observe(node, recipe, ok, duration, script_hash=None, size=None)
     learner.expected_duration(node, recipes, ...)   # the same order, no probe registered
     learner.stats(node, recipe_name) -> Stats | None
+    learner.family(kind, target) -> Family | None   # what a recipe's siblings share
+    learner.probes() -> [(build, node, recipe, ok, duration, better), ...]
     learner.build                    # the current build number
 
 `recipes` are objects with `.name`, `.kind` ('python', 'r', 'shell', 'call',
@@ -78,9 +108,11 @@ fits. `script_of(recipe)` returns the current hash of its script (or None);
 `size_of(recipe)` the artifact size in bytes for a transfer (or None).
 
 Storage and cost: tables recipe_stats(node, recipe, data), location_stats(kind,
-location, data) - data is a JSON array of the dataclass's fields - and learn_meta(k, v) (the build
-counter) are created on the first write. Nothing is read until the first
-choose/observe/stats call, which loads everything in three queries; observe
+location, data), family_stats(kind, target, data) - data is a JSON array of the
+dataclass's fields - learn_probes (every probe: build, node, recipe, ok, duration,
+better) and learn_meta(k, v) (the build counter) are created on the first write
+(an older state store gets the new tables then). Nothing is read until the first
+choose/observe/stats call, which loads everything in four queries; observe
 writes its rows at once (one transaction). The build counter advances on the
 first observe of a build, so builds that run nothing do not age back-offs.
 Aggregates used by priors (sibling and project medians) are a snapshot taken at
@@ -143,7 +175,6 @@ STREAK = 2  # consecutive failures after which p is capped at 1 / (streak + 1)
 SAMPLE = 31  # residuals a family keeps per build for its median (constant work per observation)
 SURPRISE = 0.5  # a failure of a recipe whose long-run p was at least this is news for its siblings
 SHIFT_NOTE = math.log(1.25)  # a family shift at least this large is named in `explain`
-FAMILY = "family"
 
 
 class RecipeLike(Protocol):
