@@ -81,6 +81,26 @@ class Scheduler:
             return all(used.get(k, 0.0) + v <= self.limits.get(k, float("inf")) + 1e-9
                        for k, v in spec.resources.items())
 
+        def dispatch() -> None:
+            """Launch queued specs by priority while they fit."""
+            skipped = []
+            blocked: set[str] = set()
+            while queue and len(skipped) < LOOKAHEAD:
+                if blocked and all(sig & blocked for sig in kinds):
+                    break  # everything queued waits for a resource in use
+                item = pop()
+                spec = item[3]
+                if not (_needs(spec) & blocked) and fits(spec):
+                    launch(item[2], spec)
+                else:
+                    # wait for this one's resources, but let nodes that need none of
+                    # them go ahead (a node waiting for a GPU must not idle the CPUs)
+                    skipped.append(item)
+                    blocked |= {k for k, v in spec.resources.items()
+                                if used.get(k, 0.0) + v > self.limits.get(k, float("inf")) + 1e-9}
+            for it in skipped:
+                push(it)
+
         last_tick = 0.0
         while ready or queue or running:
             while ready:
@@ -98,23 +118,7 @@ class Scheduler:
                 else:
                     push((self.priority(name), self.index[name], name, r))
             if not self.stopped:
-                skipped = []
-                blocked: set[str] = set()
-                while queue and len(skipped) < LOOKAHEAD:
-                    if blocked and all(sig & blocked for sig in kinds):
-                        break  # everything queued waits for a resource in use
-                    item = pop()
-                    spec = item[3]
-                    if not (_needs(spec) & blocked) and fits(spec):
-                        launch(item[2], spec)
-                    else:
-                        # wait for this one's resources, but let nodes that need none of
-                        # them go ahead (a node waiting for a GPU must not idle the CPUs)
-                        skipped.append(item)
-                        blocked |= {k for k, v in spec.resources.items()
-                                    if used.get(k, 0.0) + v > self.limits.get(k, float("inf")) + 1e-9}
-                for it in skipped:
-                    push(it)
+                dispatch()
             elif queue and not running:
                 queue.clear()
                 kinds.clear()
@@ -126,10 +130,15 @@ class Scheduler:
                 continue
             now = time.monotonic()
             timeout = max(0.0, self.tick_every - (now - last_tick))
+            ended = []
             for fin in self.executor.wait(timeout):
                 name, spec = running.pop(fin.handle)
                 for k, v in spec.resources.items():
                     used[k] -= v
+                ended.append((fin, name, spec))
+            if ended and not self.stopped and all(_clean(f) for f, _, _ in ended):
+                dispatch()  # start the next recipes first: they run while these are recorded
+            for fin, name, spec in ended:
                 nxt = self.runner.finished(name, spec, fin)
                 if nxt is None:
                     continue  # the node settled elsewhere
@@ -154,3 +163,9 @@ class Scheduler:
 def _needs(spec) -> frozenset:
     """The resources a spec takes some of (what can make it wait)."""
     return frozenset(k for k, v in spec.resources.items() if v > 0)
+
+
+def _clean(fin) -> bool:
+    """Did the attempt end well, as far as its exit says (outputs are checked after)?"""
+    return getattr(fin, "exit_code", None) == 0 and not getattr(fin, "error", "") \
+        and not getattr(fin, "cancelled", False) and not getattr(fin, "timed_out", False)

@@ -266,7 +266,7 @@ class ArtifactStore:
                     self.fs.put_file(os.path.join(root, path), blob_path(h))
                     sent += size
         m = {"node": node_name, "key": key, "created": time.time(), "outputs": outputs}
-        self.fs.write_bytes(manifest_path(key), json.dumps(m, indent=1).encode())
+        self.fs.write_bytes(manifest_path(key), json.dumps(m, separators=(",", ":")).encode())
         return sent
 
     def restore(self, m: dict, declared: tuple[str, ...], root: str, tmpdir: str) -> tuple[dict, int]:
