@@ -173,6 +173,7 @@ DEFAULT = "default"
 GUESSES = (PROJECT_MEDIAN, DEFAULT)  # estimates with no evidence about the recipe itself
 STREAK = 2  # consecutive failures after which p is capped at 1 / (streak + 1)
 SAMPLE = 31  # residuals a family keeps per build for its median (constant work per observation)
+FINALS = MAX_BACKOFF + 8  # builds whose final family level is kept (to settle a member's offset)
 SURPRISE = 0.5  # a failure of a recipe whose long-run p was at least this is news for its siblings
 SHIFT_NOTE = math.log(1.25)  # a family shift at least this large is named in `explain`
 
@@ -213,6 +214,8 @@ class Stats:
     off_var: float = 0.0  # its squared deviation: the node's own noise, without family-wide shifts
     off_min: float | None = None  # the lowest off after >= 2 successes
     mark: str = ""  # what the last attempt told the family: ok, rec(overy), sur(prising failure), fail
+    lvl: float | None = None  # the family level `off` was measured against
+    lvl_build: int | None = None  # the build of that measurement
 
     @property
     def p(self) -> float:
@@ -265,9 +268,10 @@ class Stats:
         else:
             self.fail_cost = _ewma(self.fail_cost or 0.0, duration, self.n - self.n_ok)
 
-    def record_offset(self, duration: float, level: float, fresh: bool = False) -> None:
+    def record_offset(self, duration: float, level: float, build: int, fresh: bool = False) -> None:
         """After a success (record already counted it): the node's level relative to its
         family's level `level`. `fresh`: a probe's measurement replaces the stale one."""
+        self.lvl, self.lvl_build = level, build
         x = math.log(max(duration, MIN_DURATION)) - level
         if self.off is None or fresh:
             self.off, self.off_var = x, 0.0
@@ -321,10 +325,25 @@ class Family:
     probe: bool = False  # a probe was among that build's successes
     sur_time: float = 0.0  # EWMA of the seconds a surprising failure takes (an outage's time to fail)
     run: int = 0  # surprising failures since the family's last success (over builds)
+    finals: list = field(default_factory=list)  # [build, level at its end] of the last FINALS builds
+
+    def offset(self, st: Stats) -> float:
+        """The node's offset against the level as it ended the build of its measurement:
+        a node whose change its siblings did not share (they moved the level back later
+        in that build) keeps it as its own."""
+        if st.lvl is None or st.lvl_build is None:
+            return st.off
+        if st.lvl_build == self.build:
+            end = self.level
+        else:
+            end = next((lv for b, lv in reversed(self.finals) if b == st.lvl_build), st.lvl)
+        return st.off + st.lvl - end
 
     def add(self, build: int, ok: bool, mark: str, residual: float | None, probe: bool,
             duration: float) -> None:
         if self.build != build:
+            if self.build is not None:
+                self.finals = (self.finals + [[self.build, self.level]])[-FINALS:]
             self.build, self.start, self.res = build, self.level, []
             self.n = self.n_ok = self.sur = self.rec = 0
             self.probe = False
@@ -626,7 +645,7 @@ class Learner:
         # siblings succeeded with it lately: the family's level is current
         fresh = fam.build is not None and fam.build >= build - 1 and self._own_counts(fam, st)[0] > 0
         long_unseen = fam.build is None or build - fam.build >= 2 * BASE_BACKOFF
-        cheap = long_unseen or (own and st.off <= snap.median_off)
+        cheap = long_unseen or (own and fam.offset(st) <= snap.median_off)
         return _View(key, fam, True, fresh, cheap)
 
     def _estimate(self, node: str, r: RecipeLike, st: Stats | None, size: int | None, view: _View) -> Estimate:
@@ -635,8 +654,9 @@ class Learner:
         if st is not None and st.n_ok:
             duration, source = st.mean, LEARNED
             if fam is not None and st.off is not None:
-                duration = math.exp(st.off + fam.level + min(st.off_var, VAR_CAP) / 2)
-                shift = st.off + fam.level - st.mu
+                off = fam.offset(st)
+                duration = math.exp(off + fam.level + min(st.off_var, VAR_CAP) / 2)
+                shift = off + fam.level - st.mu
                 if abs(shift) >= SHIFT_NOTE:
                     note = f"family shift ×{math.exp(shift):.1f} from {self._siblings(fam, st)}"
         elif st is not None and st.prior:
@@ -705,7 +725,8 @@ class Learner:
         if st.n_ok:
             best = st.mu if st.mu_min is None else st.mu_min
             if view.active and st.off is not None:
-                level = (st.off if st.off_min is None else st.off_min) + view.fam.level
+                off = view.fam.offset(st)
+                level = (off if st.off_min is None else min(off, st.off_min)) + view.fam.level
                 best = level if view.fresh else min(best, level)
             return math.exp(best) / p
         return est.duration / p
@@ -795,11 +816,12 @@ class Learner:
         mark = ("rec" if was_failing else "ok") if ok else ("sur" if usually_works else "fail")
         residual = None
         if ok and st.off is not None:
+            st.off = fam.offset(st)  # settled against the end of the build it was measured in
             start = fam.start if fam.build == build else fam.level
             residual = math.log(max(duration, MIN_DURATION)) - (st.off + start)
         fam.add(build, ok, mark, residual, probed is not None, duration)
         if ok:
-            st.record_offset(duration, fam.level, fresh=probed is not None)
+            st.record_offset(duration, fam.level, build, fresh=probed is not None)
         st.mark = mark
         location = None
         if recipe.kind in TRANSFER_KINDS and ok and size:
