@@ -203,6 +203,8 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         summary.elapsed = time.monotonic() - t0
         return summary
     finally:
+        from . import fastpath
+        fastpath.PENDING = None  # used up: later commands in this process stat afresh
         session.close()
         lock.release()
         os.chdir(here)

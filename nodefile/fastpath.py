@@ -102,6 +102,8 @@ def _stamps(root: str, paths: list[str]) -> list[bytes]:
 def try_noop(argv: list[str]) -> str | None:
     """The message to print when the command is a known no-op, else None."""
     import time
+    global PENDING
+    PENDING = None  # never the stats of an earlier command in this process
     t0 = time.perf_counter()
     cwd = os.getcwd()
     root = _root(cwd)
@@ -117,7 +119,6 @@ def try_noop(argv: list[str]) -> str | None:
     paths = joined.split("\0")
     current = _stamps(root, paths)
     if b"".join(current) != packed:
-        global PENDING
         PENDING = (root, canonical(argv), cwd, rec, paths, current, t_stat)
         return None
     ms = (time.perf_counter() - t0) * 1000
