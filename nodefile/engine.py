@@ -257,15 +257,17 @@ def _record_noop(session: Session, order, argv_cwd, count: int, prior=(), partia
     fresh = set(session.hasher.seen)
     paths = fresh | set(prior)
     paths.update(os.path.relpath(p, project.root) for p in project.sources)
-    paths.add(".")  # a new top-level module or package could change what a script imports
+    folders = {"."}  # a new top-level module or package could change what a script imports
     for n in order:
         node = project.nodes[n]
         for e in node.inputs:
             if e.kind == "glob":  # a new file matching the glob changes its folder
                 pat = e.source
-                paths.add(os.path.dirname(pat.split("*")[0].split("?")[0].split("[")[0]) or ".")
+                folders.add(os.path.dirname(pat.split("*")[0].split("?")[0].split("[")[0]) or ".")
         for s in node.script_inputs:
-            paths.add(os.path.dirname(s) or ".")  # a new module there could change import resolution
+            folders.add(os.path.dirname(s) or ".")  # a new module there could change import resolution
+    paths |= folders
+    fresh |= folders  # a recipe may have created files in them: stat them now
     digest = partial.digest if partial is not None else cache.digest_of(project)
     fastpath.write_record(project.root, argv_cwd[0], argv_cwd[1], paths, count, fresh=fresh, digest=digest)
     if partial is None and digest is not None and fastpath.index_digest(project.root, *argv_cwd) != digest:
