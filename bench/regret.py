@@ -124,7 +124,7 @@ HEALTHY = ("up", 0.02, 40.0, 0.30)  # state, latency s, MB/s, timeout s
 SLOW = ("up", 0.10, 8.0, 0.30)  # 5x less bandwidth, 5x the latency
 DOWN = ("down", 0.02, 40.0, 0.30)  # every fetch fails after the 0.3 s timeout
 DRIFT = ("up", 0.08, 10.0, 0.30)
-# (from, to) as fractions of K; for K = 30: build 1, builds 7-11, 15-19, 23+ and 26+ (1-based)
+# (from, to) as fractions of K; for K = 30 (1-based): transient 7-11, outage 15-19, rebuild_fast 22+, drift 25+
 PHASES = {"transient": (0.20, 0.37), "outage": (0.47, 0.64), "rebuild_fast": (0.73, 1.0), "drift": (0.83, 1.0)}
 
 
