@@ -194,6 +194,8 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
             ran = set(summary.built) | set(summary.up_to_date) | set(summary.failed) | set(summary.skipped)
             summary.skipped += [n for n in order if n not in ran and not project.nodes[n].is_alias]
             status = 1 if summary.failed or summary.skipped else 0
+        if session._learner is not None:
+            session._learner.end_build()  # the medians' lists, for the next lazy build
         session.state.end_build(build_id, status)
         if options.noop_record and status == 0 and not summary.skipped:
             # every node is up to date now: record it (nodes skipped as unaffected were

@@ -139,7 +139,9 @@ Integration (build.py):
 """
 from __future__ import annotations
 
+import bisect
 import json
+import marshal
 import math
 import sqlite3
 import statistics
@@ -516,8 +518,15 @@ CREATE TABLE IF NOT EXISTS learn_meta(k TEXT PRIMARY KEY, v INTEGER);
 class Learner:
     """Recipe statistics on a SQLite connection; the choice of recipe order."""
 
-    def __init__(self, db: sqlite3.Connection):
+    def __init__(self, db: sqlite3.Connection, lazy: bool = False):
         self.db = db
+        # lazy: read one node's statistics when it is asked about (a build of a few
+        # nodes in a big project), and the project-wide medians from their stored lists
+        self.lazy = lazy
+        self._loaded_nodes: set[str] = set()
+        self._all_loaded = False
+        self._lists: tuple[dict, dict] | None = None  # the sorted values behind _snapshot
+        self._lists_dirty = False
         self._stats: dict[str, dict[str, Stats]] | None = None  # node -> recipe -> Stats
         self._locations: dict[tuple[str, str], Location] = {}
         self._families: dict[tuple[str, str], Family] = {}
@@ -628,9 +637,11 @@ class Learner:
 
     def _current(self, node: str, r: RecipeLike, script_hash: str | None) -> Stats | None:
         """The node's statistics for r, reset (in memory) if its script changed."""
-        st = self._stats.get(node, {}).get(r.name)
+        st = self._node(node).get(r.name)
         if st is not None and _changed(st, r, script_hash):
+            old = _contribution(st)
             st = self._stats[node][r.name] = st.reset(r.kind, r.target, script_hash)
+            self._update_lists(old, _contribution(st))
         return st
 
     def _view(self, node: str, r: RecipeLike, st: Stats | None, build: int) -> _View:
@@ -733,7 +744,7 @@ class Learner:
 
     def _node_size(self, node: str) -> int | None:
         """The node's last artifact size: from its most recent sized observation."""
-        sized = [s for s in self._stats.get(node, {}).values() if s.size]
+        sized = [s for s in self._node(node).values() if s.size]
         return max(sized, key=lambda s: s.last_build or 0).size if sized else None
 
     def _rebuild_prior(self, r: RecipeLike) -> tuple[float, str]:
@@ -753,20 +764,81 @@ class Learner:
         """Median D per (kind, script) and over every rebuild recipe, and the families'
         members and median levels, once per build."""
         if self._aggregates is None:
-            groups: dict[tuple[str, str], list[float]] = {}
-            offs: dict[tuple[str, str], list[float]] = {}
-            for recipes in self._stats.values():
-                for st in recipes.values():
-                    if st.n_ok and st.kind not in TRANSFER_KINDS:
-                        groups.setdefault((st.kind, st.target), []).append(st.mean)
-                    if st.n_ok and st.off is not None:
-                        offs.setdefault((st.kind, st.target), []).append(st.off)
+            groups, offs = self._value_lists()
+            groups = {k: v for k, v in groups.items() if v}
+            offs = {k: v for k, v in offs.items() if v}
             every = [d for ds in groups.values() for d in ds]
             families = {k: _FamilySnap(len(v), statistics.median(math.exp(x) for x in v), statistics.median(v))
                         for k, v in offs.items()}
             self._aggregates = ({k: statistics.median(v) for k, v in groups.items()},
                                 statistics.median(every) if every else None, families)
         return self._aggregates
+
+    def _value_lists(self) -> tuple[dict, dict]:
+        """Every node's contribution to the medians (D of rebuild recipes, family offsets),
+        as sorted lists per (kind, target): kept up to date by observe, stored at the end
+        of a build (end_build) for the next lazy learner."""
+        if self._lists is None:
+            if self.lazy and not self._all_loaded:
+                self._lists = self._stored_lists()
+            if self._lists is None:
+                self._load_all()
+                groups: dict = {}
+                offs: dict = {}
+                for recipes in self._stats.values():
+                    for st in recipes.values():
+                        g, o = _contribution(st)
+                        if g is not None:
+                            groups.setdefault(g[0], []).append(g[1])
+                        if o is not None:
+                            offs.setdefault(o[0], []).append(o[1])
+                for lists in (groups, offs):
+                    for v in lists.values():
+                        v.sort()
+                self._lists = (groups, offs)
+                self._lists_dirty = True
+        return self._lists
+
+    def _update_lists(self, old, new) -> None:
+        if self._lists is None or old == new:
+            return
+        for i, (was, now) in enumerate(zip(old, new)):
+            lists = self._lists[i]
+            if was is not None:
+                v = lists.get(was[0], [])
+                j = bisect.bisect_left(v, was[1])
+                if j < len(v) and v[j] == was[1]:
+                    del v[j]
+            if now is not None:
+                bisect.insort(lists.setdefault(now[0], []), now[1])
+        self._lists_dirty = True
+
+    def _stored_lists(self):
+        try:
+            row = self.db.execute("SELECT tag, data FROM learn_lists WHERE k = 'values'").fetchone()
+        except sqlite3.OperationalError:
+            return None
+        if row is None or row[0] != self._counter:
+            return None  # written before the last observations: recompute
+        try:
+            groups, offs = marshal.loads(row[1])
+            return ({tuple(k): list(v) for k, v in groups}, {tuple(k): list(v) for k, v in offs})
+        except (ValueError, TypeError, EOFError):
+            return None
+
+    def end_build(self) -> None:
+        """Store the median lists for the next build's lazy learner (tagged with the
+        build counter: any later observation makes them stale)."""
+        if self._lists is None or not self._lists_dirty or not self._tables:
+            return
+        data = marshal.dumps(tuple(tuple((list(k), v) for k, v in lists.items()) for lists in self._lists))
+        try:
+            with _Tx(self.db):
+                self.db.execute("CREATE TABLE IF NOT EXISTS learn_lists(k TEXT PRIMARY KEY, tag INTEGER, data BLOB)")
+                self.db.execute("INSERT OR REPLACE INTO learn_lists VALUES ('values', ?, ?)", (self._counter, data))
+            self._lists_dirty = False
+        except sqlite3.OperationalError:
+            pass  # read-only: the next build recomputes them
 
     def _location(self, kind: str, location: str) -> Location:
         loc = self._locations.get((kind, location))
@@ -784,8 +856,9 @@ class Learner:
         """
         self._load()
         build = self._commit_build()
-        recipes = self._stats.setdefault(node, {})
+        recipes = self._node(node)
         st = recipes.get(recipe.name)
+        before = _contribution(st)
         if st is None:
             st = recipes[recipe.name] = Stats(kind=recipe.kind, target=recipe.target, script_hash=script_hash)
         elif _changed(st, recipe, script_hash):
@@ -823,6 +896,7 @@ class Learner:
         if ok:
             st.record_offset(duration, fam.level, build, fresh=probed is not None)
         st.mark = mark
+        self._update_lists(before, _contribution(st))
         location = None
         if recipe.kind in TRANSFER_KINDS and ok and size:
             location = self._location(recipe.kind, recipe.target)
@@ -832,7 +906,7 @@ class Learner:
     # -- reading --------------------------------------------------------------------
     def stats(self, node: str, recipe: str) -> Stats | None:
         self._load()
-        return self._stats.get(node, {}).get(recipe)
+        return self._node(node).get(recipe)
 
     def location(self, kind: str, location: str) -> Location:
         self._load()
@@ -854,14 +928,16 @@ class Learner:
 
     # -- storage --------------------------------------------------------------------
     def _load(self) -> None:
+        """The small tables (locations, families, the build counter), and every node's
+        statistics unless lazy."""
         if self._stats is not None:
             return
         self._stats = {}
         try:
-            for node, recipe, data in self.db.execute("SELECT node, recipe, data FROM recipe_stats"):
-                self._stats.setdefault(node, {})[recipe] = Stats(*json.loads(data))
             for kind, location, data in self.db.execute("SELECT kind, location, data FROM location_stats"):
-                self._locations[(kind, location)] = Location(*json.loads(data))
+                loc = _row(Location, data)
+                if loc is not None:
+                    self._locations[(kind, location)] = loc
             row = self.db.execute("SELECT v FROM learn_meta WHERE k = 'builds'").fetchone()
             self._counter = int(row[0]) if row else 0
             self._tables = True
@@ -869,9 +945,45 @@ class Learner:
             pass
         try:  # a table added later: created with the others on the next write
             for kind, target, data in self.db.execute("SELECT kind, target, data FROM family_stats"):
-                self._families[(kind, target)] = Family(*json.loads(data))
+                fam = _row(Family, data)
+                if fam is not None:
+                    self._families[(kind, target)] = fam
         except sqlite3.OperationalError:
             self._tables = False
+        if not self.lazy:
+            self._load_all()
+
+    def _load_all(self) -> None:
+        if self._all_loaded:
+            return
+        self._all_loaded = True
+        try:
+            rows = self.db.execute("SELECT node, recipe, data FROM recipe_stats").fetchall()
+        except sqlite3.OperationalError:
+            return
+        for node, recipe, data in rows:
+            if node in self._loaded_nodes:
+                continue  # already read (and maybe changed in memory since)
+            st = _row(Stats, data)
+            if st is not None:
+                self._stats.setdefault(node, {})[recipe] = st
+
+    def _node(self, node: str) -> dict:
+        """node -> recipe -> Stats for one node (read now if lazy)."""
+        recipes = self._stats.get(node)
+        if recipes is None:
+            recipes = self._stats[node] = {}
+            if self.lazy and not self._all_loaded:
+                try:
+                    for recipe, data in self.db.execute("SELECT recipe, data FROM recipe_stats WHERE node = ?",
+                                                        (node,)):
+                        st = _row(Stats, data)
+                        if st is not None:
+                            recipes[recipe] = st
+                except sqlite3.OperationalError:
+                    pass
+        self._loaded_nodes.add(node)
+        return recipes
 
     def _ensure_tables(self) -> None:
         if not self._tables:
@@ -892,6 +1004,25 @@ class Learner:
                             (recipe.kind, recipe.target, _dump(family, _FAMILY_FIELDS)))
             if probed is not None:
                 self.db.execute("INSERT INTO learn_probes VALUES (?, ?, ?, ?, ?, ?)", probed)
+
+
+def _row(cls, data: str):
+    """A stored row as cls, or None when it is unreadable (another version's layout):
+    learning must never break a build, so such a row counts as nothing learned."""
+    try:
+        return cls(*json.loads(data))
+    except (TypeError, ValueError):
+        return None
+
+
+def _contribution(st: Stats | None):
+    """What a recipe's statistics add to the project-wide medians: ((kind, target), D)
+    for a rebuild recipe that succeeded, and ((kind, target), offset) for a family member."""
+    if st is None or not st.n_ok:
+        return None, None
+    g = ((st.kind, st.target), st.mean) if st.kind not in TRANSFER_KINDS else None
+    o = ((st.kind, st.target), st.off) if st.off is not None else None
+    return g, o
 
 
 def _dump(obj, names: tuple[str, ...]) -> str:

@@ -98,7 +98,7 @@ class Session:
     def learner(self):
         if self._learner is None:
             from .learn import Learner
-            self._learner = Learner(self.state.db)
+            self._learner = Learner(self.state.db, lazy=self.lazy)
         return self._learner
 
     def choose(self, node, key: str, parts: dict | None, options, negative=(), probe: bool = False):
