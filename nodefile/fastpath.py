@@ -190,11 +190,15 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
             clock[0] = time.time_ns()
         return pack(st.st_mtime_ns, st.st_size, st.st_ino)
 
-    plist = sorted(set(paths))
-    if any("\0" in p for p in plist):
-        return False
+    paths = paths if isinstance(paths, (set, frozenset)) else set(paths)
     seen = pending(root, argv, cwd) if fresh is not None else None
-    if seen is not None and plist == seen[4]:
+    if seen is not None and len(paths) == len(seen[4]) and not paths.difference(seen[4]):
+        plist = seen[4]  # the same paths as the record: already sorted and checked
+    else:
+        plist = sorted(paths)
+        if any("\0" in p for p in plist):
+            return False
+    if seen is not None and plist is seen[4]:
         # the same paths as the record try_noop checked: keep its stats but for what
         # the build read or wrote, and any that were within the racy window then
         packed = list(seen[5])
@@ -234,39 +238,38 @@ def index_path(root: str, argv, cwd: str) -> str:
 
 def read_index(root: str, argv, cwd: str, digest):
     """The index written for the project with this digest, or None."""
-    import pickle
+    import marshal
     try:
         with open(index_path(root, argv, cwd), "rb") as f:
-            head = pickle.load(f)
-            if not isinstance(head, dict) or head.get("version") != VERSION or digest is None \
-                    or head.get("digest") != digest:
+            head = marshal.load(f)
+            if not isinstance(head, tuple) or head[:1] != (VERSION,) or digest is None or head[1] != digest:
                 return None
-            return pickle.load(f)
+            return marshal.load(f)
     except Exception:  # missing, partial or from another version: no shortcut
         return None
 
 
 def index_digest(root: str, argv, cwd: str):
     """The digest of the project the index on disk was written for (its header only)."""
-    import pickle
+    import marshal
     try:
         with open(index_path(root, argv, cwd), "rb") as f:
-            head = pickle.load(f)
+            head = marshal.load(f)
     except Exception:
         return None
-    return head.get("digest") if isinstance(head, dict) and head.get("version") == VERSION else None
+    return head[1] if isinstance(head, tuple) and head[:1] == (VERSION,) else None
 
 
 def write_index(root: str, argv, cwd: str, digest, body: dict) -> None:
-    import pickle
+    import marshal
     path = index_path(root, argv, cwd)
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         with open(tmp, "wb") as f:
-            pickle.dump({"version": VERSION, "digest": digest}, f, protocol=pickle.HIGHEST_PROTOCOL)
-            pickle.dump(body, f, protocol=pickle.HIGHEST_PROTOCOL)
+            marshal.dump((VERSION, digest), f)
+            marshal.dump(body, f)
         os.replace(tmp, path)
-    except OSError:
+    except (OSError, ValueError):
         pass  # an optimisation: never a reason to fail
 
 
