@@ -326,7 +326,7 @@ class ArtifactStore:
             raise
         except Exception as e:
             raise StoreError(f"store '{self.name}' is unreachable: {_why(e)}", "transient") from None
-        got = hash_file_content(dst)
+        got = hash_file_content(dst, os.path.getsize(dst))
         if got != h:
             _remove(dst)
             try:

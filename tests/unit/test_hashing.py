@@ -47,14 +47,15 @@ def test_hash_bytes_is_xxh3_128():
     assert len(hash_bytes(b"")) == 32
 
 
-@pytest.mark.parametrize("size", [0, 5, hashing.CHUNK, hashing.CHUNK + 7, 3 * hashing.CHUNK])
+@pytest.mark.parametrize("size", [0, 5, hashing.CHUNK, hashing.CHUNK + 7, 3 * hashing.CHUNK,
+                                  hashing.PIPELINE, hashing.PIPELINE + hashing.PIPE_READ // 2 + 1])
 def test_hash_file_content_small_and_chunked(tmp_path, size):
     data = os.urandom(size)
     f = tmp_path / "f.bin"
     f.write_bytes(data)
     want = xxhash.xxh3_128_hexdigest(data)
-    assert hash_file_content(str(f), size) == want
-    assert hash_file_content(str(f)) == want
+    assert hash_file_content(str(f), size) == want  # two threads from PIPELINE bytes
+    assert hash_file_content(str(f)) == want  # one thread
 
 
 def test_file_hash_is_xxh3_of_its_bytes(tmp_path, state):
