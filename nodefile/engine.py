@@ -160,7 +160,12 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         reporter.eta = runner.eta
         def weight(m):
             node = project.nodes[m]
-            return 0.0 if node.is_alias else session.learner.expected_duration(m, node.recipes)
+            if node.is_alias:
+                return 0.0
+            choice = runner.choices.get(m)  # decided: the expected cost of its chosen order
+            if choice is not None:
+                return choice.expected_duration
+            return session.learner.expected_duration(m, node.recipes)
         levels = graph.LazyLevels(order, project.nodes, weight)  # a no-op build weighs nothing
 
         def priority(n):
