@@ -121,12 +121,12 @@ def test_chain_head_first_with_independent_short_nodes(tmp_path):
 
 # -- learned recipe order: a slow fetch loses to a fast rebuild -------------------------------------
 def test_slow_fetch_loses_to_a_fast_rebuild_and_explain_shows_both(tmp_path):
-    """`big.bin` (64 MB) can be fetched from a local store (read, write and hash
-    64 MB) or rebuilt by hard-linking a source file with the same bytes (a few
+    """`big.bin` (192 MB) can be fetched from a local store (read, write and hash
+    192 MB) or rebuilt by hard-linking a source file with the same bytes (a few
     ms, whatever the size). The Nodefile prefers the fetch."""
     with open(tmp_path / "seed.bin", "wb") as f:
         block = bytes(range(256)) * 4096  # 1 MiB, not all zeros
-        for _ in range(64):
+        for _ in range(192):
             f.write(block)
     write(tmp_path, {"Nodefile.toml": f"""
         [project]
