@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     if not shapes:
         print("no no-op measurements to plot", file=sys.stderr)
         return 1
-    fig, axes = plt.subplots(1, len(shapes), figsize=(5 * len(shapes), 4.2), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(shapes), figsize=(max(7.5, 5 * len(shapes)), 4.6), squeeze=False, sharey=True)
     for ax, shape in zip(axes[0], shapes):
         tools = sorted({r["tool"] for r in rows if r["shape"] == shape},
                        key=lambda t: report.TOOL_ORDER.index(t) if t in report.TOOL_ORDER else 99)
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     fig.suptitle("No-op build time against node count (lower is better; 2 vCPUs)")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    fig.savefig(a.out, dpi=110)
+    fig.savefig(a.out, dpi=110, bbox_inches="tight")
     print(a.out)
     return 0
 
