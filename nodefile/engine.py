@@ -121,7 +121,10 @@ def build_incremental(options: Options, reporter) -> Summary | None:
         return None  # a big rebuild: the full project is worth loading
     idx = sorted(affected)  # the index lists nodes in build order
     order = [names[i] for i in idx]
-    project = replace(ix.shell, nodes={names[i]: ix.node(i) for i in idx})
+    try:
+        project = replace(ix.shell, nodes={names[i]: ix.node(i) for i in idx})
+    except Exception:  # written by another version of nodefile: no shortcut
+        return None
     limits = limits_for(options, project)
     check_resources(project, order, limits)
     chosen = set(order)
