@@ -536,6 +536,7 @@ class Learner:
         self._aggregates: tuple[dict, float | None, dict] | None = None
         self._probes: dict[str, _Probe] = {}
         self._family_probes: dict[tuple[str, str], str] = {}  # family -> the node probing it this build
+        self.observations = 0  # attempts observed by this learner: a choice older than one may be stale
 
     # -- builds ---------------------------------------------------------------------
     def begin_build(self) -> None:
@@ -856,6 +857,7 @@ class Learner:
         """
         self._load()
         build = self._commit_build()
+        self.observations += 1
         recipes = self._node(node)
         st = recipes.get(recipe.name)
         before = _contribution(st)

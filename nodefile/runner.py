@@ -64,6 +64,7 @@ class Runner:
         self.limits: dict = {}
         self._started: set[str] = set()
         self.base_env = dict(os.environ)  # decoded once per build, copied per recipe
+        self._chosen_at: dict[str, int] = {}  # node -> learner.observations when its order was chosen
 
     def makedirs(self, path: str) -> None:
         if path not in self._made:
@@ -101,10 +102,39 @@ class Runner:
     def recipe_order(self, node, key: str, parts: dict) -> list:
         choice = self.s.choose(node, key, parts, self.o, self.negative)
         self.choices[node.name] = choice
+        self._chosen_at[node.name] = self.s.learner.observations
         if choice.estimates:
             self.rep.expected[node.name] = choice.estimates[0].duration
             self.queued_work += choice.expected_duration
         return list(choice.recipes)
+
+    def refresh(self, name: str, spec):
+        """Just before a node's first attempt starts: if the learner observed attempts
+        since its recipes were ordered (a sibling found the store down, or back), order
+        them again, and start the new first recipe instead. Nodes decided in the same
+        instant thus use each other's news within the build, not only the next one."""
+        if spec.index != 0 or spec.attempt != 1 or self.o.recipe_kind or len(self.order.get(name, ())) < 2:
+            return spec
+        if self._chosen_at.get(name) == self.s.learner.observations:
+            return spec
+        node = self.s.project.nodes[name]
+        key, parts = self.keys[name]
+        old = self.choices.get(name)
+        if old is not None and old.estimates:
+            self.queued_work = max(0.0, self.queued_work - old.expected_duration)
+        try:
+            order = self.recipe_order(node, key, parts)
+        except Exception as e:  # learning must never break a build: keep the first order
+            self.rep.warn(f"could not re-order the recipes of {name}: {e}")
+            return spec
+        if not order or order[0] == spec.recipe:
+            if order:
+                self.order[name] = order
+            return spec
+        self.order[name] = order
+        self.attempt_no[name] = self.attempt_no.get(name, 1) - 1  # the prepared attempt never ran
+        self.rep.detail(f"     {name}: {order[0].name} first now (news from its siblings)")
+        return self._next_spec(name, 0)
 
     def observe(self, name: str, spec, ok: bool, duration: float, size: int | None, script_hash) -> None:
         try:

@@ -81,6 +81,8 @@ class Scheduler:
             return all(used.get(k, 0.0) + v <= self.limits.get(k, float("inf")) + 1e-9
                        for k, v in spec.resources.items())
 
+        refresh = getattr(self.runner, "refresh", None)  # a last look at the order before starting
+
         def dispatch() -> None:
             """Launch queued specs by priority while they fit."""
             skipped = []
@@ -90,6 +92,14 @@ class Scheduler:
                     break  # everything queued waits for a resource in use
                 item = pop()
                 spec = item[3]
+                if refresh is not None:
+                    fresh = refresh(item[2], spec)
+                    if isinstance(fresh, NodeResult):
+                        settle(item[2], fresh)
+                        continue
+                    if fresh is not spec:
+                        spec = fresh
+                        item = item[:3] + (spec,)
                 if not (_needs(spec) & blocked) and fits(spec):
                     launch(item[2], spec)
                 else:

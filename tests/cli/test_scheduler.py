@@ -324,3 +324,42 @@ def test_same_history_gives_the_same_explained_order(tmp_path):
     shutil.copytree(a, c)
     assert explained(c, nodes) == ea
     assert explained(a, nodes) == ea
+
+
+def test_a_store_found_down_by_one_node_is_skipped_by_its_siblings_in_the_same_build(tmp_path):
+    """Four nodes fetch from one store (one command template) or rebuild. After a
+    first build that rebuilds everything and builds where the store works, it goes down: at -j 1 the first node's fetch fails, and the
+    nodes decided together with it, but started after, rebuild first instead of
+    trying the store again (their order is looked at again just before they start)."""
+    nodes = "".join(f"""
+        [nodes.n{i}]
+        outputs = "out/n{i}"
+        params = ["run"]
+        recipes = [
+          {{ name = "fetch", shell = "sh fetch.sh {{outputs}} {{params.run}}" }},
+          {{ name = "rebuild", shell = "sh rebuild.sh {{outputs}} {{params.run}}" }},
+        ]
+        """ for i in range(4))
+    write(tmp_path, {
+        "Nodefile.toml": '[project]\ncache = false\n\n[params]\nrun = 0\n' + nodes,
+        "fetch.sh": 'read state < store\nif [ "$state" = empty ]; then exit 1; fi\n'
+                    'if [ "$state" = down ]; then sleep 1; exit 1; fi\n'
+                    'sleep 0.05; echo "$2" > "$1"\n',
+        "rebuild.sh": 'sleep 0.2; echo "$2" > "$1"\n',
+        "store": "up\n",
+    })
+    (tmp_path / "store").write_text("empty\n")  # a new project: nothing in the store yet,
+    run(tmp_path, "build", "-j", "1", "--set", "run=1", check=0)  # so every node rebuilds once
+    (tmp_path / "store").write_text("up\n")
+    for k in range(2, 12):  # then the store works: the nodes learn (by probes) to fetch
+        run(tmp_path, "build", "-j", "1", "--set", f"run={k}", check=0)
+        if {r["recipe"] for r in attempts(tmp_path)} == {"fetch"}:
+            break
+    assert {r["recipe"] for r in attempts(tmp_path)} == {"fetch"}
+    (tmp_path / "store").write_text("down\n")
+    proc = run(tmp_path, "build", "-j", "1", "--set", "run=9", check=0)
+    rows = attempts(tmp_path)
+    failed = [r for r in rows if r["outcome"] == "failed"]
+    assert len(failed) == 1, (rows, describe(proc))  # only the first node asked the store
+    assert sorted(r["node"] for r in rows if r["outcome"] == "ok") == ["n0", "n1", "n2", "n3"]
+    assert all(r["recipe"] == "rebuild" for r in rows if r["outcome"] == "ok")
