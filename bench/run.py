@@ -101,19 +101,6 @@ def plot(json_paths, out_png) -> str:
     return "plot skipped: matplotlib is not importable in bench/.env (run without --no-install)"
 
 
-def source_state() -> dict:
-    """The commit of the nodefile being measured, and a hash of any uncommitted change to it."""
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
-    import hashlib
-    diff = git("diff", "HEAD", "--", "nodefile")
-    return {"commit": git("rev-parse", "HEAD").strip(),
-            "uncommitted_diff_sha1": hashlib.sha1(diff.encode()).hexdigest() if diff else None}
-
-
 def print_report(merged: dict) -> list:
     print(report.tables(merged))
     gs = report.goals(merged)
@@ -165,7 +152,7 @@ def main(argv=None) -> int:
             "python": sys.executable, "python_version": platform.python_version(),
             "tools": {t.name: {"version": t.version, "command": t.argv, "source": t.source} for t in found.values()},
             "not_measured": missing, "sizes": a.sizes, "shapes": a.shapes, "repeat": a.repeat,
-            "phases": a.phases, "loadavg_start": load0, "nodefile_source": source_state()}
+            "phases": a.phases, "loadavg_start": load0, "nodefile_source": toolsmod.source_state()}
     results = {"meta": meta, "cases": [], "hashing": None, "startup": None}
 
     def save():
@@ -182,7 +169,7 @@ def main(argv=None) -> int:
             for shape in a.shapes:
                 rows = run_case(shape, n, found, WORK, a.repeat, a.full_max, a.phases, a.timeout, log,
                                 a.touch_setup_above)
-                src = source_state()  # nodefile is installed editable: note what was measured
+                src = toolsmod.source_state()  # nodefile is installed editable: note what was measured
                 for row in rows:
                     if row["tool"] == "nodefile":
                         row["nodefile_source"] = src

@@ -117,35 +117,35 @@ def run_case(shape: str, n: int, tools: dict, workdir: str, repeat: int, full_ma
                 rows[name]["full_note"] = f"1 run (sizes above {full_max} nodes get one full build)"
 
     # 2. no-op ------------------------------------------------------------------------------
+    def noop(name, what):
+        """(wall, cpu) of a build that must change nothing; None (and the tool failed) if it did."""
+        before = snapshot(dirs[name])
+        try:
+            wall, cpu = run(name)
+        except RunFailed as e:
+            fail(name, f"{what}: {e}")
+            return None
+        touched = changed(before, snapshot(dirs[name]))
+        if touched:
+            fail(name, f"{what} rebuilt {len(touched)} outputs (e.g. {sorted(touched)[:3]})")
+            return None
+        return wall, cpu
+
     if "noop" in phases or "rebuild" in phases:
         wait = RACY_WAIT - (time.monotonic() - max(last_build.values(), default=0.0))
         if wait > 0:
             time.sleep(wait)
         for name in list(active):
-            before = snapshot(dirs[name])
-            try:
-                wall, _ = run(name)
-            except RunFailed as e:
-                fail(name, f"first no-op: {e}")
-                continue
-            touched = changed(before, snapshot(dirs[name]))
-            if touched:
-                fail(name, f"first no-op rebuilt {len(touched)} outputs (e.g. {sorted(touched)[:3]})")
-                continue
-            rows[name]["noop_first_s"] = wall
+            got = noop(name, "first no-op")
+            if got is not None:
+                rows[name]["noop_first_s"] = got[0]
     if "noop" in phases:
         for r in range(repeat):
             for name in rotate(list(active), r):
-                before = snapshot(dirs[name])
-                try:
-                    wall, cpu = run(name)
-                except RunFailed as e:
-                    fail(name, f"no-op: {e}")
+                got = noop(name, "no-op")
+                if got is None:
                     continue
-                touched = changed(before, snapshot(dirs[name]))
-                if touched:
-                    fail(name, f"no-op rebuilt {len(touched)} outputs (e.g. {sorted(touched)[:3]})")
-                    continue
+                wall, cpu = got
                 rows[name]["noop_s"].append(wall)
                 rows[name]["noop_cpu_s"].append(cpu)
                 log(f"   no-op   {name:10s} {wall * 1000:9.1f} ms")

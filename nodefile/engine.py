@@ -88,7 +88,7 @@ def build_incremental(options: Options, reporter) -> Summary | None:
     seen = fastpath.PENDING
     if seen is None or seen[1:3] != (fastpath.canonical(argv), cwd):
         return None
-    root, rec, paths, current = seen[0], seen[3], seen[4], seen[5]
+    root, rec, paths = seen[0], seen[3], seen[4]
     raw = fastpath.read_index(root, argv, cwd, rec[6])
     if raw is None:
         return None
@@ -96,28 +96,12 @@ def build_incremental(options: Options, reporter) -> Summary | None:
         ix = _Index(raw)
     except Exception:  # another version's layout: no shortcut
         return None
-    packed = rec[5]
-    changed = [p for i, p in enumerate(paths) if current[i] != packed[24 * i:24 * i + 24]]
-    if not changed or set(changed) & ix.sources:
+    changed = fastpath.changed_since_record(root, argv, cwd)
+    if not changed or changed & ix.sources:
         return None
-    users, names = ix.users, ix.names
-    affected: set[int] = set()
-    for c in changed:
-        found = []
-        p, up = c, None
-        while p and p != "." and p != up:  # the file itself, or a directory input/output holding it
-            found += ix.owners(p)
-            p, up = os.path.dirname(p), p
-        if not found:
-            return None  # e.g. an imported helper or a folder listing: the full check
-        affected.update(found)
-    stack = list(affected)
-    while stack:
-        for u in users[stack.pop()]:
-            if u not in affected:
-                affected.add(u)
-                stack.append(u)
-    if len(affected) > max(200, len(names) // 10):
+    names = ix.names
+    affected = _downstream(changed, ix.owners, ix.users.__getitem__)
+    if affected is None or len(affected) > max(200, len(names) // 10):
         return None  # a big rebuild: the full project is worth loading
     idx = sorted(affected)  # the index lists nodes in build order
     order = [names[i] for i in idx]
@@ -238,29 +222,43 @@ def unaffected(project: Project, order: list[str], argv_cwd) -> set[str]:
     sources = {os.path.relpath(p, project.root) for p in project.sources}
     if changed & sources:
         return set()
-    touch: dict[str, list[str]] = {}
+    owners = _path_owners(project, order)
+    affected = _downstream(changed, lambda p: owners.get(p, ()), graph.dependents(project.nodes, order).__getitem__)
+    return set() if affected is None else set(order) - affected
+
+
+def _path_owners(project: Project, order) -> dict[str, list[str]]:
+    """path -> the nodes (in `order`) that read, run or write it."""
+    owners: dict[str, list[str]] = {}
     for n in order:
         node = project.nodes[n]
         for p in node.input_paths + node.script_inputs + node.output_paths:
-            touch.setdefault(p.rstrip("/"), []).append(n)
-    affected: set[str] = set()
+            owners.setdefault(p.rstrip("/"), []).append(n)
+    return owners
+
+
+def _downstream(changed, owners, users) -> set | None:
+    """The nodes owning a changed path (the file itself, or a directory input or
+    output holding it) and every node that uses them, transitively. None when a
+    change belongs to no node (an imported helper, a folder listing): only the full
+    check can find who it affects. owners(path) and users(node) give node ids."""
+    affected: set = set()
     for c in changed:
-        owners = []
+        found = []
         p, up = c, None
-        while p and p != "." and p != up:  # the file itself, or a directory input/output holding it
-            owners += touch.get(p, [])
+        while p and p != "." and p != up:
+            found += owners(p)
             p, up = os.path.dirname(p), p
-        if not owners:
-            return set()  # e.g. an imported helper module: let the full check find its nodes
-        affected.update(owners)
-    users = graph.dependents(project.nodes, order)
+        if not found:
+            return None
+        affected.update(found)
     stack = list(affected)
     while stack:
-        for u in users[stack.pop()]:
+        for u in users(stack.pop()):
             if u not in affected:
                 affected.add(u)
                 stack.append(u)
-    return set(order) - affected
+    return affected
 
 
 def _record_noop(session: Session, order, argv_cwd, count: int, prior=(), partial: _Partial | None = None) -> None:
@@ -296,26 +294,20 @@ def _node_index(project: Project, order) -> dict:
     import pickle
     from dataclasses import replace
     pos = {n: i for i, n in enumerate(order)}
-    owners: dict[str, list[int]] = {}
-    users: list[list[int]] = [[] for _ in order]
+    owners = _path_owners(project, order)
+    users = graph.dependents(project.nodes, order)
     blobs, blob_offs = [], array.array("q", [0])
-    for i, n in enumerate(order):
-        node = project.nodes[n]
-        for p in node.input_paths + node.script_inputs + node.output_paths:
-            owners.setdefault(p.rstrip("/"), []).append(i)
-        for d in node.deps:
-            if d in pos:
-                users[pos[d]].append(i)
-        blobs.append(pickle.dumps(node, protocol=pickle.HIGHEST_PROTOCOL))
+    for n in order:
+        blobs.append(pickle.dumps(project.nodes[n], protocol=pickle.HIGHEST_PROTOCOL))
         blob_offs.append(blob_offs[-1] + len(blobs[-1]))
     paths = sorted(owners)
     own, own_offs = array.array("q"), array.array("q", [0])
     for p in paths:
-        own.extend(owners[p])
+        own.extend(pos[n] for n in owners[p])
         own_offs.append(len(own))
     return {"names": list(order), "blob": b"".join(blobs), "blob_offs": blob_offs.tobytes(),
             "paths": "\0" + "\0".join(paths) + "\0", "own": own.tobytes(), "own_offs": own_offs.tobytes(),
-            "users": [tuple(u) for u in users],
+            "users": [tuple(pos[u] for u in users[n]) for n in order],
             "sources": sorted(os.path.relpath(p, project.root) for p in project.sources),
             "shell": pickle.dumps(replace(project, nodes={}, producers={}), protocol=pickle.HIGHEST_PROTOCOL)}
 

@@ -146,6 +146,9 @@ def try_noop(argv: list[str]) -> str | None:
 
 
 def recorded_paths(root: str, argv, cwd: str) -> list[str]:
+    seen = pending(root, argv, cwd)
+    if seen is not None:
+        return seen[4]
     rec = _read(root, argv, cwd)
     return rec[4].split("\0") if rec is not None else []
 
@@ -213,14 +216,9 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
     paths = paths if isinstance(paths, (set, frozenset)) else set(paths)
     seen = pending(root, argv, cwd) if fresh is not None else None
     if seen is not None and len(paths) == len(seen[4]) and not paths.difference(seen[4]):
-        plist = seen[4]  # the same paths as the record: already sorted and checked
-    else:
-        plist = sorted(paths)
-        if any("\0" in p for p in plist):
-            return False
-    if seen is not None and plist is seen[4]:
-        # the same paths as the record try_noop checked: keep its stats but for what
-        # the build read or wrote, and any that were within the racy window then
+        # the same paths as the record try_noop checked (sorted, checked): keep its
+        # stats but for what the build read or wrote, and any within the racy window then
+        plist = seen[4]
         packed = list(seen[5])
         limit = seen[6] - 2_000_000_000  # surely outside any filesystem's racy window
         redo = {i for i, (mtime, _, _) in enumerate(struct.iter_unpack("qqq", b"".join(packed)))
@@ -236,6 +234,9 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
                 return False
             packed[i] = stamp
     else:
+        plist = sorted(paths)
+        if any("\0" in p for p in plist):
+            return False
         packed = []
         for p in plist:
             stamp = fresh_stamp(p)
@@ -256,13 +257,19 @@ def index_path(root: str, argv, cwd: str) -> str:
     return record_path(root, argv, cwd) + ".nodes"
 
 
+def _index_digest(f):
+    """The digest in an index file's header: the project it was written for."""
+    import marshal
+    head = marshal.load(f)
+    return head[1] if isinstance(head, tuple) and len(head) == 2 and head[0] == VERSION else None
+
+
 def read_index(root: str, argv, cwd: str, digest):
     """The index written for the project with this digest, or None."""
     import marshal
     try:
         with open(index_path(root, argv, cwd), "rb") as f:
-            head = marshal.load(f)
-            if not isinstance(head, tuple) or head[:1] != (VERSION,) or digest is None or head[1] != digest:
+            if digest is None or _index_digest(f) != digest:
                 return None
             return marshal.load(f)
     except Exception:  # missing, partial or from another version: no shortcut
@@ -271,13 +278,11 @@ def read_index(root: str, argv, cwd: str, digest):
 
 def index_digest(root: str, argv, cwd: str):
     """The digest of the project the index on disk was written for (its header only)."""
-    import marshal
     try:
         with open(index_path(root, argv, cwd), "rb") as f:
-            head = marshal.load(f)
+            return _index_digest(f)
     except Exception:
         return None
-    return head[1] if isinstance(head, tuple) and head[:1] == (VERSION,) else None
 
 
 def write_index(root: str, argv, cwd: str, digest, body: dict) -> None:

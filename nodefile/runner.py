@@ -101,6 +101,9 @@ class Runner:
     # recipes in the order to try them (one function: learning plugs in here)
     def recipe_order(self, node, key: str, parts: dict) -> list:
         choice = self.s.choose(node, key, parts, self.o, self.negative)
+        old = self.choices.get(node.name)
+        if old is not None and node.name not in self._started:  # re-ordered before it started
+            self.queued_work = max(0.0, self.queued_work - old.expected_duration)
         self.choices[node.name] = choice
         self._chosen_at[node.name] = self.s.learner.observations
         if choice.estimates:
@@ -119,9 +122,6 @@ class Runner:
             return spec
         node = self.s.project.nodes[name]
         key, parts = self.keys[name]
-        old = self.choices.get(name)
-        if old is not None and old.estimates:
-            self.queued_work = max(0.0, self.queued_work - old.expected_duration)
         try:
             order = self.recipe_order(node, key, parts)
         except Exception as e:  # learning must never break a build: keep the first order
@@ -260,8 +260,9 @@ class Runner:
         return NodeResult(name, Outcome.FAILED, spec.recipe.name, fin.duration, f"{what}: {problem}", spec.log)
 
     def _after_rebuild(self, node, key: str, outputs: dict, stores: bool = True) -> None:
-        """Put fresh outputs in the local cache and push them to `push = true` stores,
-        in a background thread; a failed push is a warning, never a failed build."""
+        """Put fresh outputs in the local cache (here when they are small, else in the
+        upload thread) and push them to `push = true` stores (in the upload thread);
+        a failed push is a warning, never a failed build."""
         stores = [st for st in self.s.project.stores.values() if st.push] if stores else []
         for st in [st for st in stores if (st.name, "*") in self.negative]:
             self.rep.warn(f"{node.name}: could not push to store '{st.name}': it was unreachable earlier in this build")
@@ -305,27 +306,14 @@ class Runner:
         over the attempts that end within GROUP_COMMIT seconds (one commit per
         group, not per node); tick() and flush() commit it, so a build killed with
         -9 loses at most that window of records (those nodes rebuild next time)."""
-        db = self.s.state.db
-        if not db.in_transaction:
-            db.execute("BEGIN IMMEDIATE")
-            self._group_since = time.monotonic()
-        try:
+        with self.s.state.grouped(GROUP_COMMIT):
             if spec.func is not None:
                 return self._finished_transfer(name, spec, fin)
             return self._finished_run(name, spec, fin)
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        finally:
-            if db.in_transaction and time.monotonic() - self._group_since >= GROUP_COMMIT:
-                db.execute("COMMIT")
 
     def flush(self) -> None:
         """Commit the open group of records (before waiting long, and at the end)."""
-        db = self.s.state.db
-        if db.in_transaction:
-            db.execute("COMMIT")
+        self.s.state.commit()
 
     def _finished_run(self, name: str, spec, fin):
         node = self.s.project.nodes[name]

@@ -52,11 +52,12 @@ class State:
             self.db.execute("PRAGMA busy_timeout=60000")
             if not self.exists or not readonly:
                 self._init_schema()
-        self._stamps: dict | None = None
+        self._stamps: dict = {}  # path -> stamp (None: known not recorded), as read or written
+        self._all_stamps = False  # has every recorded stamp been read
         self.lazy = lazy  # read stamps one by one (a build of a few nodes in a big project)
-        self._some_stamps: dict = {}
         self._dirty_stamps: dict = {}
         self._fast_invalidated = False
+        self._group_since = 0.0  # when the open group of writes began (grouped)
 
     def _records_change(self) -> None:
         """Any change to node records voids every recorded no-op (fastpath.py)."""
@@ -91,28 +92,27 @@ class State:
     # -- file stamps -------------------------------------------------------------------
     def stamps(self) -> dict:
         """All recorded stamps, read in one query: path -> (size, mtime_ns, ino, hash, recorded_ns)."""
-        if self._stamps is None:
+        if not self._all_stamps:
+            known = {p: v for p, v in self._stamps.items() if v is not None}  # newer than the database
             self._stamps = {r[0]: r[1:] for r in self.db.execute(
                 "SELECT path, size, mtime_ns, ino, hash, recorded_ns FROM files")}
+            self._stamps.update(known)
+            self._all_stamps = True
         return self._stamps
 
     def stamp(self, path: str):
-        """One recorded stamp, or None."""
-        if self._stamps is not None:
+        """One recorded stamp, or None. A lazy state reads them one by one."""
+        if self._all_stamps or path in self._stamps:
             return self._stamps.get(path)
         if not self.lazy:
             return self.stamps().get(path)
-        if path not in self._some_stamps:
-            r = self.db.execute("SELECT size, mtime_ns, ino, hash, recorded_ns FROM files WHERE path=?",
-                                (path,)).fetchone()
-            self._some_stamps[path] = tuple(r) if r else None
-        return self._some_stamps[path]
+        r = self.db.execute("SELECT size, mtime_ns, ino, hash, recorded_ns FROM files WHERE path=?",
+                            (path,)).fetchone()
+        self._stamps[path] = tuple(r) if r else None
+        return self._stamps[path]
 
     def put_stamp(self, path: str, stamp: tuple) -> None:
-        if self._stamps is not None or not self.lazy:
-            self.stamps()[path] = stamp
-        else:
-            self._some_stamps[path] = stamp
+        self._stamps[path] = stamp
         self._dirty_stamps[path] = stamp
 
     def flush_stamps(self) -> None:
@@ -204,9 +204,39 @@ class State:
         return _Tx(self.db)
 
     def batch(self):
-        """One transaction for several writes (an attempt, its statistics, the node
-        record): one commit per finished node instead of three."""
+        """One transaction for several writes (all or nothing, one commit)."""
         return _Tx(self.db)
+
+    def grouped(self, max_age: float):
+        """Writes that join a transaction kept open across calls: it is committed once
+        it is max_age seconds old (checked as each call ends), or by commit(). A
+        failure rolls the whole open group back."""
+        return _Group(self, max_age)
+
+    def commit(self) -> None:
+        """Commit the open group, if any."""
+        if self.db.in_transaction:
+            self.db.execute("COMMIT")
+
+
+class _Group:
+    def __init__(self, state: State, max_age: float):
+        self.state = state
+        self.max_age = max_age
+
+    def __enter__(self):
+        if not self.state.db.in_transaction:
+            self.state.db.execute("BEGIN IMMEDIATE")
+            self.state._group_since = time.monotonic()
+
+    def __exit__(self, exc_type, *_):
+        db = self.state.db
+        if exc_type is not None:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+        elif db.in_transaction and time.monotonic() - self.state._group_since >= self.max_age:
+            db.execute("COMMIT")
+        return False
 
 
 class _Tx:

@@ -40,14 +40,20 @@ def cache_key(nodefile: str, overrides: dict, requests, cwd: str) -> str:
                  tuple(requests), cwd if requests else ""))
 
 
-_DIGESTS: dict = {}  # id(project) -> digest of the cache entry it came from or went to
+# the last project loaded from or stored to the cache, and the digest of that entry
+# (one only: a long `node watch` reloads the project many times)
+_LAST: tuple = (None, None)
+
+
+def _remember(project, data: bytes) -> None:
+    global _LAST
+    _LAST = (project, _digest(data))
 
 
 def digest_of(project):
     """An identity of this exact parsed project (its cache entry's bytes), or None when
     it is not cached: the fast path's node index is only trusted for the same digest."""
-    d = _DIGESTS.get(id(project))
-    return d[1] if d is not None and d[0] is project else None
+    return _LAST[1] if _LAST[0] is project else None
 
 
 def _digest(data: bytes) -> str:
@@ -72,7 +78,7 @@ def load(root: str, key: str):
         for pattern, matched in entry["globs"]:
             if _Builder._glob_static(root, pattern, entry["project"].producers) != matched:
                 return None
-    _DIGESTS[id(entry["project"])] = (entry["project"], _digest(data))
+    _remember(entry["project"], data)
     return entry["project"]
 
 
@@ -98,6 +104,6 @@ def store(project, key: str) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-        _DIGESTS[id(project)] = (project, _digest(data))
+        _remember(project, data)
     except OSError:
         pass  # a cache: never a reason to fail

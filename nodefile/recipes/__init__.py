@@ -144,32 +144,12 @@ def simple_words(line: str) -> list[str] | None:
     """The argv of a shell command line that is plain words (single quotes allowed),
     to exec without a shell as make does; None when the shell is needed (any
     expansion, redirection, operator, assignment, builtin or keyword)."""
-    words: list[str] = []
-    cur: list[str] = []
-    in_word = False
-    i, n = 0, len(line)
-    while i < n:
-        c = line[i]
-        if c == "'":
-            j = line.find("'", i + 1)
-            if j < 0:
-                return None
-            cur.append(line[i + 1:j])
-            in_word = True
-            i = j + 1
-            continue
-        if c in " \t":
-            if in_word:
-                words.append("".join(cur))
-                cur, in_word = [], False
-        elif c in _SHELL_CHARS:
-            return None
-        else:
-            cur.append(c)
-            in_word = True
-        i += 1
-    if in_word:
-        words.append("".join(cur))
+    import re
+    import shlex
+    unquoted = re.sub(r"'[^']*'", "", line)  # an unclosed quote leaves its ' here
+    if "'" in unquoted or not _SHELL_CHARS.isdisjoint(unquoted):
+        return None
+    words = shlex.split(line)  # what sh makes of plain words and single quotes
     # a path as the command may be a script without #! line, which only sh runs
     if not words or words[0] in _SHELL_WORDS or "=" in words[0] or "/" in words[0]:
         return None

@@ -173,3 +173,27 @@ def test_failed_transaction_rolls_back(st):
             st.db.execute("DELETE FROM nodes")
             raise RuntimeError("boom")
     assert "a" in st.records()
+
+
+def test_grouped_writes_are_committed_together_when_old_enough_or_on_commit(root, st):
+    other = sqlite3.connect(os.path.join(root, ".nodefile", "state.db"))
+    count = lambda: other.execute("SELECT COUNT(*) FROM nodes").fetchone()[0]  # noqa: E731
+    with st.grouped(3600):
+        st.put_record("a", "k", {}, {}, "r", 1)
+    with st.grouped(3600):
+        st.put_record("b", "k", {}, {}, "r", 1)
+    assert count() == 0  # another reader sees nothing of an open group
+    st.commit()
+    assert count() == 2
+    with st.grouped(0):  # old enough at once: committed as the call ends
+        st.put_record("c", "k", {}, {}, "r", 1)
+    assert count() == 3
+    with st.grouped(3600):
+        st.put_record("d", "k", {}, {}, "r", 1)
+    with pytest.raises(RuntimeError):
+        with st.grouped(3600):
+            st.put_record("e", "k", {}, {}, "r", 1)
+            raise RuntimeError("a crash while recording")
+    st.commit()
+    assert count() == 3  # the failed group is rolled back whole: no half-recorded state
+    other.close()
