@@ -79,7 +79,6 @@ def build_incremental(options: Options, reporter) -> Summary | None:
     nodes downstream of them from the node index and build those. None when the
     shortcut does not apply (no index for this exact project, a Nodefile or a file
     no node owns changed, or too many nodes affected): then the normal build runs."""
-    from dataclasses import replace
     from . import fastpath
     t0 = time.monotonic()
     if not options.noop_record or options.always_make or options.dry_run or options.recipe_kind:
@@ -95,7 +94,17 @@ def build_incremental(options: Options, reporter) -> Summary | None:
     try:
         ix = _Index(raw)
     except Exception:  # another version's layout: no shortcut
+        raw["close"]()
         return None
+    try:
+        return _incremental(ix, options, reporter, t0, root, rec, paths, argv, cwd)
+    finally:
+        ix.close()
+
+
+def _incremental(ix, options, reporter, t0, root, rec, paths, argv, cwd):
+    from .records import replace
+    from . import fastpath
     changed = fastpath.changed_since_record(root, argv, cwd)
     if not changed or changed & ix.sources:
         return None
@@ -266,7 +275,7 @@ def _record_noop(session: Session, order, argv_cwd, count: int, prior=(), partia
     from .config import cache
     project = session.project
     fresh = set(session.hasher.seen)
-    paths = fresh | set(prior)
+    paths = set(fresh)
     paths.update(os.path.relpath(p, project.root) for p in project.sources)
     folders = {"."}  # a new top-level module or package could change what a script imports
     for n in order:
@@ -280,7 +289,8 @@ def _record_noop(session: Session, order, argv_cwd, count: int, prior=(), partia
     paths |= folders
     fresh |= folders  # a recipe may have created files in them: stat them now
     digest = partial.digest if partial is not None else cache.digest_of(project)
-    fastpath.write_record(project.root, argv_cwd[0], argv_cwd[1], paths, count, fresh=fresh, digest=digest)
+    fastpath.write_record(project.root, argv_cwd[0], argv_cwd[1], paths, count, fresh=fresh, digest=digest,
+                          prior=prior)
     if partial is None and digest is not None and fastpath.index_digest(project.root, *argv_cwd) != digest:
         fastpath.write_index(project.root, argv_cwd[0], argv_cwd[1], digest, _node_index(project, order))
 
@@ -292,7 +302,7 @@ def _node_index(project: Project, order) -> dict:
     paths or 10,000 small objects costs more to load than the whole rebuild)."""
     import array
     import pickle
-    from dataclasses import replace
+    from .records import replace
     pos = {n: i for i, n in enumerate(order)}
     owners = _path_owners(project, order)
     users = graph.dependents(project.nodes, order)
@@ -337,7 +347,10 @@ class _Index:
 
     def node(self, i: int):
         import pickle
-        return pickle.loads(self.ix["blob"][self._blob_offs[i]:self._blob_offs[i + 1]])
+        return pickle.loads(self.ix["blob"](self._blob_offs[i], self._blob_offs[i + 1]))
+
+    def close(self) -> None:
+        self.ix["close"]()
 
 
 def _raise_interrupt(signum, frame):

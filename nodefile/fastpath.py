@@ -10,17 +10,18 @@ module beyond the standard library's os and marshal.
 
 Safety: any write to node records deletes every such record (state.py), a
 record is never written while a listed file's mtime is within its filesystem's
-racy window (fsclock.py) of the moment of writing (a same-tick edit could hide), and any difference, a
-missing file or an unreadable record falls back to the full path.
+racy window (fsclock.py) of the moment of writing (a same-tick edit could hide): it is recorded as
+"racy", which matches no stat, so the next run checks it. Any difference, a missing file or an
+unreadable record falls back to the build (of the nodes owning what differs).
 """
 from __future__ import annotations
 
 import os
 
-VERSION = 5  # bump with the key format (model.FORMAT_VERSION) or the record layout
+VERSION = 6  # bump with the key format (model.FORMAT_VERSION) or the record layout
 
 # What try_noop saw when the record did not match: (root, canonical argv, cwd, record,
-# paths, current packed stats, time of the stats). The build that follows uses it
+# paths, current packed stats, time of the stats, the stats joined). The build that follows uses it
 # instead of statting everything again (changed_since_record, write_record).
 PENDING = None
 
@@ -61,6 +62,7 @@ def record_path(root: str, argv, cwd: str) -> str:
 
 
 _MISSING = (-1, -1, -1)
+_RACY = (-2, -2, -2)  # recorded for a file too fresh to trust its stat: never matches
 
 
 def _read(root: str, argv, cwd: str):
@@ -138,8 +140,9 @@ def try_noop(argv: list[str]) -> str | None:
     t_stat = time.time_ns()
     paths = joined.split("\0")
     current = _stamps(root, paths)
-    if b"".join(current) != packed:
-        PENDING = (root, canonical(argv), cwd, rec, paths, current, t_stat)
+    joined_now = b"".join(current)
+    if joined_now != packed:
+        PENDING = (root, canonical(argv), cwd, rec, paths, current, t_stat, joined_now)
         return None
     ms = (time.perf_counter() - t0) * 1000
     return f"nothing to do: {count} node(s) up to date ({ms:.0f}ms)"
@@ -158,21 +161,36 @@ def changed_since_record(root: str, argv, cwd: str, limit: int = 1000) -> set[st
     this command line, or None when there is no usable record (or too much changed)."""
     seen = pending(root, argv, cwd)
     if seen is not None:
-        rec, paths, current = seen[3], seen[4], seen[5]
+        rec, paths, joined = seen[3], seen[4], seen[7]
     else:
         rec = _read(root, argv, cwd)
         if rec is None:
             return None
         paths = rec[4].split("\0")
-        current = _stamps(root, paths)
-    packed = rec[5]
-    changed = set()
-    for i, cur in enumerate(current):
-        if cur != packed[24 * i:24 * i + 24]:
-            changed.add(paths[i])
-            if len(changed) > limit:
-                return None
-    return changed
+        joined = b"".join(_stamps(root, paths))
+    if len(joined) != len(rec[5]):
+        return None
+    at = differing(joined, rec[5], limit + 1)
+    return None if len(at) > limit else {paths[i] for i in at}
+
+
+def differing(a: bytes, b: bytes, limit: int, size: int = 24, block: int = 256) -> list[int]:
+    """The indices of the size-byte entries in which a and b (of equal length) differ,
+    up to limit + 1 of them: blocks of entries are compared at memcmp speed and only
+    a differing block is looked into."""
+    out: list[int] = []
+    span = size * block
+    n = len(a)
+    for lo in range(0, n, span):
+        hi = min(lo + span, n)
+        if a[lo:hi] == b[lo:hi]:
+            continue
+        for at in range(lo, hi, size):
+            if a[at:at + size] != b[at:at + size]:
+                out.append(at // size)
+                if len(out) >= limit:
+                    return out
+    return out
 
 
 def pending(root: str, argv, cwd: str):
@@ -182,73 +200,87 @@ def pending(root: str, argv, cwd: str):
     return None
 
 
-def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, digest=None) -> bool:
-    """Record the stats of `paths` (project-relative or absolute) for try_noop.
+def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, digest=None, prior=()) -> bool:
+    """Record the stats of `paths` and `prior` (project-relative or absolute) for try_noop.
 
     fresh: when given, only these paths (what the build read or wrote) are statted
     again; the others keep the stats try_noop took before the build, unless those
     were within the racy window then. A file that changed during the build after
     being statted keeps its old stat here: the next run sees a difference and checks
     it, so reuse can cost a check but never hides a change. digest: the parsed
-    project the record is for (the node index, write_index)."""
+    project the record is for (the node index, write_index). prior: paths recorded
+    before (the record try_noop checked: then only `paths` is looked up in it)."""
+    import bisect
     import marshal
     import struct
     import time
     from .fsclock import racy_ns
-    clock = [time.time_ns()]
+    clock = time.time_ns()
     pack = struct.Struct("qqq").pack
 
     def fresh_stamp(p: str):
-        """The packed stat of p now; None when it is too fresh to trust."""
+        """The packed stat of p now; RACY when it is too fresh to trust (its mtime is
+        within its filesystem's racy window of now: an edit later in the same tick
+        would keep the stat). RACY never matches a stat, so the next run checks p."""
         try:
             st = os.stat(os.path.join(root, p))
         except OSError:
             return pack(*_MISSING)
-        window = racy_ns(st.st_dev)
-        if st.st_mtime_ns > clock[0] - window:
-            wait = (st.st_mtime_ns - (clock[0] - window)) / 1e9
-            if wait > 0.05:
-                return None  # too fresh to trust a stat comparison next time
-            time.sleep(wait + 0.001)  # a fine-grained filesystem: wait out one tick
-            clock[0] = time.time_ns()
+        if st.st_mtime_ns > clock - racy_ns(st.st_dev):
+            return pack(*_RACY)
         return pack(st.st_mtime_ns, st.st_size, st.st_ino)
 
     paths = paths if isinstance(paths, (set, frozenset)) else set(paths)
     seen = pending(root, argv, cwd) if fresh is not None else None
-    if seen is not None and len(paths) == len(seen[4]) and not paths.difference(seen[4]):
+    every = None
+    if seen is not None:  # the same paths as the record try_noop checked?
+        plist = seen[4]
+        if prior is plist or prior == plist:
+            same = _within(plist, paths)
+        else:
+            every = paths.union(prior)
+            same = len(every) == len(plist) and _within(plist, every)
+        if not same:
+            seen = None
+    if seen is not None:
         # the same paths as the record try_noop checked (sorted, checked): keep its
         # stats but for what the build read or wrote, and any within the racy window then
-        plist = seen[4]
-        packed = list(seen[5])
+        import array
+        buf = bytearray(seen[7])
         limit = seen[6] - 2_000_000_000  # surely outside any filesystem's racy window
-        redo = {i for i, (mtime, _, _) in enumerate(struct.iter_unpack("qqq", b"".join(packed)))
-                if mtime > limit}
-        import bisect
+        mtimes = array.array("q", seen[7])[0::3]
+        redo = set()
+        if max(mtimes, default=0) > limit:
+            redo = {i for i, m in enumerate(mtimes) if m > limit}
         for p in fresh:
             i = bisect.bisect_left(plist, p)
             if i < len(plist) and plist[i] == p:
                 redo.add(i)
         for i in sorted(redo):
-            stamp = fresh_stamp(plist[i])
-            if stamp is None:
-                return False
-            packed[i] = stamp
+            buf[24 * i:24 * i + 24] = fresh_stamp(plist[i])
+        packed, joined = bytes(buf), seen[3][4]
     else:
-        plist = sorted(paths)
+        plist = sorted(every if every is not None else paths.union(prior))
         if any("\0" in p for p in plist):
             return False
-        packed = []
-        for p in plist:
-            stamp = fresh_stamp(p)
-            if stamp is None:
-                return False
-            packed.append(stamp)
+        packed, joined = b"".join([fresh_stamp(p) for p in plist]), "\0".join(plist)
     path = record_path(root, argv, cwd)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
-        marshal.dump((VERSION, canonical(argv), cwd, count, "\0".join(plist), b"".join(packed), digest), f)
+        marshal.dump((VERSION, canonical(argv), cwd, count, joined, packed, digest), f)
     os.replace(tmp, path)
+    return True
+
+
+def _within(plist: list, items) -> bool:
+    """Whether every item is in the sorted list plist."""
+    import bisect
+    n = len(plist)
+    for p in items:
+        i = bisect.bisect_left(plist, p)
+        if i == n or plist[i] != p:
+            return False
     return True
 
 
@@ -257,42 +289,65 @@ def index_path(root: str, argv, cwd: str) -> str:
     return record_path(root, argv, cwd) + ".nodes"
 
 
-def _index_digest(f):
-    """The digest in an index file's header: the project it was written for."""
+def _index_head(f):
+    """An index file's header: (VERSION, the digest of the project it was written
+    for, the size of the body that follows), or None."""
     import marshal
     head = marshal.load(f)
-    return head[1] if isinstance(head, tuple) and len(head) == 2 and head[0] == VERSION else None
+    return head if isinstance(head, tuple) and len(head) == 3 and head[0] == VERSION else None
 
 
 def read_index(root: str, argv, cwd: str, digest):
-    """The index written for the project with this digest, or None."""
+    """The index written for the project with this digest, or None. Its "blob" (every
+    node pickled, megabytes at 10,000 nodes) is not read: `blob(start, end)` reads
+    the slices the few rebuilt nodes need from the open file."""
     import marshal
     try:
-        with open(index_path(root, argv, cwd), "rb") as f:
-            if digest is None or _index_digest(f) != digest:
-                return None
-            return marshal.load(f)
-    except Exception:  # missing, partial or from another version: no shortcut
+        f = open(index_path(root, argv, cwd), "rb")
+    except OSError:
         return None
+    try:
+        head = _index_head(f)
+        if digest is None or head is None or head[1] != digest:
+            f.close()
+            return None
+        body = marshal.loads(f.read(head[2]))  # one read: marshal.load(f) reads object by object
+        base = f.tell()
+    except Exception:  # partial or from another version: no shortcut
+        f.close()
+        return None
+
+    def blob(start: int, end: int) -> bytes:
+        f.seek(base + start)
+        return f.read(end - start)
+
+    body["blob"] = blob
+    body["close"] = f.close
+    return body
 
 
 def index_digest(root: str, argv, cwd: str):
     """The digest of the project the index on disk was written for (its header only)."""
     try:
         with open(index_path(root, argv, cwd), "rb") as f:
-            return _index_digest(f)
+            head = _index_head(f)
+            return head[1] if head is not None else None
     except Exception:
         return None
 
 
 def write_index(root: str, argv, cwd: str, digest, body: dict) -> None:
+    """body["blob"] (bytes) is written raw after the rest, for read_index to slice."""
     import marshal
     path = index_path(root, argv, cwd)
     tmp = f"{path}.{os.getpid()}.tmp"
+    rest = {k: v for k, v in body.items() if k != "blob"}
     try:
+        data = marshal.dumps(rest)
         with open(tmp, "wb") as f:
-            marshal.dump((VERSION, digest), f)
-            marshal.dump(body, f)
+            marshal.dump((VERSION, digest, len(data)), f)
+            f.write(data)
+            f.write(body.get("blob", b""))
         os.replace(tmp, path)
     except (OSError, ValueError):
         pass  # an optimisation: never a reason to fail

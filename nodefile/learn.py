@@ -109,7 +109,7 @@ fits. `script_of(recipe)` returns the current hash of its script (or None);
 
 Storage and cost: tables recipe_stats(node, recipe, data), location_stats(kind,
 location, data), family_stats(kind, target, data) - data is a JSON array of the
-dataclass's fields - learn_probes (every probe: build, node, recipe, ok, duration,
+record's fields - learn_probes (every probe: build, node, recipe, ok, duration,
 better) and learn_meta(k, v) (the build counter) are created on the first write
 (an older state store gets the new tables then). Nothing is read until the first
 choose/observe/stats call, which loads everything in four queries; observe
@@ -144,9 +144,11 @@ import json
 import marshal
 import math
 import sqlite3
-import statistics
-from dataclasses import dataclass, field, fields, replace
-from typing import Callable, Iterable, Protocol
+from .records import field, fields, record, replace
+
+TYPE_CHECKING = False  # typing costs 3 ms at start-up; annotations are strings anyway
+if TYPE_CHECKING:
+    from typing import Callable, Iterable
 
 from .model import TRANSFER_KINDS
 from .report.console import fmt_seconds as _seconds  # the one duration format
@@ -180,7 +182,10 @@ SURPRISE = 0.5  # a failure of a recipe whose long-run p was at least this is ne
 SHIFT_NOTE = math.log(1.25)  # a family shift at least this large is named in `explain`
 
 
-class RecipeLike(Protocol):
+class RecipeLike:
+    """What the learner reads of a recipe (model.Recipe; the tests' fakes). Only named
+    in annotations, which are never evaluated (no `typing` import on the start-up path:
+    Callable and Iterable below are strings too)."""
     name: str
     kind: str
     target: str
@@ -191,7 +196,7 @@ def _ewma(old: float, new: float, n: int) -> float:
     return old + max(ALPHA, 1.0 / n) * (new - old)
 
 
-@dataclass
+@record
 class Stats:
     """What is known of one recipe on one node (see the module docstring)."""
 
@@ -302,7 +307,7 @@ def _before_run(b_ok: float, b_fail: float, streak: int) -> tuple[float, float]:
     return b_ok / decay, max(0.0, b_fail - run) / decay
 
 
-@dataclass
+@record
 class Family:
     """What the siblings running one recipe share: recipes of one kind and one script,
     command template or store (`(kind, target)`) on different nodes.
@@ -380,7 +385,7 @@ def _cautious_median(xs: list) -> float:
     return a if abs(a) <= abs(b) else b
 
 
-@dataclass
+@record
 class Location:
     """Learned latency and throughput of one transfer location (the cache, a store)."""
 
@@ -414,7 +419,7 @@ class Location:
 _LOCATION_FIELDS = tuple(f.name for f in fields(Location))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Estimate:
     """One recipe's numbers as the choice saw them."""
 
@@ -437,7 +442,7 @@ class Estimate:
                 f"expected cost / p = {_seconds(self.index)}" + ("  [probe]" if self.probe else ""))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Choice:
     """The order to try a node's recipes in, with the estimates behind it."""
 
@@ -482,13 +487,13 @@ def chain_cost(estimates: Iterable[Estimate]) -> float:
     return total
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Probe:
     recipe: str
     rival_index: float
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _View:
     """A recipe on a node as its family sees it (None fields: no family to speak of)."""
 
@@ -499,7 +504,7 @@ class _View:
     cheap: bool = True  # may probe for the family: at most its median cost, or long unobserved
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _FamilySnap:
     members: int  # nodes with a level in the family (a success since their script last changed)
     median_d: float  # median of exp(off): a sibling's D at family level 0
@@ -514,6 +519,15 @@ CREATE TABLE IF NOT EXISTS learn_probes(build INTEGER, node TEXT, recipe TEXT, o
 CREATE TABLE IF NOT EXISTS learn_meta(k TEXT PRIMARY KEY, v INTEGER);
 """
 
+
+
+def _median_sorted(v, f=None) -> float:
+    """statistics.median of f(x) for x in the sorted list v (f increasing)."""
+    n = len(v)
+    mid = n // 2
+    if f is None:
+        return v[mid] if n % 2 else (v[mid - 1] + v[mid]) / 2
+    return f(v[mid]) if n % 2 else (f(v[mid - 1]) + f(v[mid])) / 2
 
 class Learner:
     """Recipe statistics on a SQLite connection; the choice of recipe order."""
@@ -768,11 +782,14 @@ class Learner:
             groups, offs = self._value_lists()
             groups = {k: v for k, v in groups.items() if v}
             offs = {k: v for k, v in offs.items() if v}
-            every = [d for ds in groups.values() for d in ds]
-            families = {k: _FamilySnap(len(v), statistics.median(math.exp(x) for x in v), statistics.median(v))
+            every = sorted(d for ds in groups.values() for d in ds) if len(groups) > 1 else \
+                next(iter(groups.values()), [])
+            # the lists are sorted (_value_lists): their medians without sorting again;
+            # exp is increasing, so the middle of the exp'ed list is exp of the middle
+            families = {k: _FamilySnap(len(v), _median_sorted(v, math.exp), _median_sorted(v))
                         for k, v in offs.items()}
-            self._aggregates = ({k: statistics.median(v) for k, v in groups.items()},
-                                statistics.median(every) if every else None, families)
+            self._aggregates = ({k: _median_sorted(v) for k, v in groups.items()},
+                                _median_sorted(every) if every else None, families)
         return self._aggregates
 
     def _value_lists(self) -> tuple[dict, dict]:
@@ -1029,7 +1046,7 @@ def _contribution(st: Stats | None):
 
 def _dump(obj, names: tuple[str, ...]) -> str:
     """The fields as a JSON array: compact and quick to load. New fields go at the end
-    of their dataclass, so that older rows still load (missing ones take defaults)."""
+    of their record class, so that older rows still load (missing ones take defaults)."""
     return json.dumps([getattr(obj, n) for n in names], separators=(",", ":"))
 
 

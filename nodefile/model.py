@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Any
+from .records import field, record
 
 FORMAT_VERSION = 1
 
@@ -12,7 +11,7 @@ TRANSFER_KINDS = ("fetch", "load")
 RECIPE_KINDS = RUN_KINDS + ("fetch",)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Entry:
     """One input or output entry: a name (or None) and the path(s) it stands for.
 
@@ -31,7 +30,7 @@ class Entry:
         return list(self.paths) if self.many or len(self.paths) != 1 else self.paths[0]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Recipe:
     kind: str  # python | r | shell | call | fetch
     target: str  # script path, shell command, "module:function", or store name
@@ -53,12 +52,12 @@ class Recipe:
                 "env": [list(p) for p in self.env]}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Node:
     name: str
     outputs: tuple[Entry, ...]
     inputs: tuple[Entry, ...]
-    params: tuple[tuple[str, Any], ...]
+    params: tuple[tuple[str, object], ...]  # TOML values
     recipes: tuple[Recipe, ...]
     cwd: str  # project-relative folder recipes run in ("" = project root)
     file: str  # declaring Nodefile (for messages)
@@ -87,7 +86,7 @@ class Node:
         return dict(self.params)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Store:
     name: str
     url: str
@@ -95,7 +94,7 @@ class Store:
     options: tuple = ()  # fsspec storage options, as (key, value) pairs
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Project:
     root: str  # absolute path of the project root
     file: str  # absolute path of the root Nodefile
@@ -138,7 +137,7 @@ class ReasonKind(enum.Enum):
     INPUT_MISSING = "input missing"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Reason:
     kind: ReasonKind
     subject: str = ""
@@ -160,7 +159,7 @@ def _short(v: str | None) -> str:
     return v[:12] if len(v) == 32 and all(c in "0123456789abcdef" for c in v) else v
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Verdict:
     node: str
     status: Status
@@ -186,7 +185,7 @@ class FailureClass(enum.Enum):
     RECIPE_ERROR = "recipe error"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class NodeResult:
     node: str
     outcome: Outcome
@@ -196,7 +195,7 @@ class NodeResult:
     log: str | None = None
 
 
-@dataclass
+@record
 class Summary:
     built: list = field(default_factory=list)
     up_to_date: list = field(default_factory=list)

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from .records import field, record
 
 from . import hashing, stale
 from .errors import LockError, UnknownTargetError
@@ -18,7 +18,7 @@ from .model import Project, Reason, ReasonKind, Recipe, Status, Verdict
 from .state import State
 
 
-@dataclass
+@record
 class Options:
     jobs: int | None = None
     keep_going: bool = False

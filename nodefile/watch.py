@@ -28,7 +28,7 @@ import re
 import signal
 import threading
 import time
-from dataclasses import dataclass, replace
+from .records import record, replace
 
 from .engine import Options, build, resolve_targets
 from .config.load import norm
@@ -352,7 +352,7 @@ def _inode(d: str):
 
 
 # -- the loop ------------------------------------------------------------------------------------
-@dataclass
+@record
 class Cycle:
     """What one cycle did, for the exit status: 0 built, 1 a recipe failed,
     2 the Nodefile or a target is invalid, 130 interrupted."""

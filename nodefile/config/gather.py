@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from ..records import field, record
 
 from ..errors import Problem
 from ..placeholders import toml_text
@@ -33,7 +33,7 @@ USE_KEYS = ("template", "nodefile", "with")
 TEMPLATE_KEYS = ("template", "nodes", "use")
 
 
-@dataclass
+@record
 class Decl:
     name: str  # full name: "clean", "ingest.clean", "xgb.train"
     spec: dict
@@ -48,7 +48,7 @@ class Decl:
     group: str | None = None  # set for [use] aliases
 
 
-@dataclass
+@record
 class Gathered:
     decls: list = field(default_factory=list)
     stores: dict = field(default_factory=dict)  # name -> (raw table, ctx, base folder)

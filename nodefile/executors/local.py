@@ -13,12 +13,12 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from ..records import record
 
 GRACE = 3.0
 
 
-@dataclass
+@record
 class Finished:
     handle: int
     exit_code: int | None  # None when it could not start

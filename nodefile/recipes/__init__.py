@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from ..records import record
 
 from .. import placeholders
 from ..config.load import placeholder_context, relative_to
@@ -17,7 +17,7 @@ from .rlang import r_named_list, r_string, r_value
 R_BOOTSTRAP = os.path.join(os.path.dirname(os.path.dirname(__file__)), "r", "run.R")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Spec:
     """A process to start for one attempt."""
 

@@ -1,0 +1,33 @@
+"""fastpath's pure helpers: which recorded stats differ, and membership in the sorted path list."""
+import random
+import struct
+
+from nodefile import fastpath
+
+
+def _packed(stats):
+    return b"".join(struct.pack("qqq", *s) for s in stats)
+
+
+def test_differing_finds_exactly_the_changed_entries():
+    rng = random.Random(7)
+    old = [(rng.randrange(1 << 40), rng.randrange(1000), i) for i in range(5000)]
+    new = list(old)
+    changed = sorted(rng.sample(range(5000), 13)) + [0, 4999]  # and the two ends
+    for i in changed:
+        new[i] = (new[i][0] + 1, new[i][1], new[i][2])
+    assert fastpath.differing(_packed(new), _packed(old), 100) == sorted(set(changed))
+
+
+def test_differing_stops_after_the_limit():
+    old = [(i, i, i) for i in range(1000)]
+    new = [(i + 1, i, i) for i in range(1000)]
+    assert len(fastpath.differing(_packed(new), _packed(old), 11)) == 11
+    assert fastpath.differing(_packed(old), _packed(old), 11) == []
+
+
+def test_within_checks_every_item_against_the_sorted_list():
+    plist = sorted(f"src/s{i}" for i in range(100))
+    assert fastpath._within(plist, {"src/s5", "src/s99"})
+    assert not fastpath._within(plist, {"src/s5", "src/s100"})
+    assert fastpath._within(plist, set())
