@@ -6,10 +6,15 @@ Imports are lazy so that `nodefile.job()` inside a recipe costs almost nothing.
 from __future__ import annotations
 
 from .errors import BuildError, ConfigError, NodefileError
-from .jobctx import job  # the module is named jobctx so that importing it never shadows this function
 
 __version__ = "0.1.0"
 __all__ = ["build", "status", "job", "load_project", "NodefileError", "BuildError", "ConfigError"]
+
+
+def job(*args, **kwargs):
+    """The job manifest of the running recipe (nodefile.jobctx.job)."""
+    from .jobctx import job as _job  # named jobctx so that importing it never shadows this function
+    return _job(*args, **kwargs)
 
 
 def load_project(path: str | None = None, params: dict | None = None):

@@ -137,6 +137,37 @@ def _fast_ok(argv) -> bool:
     return not any(a in _FAST_FLAGS_OFF or a.startswith(("-C", "-f", "--directory=", "--file=")) for a in argv)
 
 
+def _simple_build(argv):
+    """`build [-j N] [-k] [-q] [-v] [TARGET ...]` parsed without argparse (whose import,
+    with shutil and locale, and parser set-up cost ~8 ms per start): the arguments
+    argparse would give, or None for anything else (argparse then parses, and words
+    its errors)."""
+    if not argv or argv[0] != "build":
+        return None
+    import types
+    ns = types.SimpleNamespace(command="build", directory=None, file=None, targets=[], verbose=0, quiet=False,
+                               set=[], jobs=None, keep_going=False, dry_run=False, always_make=False, recipe=None,
+                               retries=0, executor="local", resources="", no_wait=False)
+    it = iter(argv[1:])
+    for a in it:
+        if a in ("-k", "--keep-going"):
+            ns.keep_going = True
+        elif a in ("-q", "--quiet"):
+            ns.quiet = True
+        elif a in ("-v", "--verbose", "-vv"):
+            ns.verbose += len(a) - 1 if a.startswith("-v") else 1
+        elif a in ("-j", "--jobs") or a.startswith(("-j", "--jobs=")):
+            value = next(it, None) if a in ("-j", "--jobs") else a[7:] if a.startswith("--jobs=") else a[2:]
+            if value is None or not value.isdigit():
+                return None
+            ns.jobs = int(value)
+        elif a.startswith("-") or a == "":
+            return None
+        else:
+            ns.targets.append(a)
+    return ns
+
+
 def parse_set(items) -> dict:
     from .config.load import tomllib
     from .errors import ConfigError
@@ -185,9 +216,11 @@ def main(argv: list[str] | None = None) -> int:
             if "-q" not in argv and "--quiet" not in argv:
                 sys.stdout.write(msg + "\n")
             return ExitCode.OK
-    only = argv[0] if argv and argv[0] in COMMANDS and argv[0] != "help" else None
-    parser = _parser(only)
-    args = parser.parse_args(argv)
+    args = _simple_build(argv)
+    if args is None:
+        only = argv[0] if argv and argv[0] in COMMANDS and argv[0] != "help" else None
+        parser = _parser(only)
+        args = parser.parse_args(argv)
     if _fast_ok(argv):
         args._argv = list(argv)
     if args.command in (None, "help"):

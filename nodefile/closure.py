@@ -14,7 +14,6 @@ state store, so a no-op build parses nothing.
 """
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -147,6 +146,7 @@ class Closure:
 
     def _python(self, full: str, text: str, cwd: str = "") -> list[str]:
         try:
+            import ast  # ~3 ms: only when a script is parsed (its deps are cached by hash)
             tree = ast.parse(text, filename=full)
         except (SyntaxError, ValueError):
             return []

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 from . import graph
 from .engine import Options, Session, build, resolve_targets, touch
-from .config import load_project
 from .errors import ConfigError, UnknownTargetError
+
+
+def load_project(*args, **kwargs):
+    from .config import load_project as load  # the Nodefile parser: not needed by a small rebuild
+    return load(*args, **kwargs)
 
 
 def _project(args, check_sources: bool = True):
@@ -169,6 +172,7 @@ def cmd_clean(args, rep) -> int:
         for p in project.nodes[n].output_paths:
             full = os.path.join(project.root, p.rstrip("/"))
             if os.path.isdir(full) and not os.path.islink(full):
+                import shutil
                 shutil.rmtree(full)
                 removed += 1
             elif os.path.lexists(full):
@@ -369,6 +373,7 @@ def cmd_gc(args, rep) -> int:
             for d in os.listdir(base):
                 if d not in {n.replace("/", "_") for n in project.nodes}:
                     freed += _du(os.path.join(base, d))
+                    import shutil
                     shutil.rmtree(os.path.join(base, d), ignore_errors=True)
     finally:
         session.close()
@@ -388,6 +393,7 @@ def _prune_logs(session, keep: int) -> int:
     freed = 0
     for d in builds[:-keep]:
         freed += _du(os.path.join(base, d))
+        import shutil
         shutil.rmtree(os.path.join(base, d), ignore_errors=True)
     return freed
 

@@ -8,7 +8,6 @@ verdict; run its recipes in order until one succeeds; record the result.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 
@@ -135,7 +134,7 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         os.chdir(project.root)  # recipes run here (posix_spawn cannot chdir); restored below
         lock.acquire(options.wait_for_lock, on_wait=reporter.info)
         build_id = session.state.start_build(names)
-        shutil.rmtree(os.path.join(session.dir, "tmp"), ignore_errors=True)  # partial fetches of a killed build
+        _remove_tree(os.path.join(session.dir, "tmp"))  # partial fetches of a killed build
         runner = Runner(session, options, reporter, build_id)
         prior_paths: list[str] = []
         if partial is not None:
@@ -351,6 +350,12 @@ class _Index:
 
     def close(self) -> None:
         self.ix["close"]()
+
+
+def _remove_tree(path: str) -> None:
+    if os.path.isdir(path):
+        import shutil
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _raise_interrupt(signum, frame):

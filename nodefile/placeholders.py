@@ -3,6 +3,7 @@ the same for outputs, {params.NAME}, {WILDCARD}, {node}; {{ and }} are literal b
 """
 from __future__ import annotations
 
+import posixpath
 import re
 import shlex
 
@@ -89,3 +90,22 @@ def expand_args(args, ctx: dict) -> list[str]:
         else:
             out.append(substitute(a, ctx))
     return out
+
+
+def relative_to(path: str, cwd: str) -> str:
+    """A project-relative path as seen from the recipe's working directory."""
+    if not cwd or posixpath.isabs(path):
+        return path
+    trail = "/" if path.endswith("/") else ""
+    return posixpath.relpath(path, cwd) + trail
+
+
+def placeholder_context(node) -> dict:
+    """What a node's placeholders stand for ({inputs}, {outputs.name}, {params.x}, ...)."""
+    return {
+        "inputs": [(e.name, [relative_to(p, node.cwd) for p in e.paths]) for e in node.inputs],
+        "outputs": [(e.name, [relative_to(p, node.cwd) for p in e.paths]) for e in node.outputs],
+        "params": node.params_dict,
+        "wildcards": dict(node.wildcards),
+        "node": node.name,
+    }

@@ -8,7 +8,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 import time
 from .records import field, record
 
@@ -236,10 +235,12 @@ def _move_aside(session: Session, node, where: str, stamp: str) -> None:
         dst = os.path.join(base, p.rstrip("/"))
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         if os.path.lexists(dst):
+            import shutil
             shutil.rmtree(dst) if os.path.isdir(dst) and not os.path.islink(dst) else os.remove(dst)
         try:
             os.replace(src, dst)
-        except OSError:
+        except OSError:  # another filesystem
+            import shutil
             shutil.move(src, dst)
     session.hasher.invalidate(node.output_paths)
 

@@ -22,9 +22,7 @@ import itertools
 import json
 import os
 import posixpath
-import shutil
 import time
-import uuid
 
 from .hashing import hash_file_content, tree_hash
 
@@ -200,6 +198,7 @@ def copy_file(src: str, dst: str) -> None:
             return
         except (OSError, AttributeError):  # not Linux, or not between these filesystems
             pass
+        import shutil
         shutil.copyfileobj(fs, fd, 1 << 20)  # from where the kernel copy stopped
 
 
@@ -290,6 +289,7 @@ class ArtifactStore:
         try:
             for path in declared:
                 o = entries[path]
+                import uuid
                 tmp = os.path.join(tmpdir, uuid.uuid4().hex)
                 if o.get("type") == "dir" and path.endswith("/"):
                     os.makedirs(tmp)
@@ -381,6 +381,7 @@ def _safe_rel(rel: str) -> bool:
 
 def _remove(path: str) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
+        import shutil
         shutil.rmtree(path, ignore_errors=True)
     else:
         try:

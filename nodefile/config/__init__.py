@@ -1,4 +1,13 @@
-"""Nodefile.toml -> Project: parse, validate (every error, with its location)."""
-from .load import find_nodefile, load_project
+"""Nodefile.toml -> Project: parse, validate (every error, with its location).
+
+The parser is imported on first use: `nodefile.config.cache` (the parsed-project
+cache) is needed by builds that never parse a Nodefile."""
 
 __all__ = ["find_nodefile", "load_project"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from . import load
+        return getattr(load, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

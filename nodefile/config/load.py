@@ -14,6 +14,7 @@ import re
 from ..errors import ConfigError, Problem
 from ..model import Entry, Node, Project, Recipe, RECIPE_KINDS, Store
 from .. import placeholders
+from ..placeholders import placeholder_context
 from .locate import Locator
 
 try:  # tomli's wheels are compiled (mypyc): 3x faster than the standard library's
@@ -768,21 +769,3 @@ def _producer_of(path: str, producers: dict, dirs) -> str | None:
         if p.startswith(d):
             return owner
     return None
-
-
-def relative_to(path: str, cwd: str) -> str:
-    """A project-relative path as seen from the recipe's working directory."""
-    if not cwd or os.path.isabs(path):
-        return path
-    trail = "/" if path.endswith("/") else ""
-    return posixpath.relpath(path, cwd) + trail
-
-
-def placeholder_context(node: Node) -> dict:
-    return {
-        "inputs": [(e.name, [relative_to(p, node.cwd) for p in e.paths]) for e in node.inputs],
-        "outputs": [(e.name, [relative_to(p, node.cwd) for p in e.paths]) for e in node.outputs],
-        "params": node.params_dict,
-        "wildcards": dict(node.wildcards),
-        "node": node.name,
-    }

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from ..records import record
 
 from .. import placeholders
-from ..config.load import placeholder_context, relative_to
+from ..placeholders import placeholder_context, relative_to
 from ..model import Node, Project, Recipe
 from .rlang import r_named_list, r_string, r_value
 
@@ -164,6 +163,7 @@ def python_path(project: Project, node: Node) -> list[str]:
 
 
 def rscript() -> str:
+    import shutil
     return shutil.which("Rscript") or "Rscript"
 
 

@@ -31,3 +31,16 @@ def test_within_checks_every_item_against_the_sorted_list():
     assert fastpath._within(plist, {"src/s5", "src/s99"})
     assert not fastpath._within(plist, {"src/s5", "src/s100"})
     assert fastpath._within(plist, set())
+
+
+def test_the_simple_build_parser_agrees_with_argparse():
+    from nodefile import cli
+    full = cli._parser()
+    for argv in (["build"], ["build", "-j", "2"], ["build", "-j2", "a", "b"], ["build", "--jobs=3", "-k", "-q"],
+                 ["build", "--jobs", "4", "t"], ["build", "-v", "-vv", "x"], ["build", "--keep-going", "--quiet"]):
+        simple = cli._simple_build(argv)
+        assert simple is not None, argv
+        assert vars(simple) == vars(full.parse_args(argv)), argv
+    for argv in (["build", "-n"], ["build", "-j"], ["build", "-j", "x"], ["build", "--set", "a=1"], ["status"],
+                 ["build", "-C", "d"], ["build", "--bogus"], [], ["build", "-jx"]):
+        assert cli._simple_build(argv) is None, argv
