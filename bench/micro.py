@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 
 from measure import RunFailed, changed, median, snapshot, timed
@@ -106,16 +105,16 @@ def hashing(nf_cmd: list, workdir: str, size: int, repeat: int, timeout: float, 
     return res
 
 
-def startup(nf_cmd: list, workdir: str, runs: int, timeout: float, log) -> dict:
+def startup(nf_cmd: list, python: str, workdir: str, runs: int, timeout: float, log) -> dict:
     """`nodefile build` no-op on a 10-node project, `nodefile --help`, and
-    `python -c pass` on the same interpreter (sys.executable), interleaved."""
+    `python -c pass` on the interpreter nodefile runs on, interleaved."""
     wf = make_workflow("indep", 10)
     base = os.path.join(workdir, "startup")
     d = generate(wf, base, ["nodefile"])["nodefile"]
     res = {"runs": runs, "noop10_s": [], "help_s": [], "python_pass_s": [], "error": None,
-           "python": sys.executable, "nodefile": " ".join(nf_cmd)}
+           "python": python, "nodefile": " ".join(nf_cmd)}
     cmds = {"noop10_s": nf_cmd + ["build"], "help_s": nf_cmd + ["--help"],
-            "python_pass_s": [sys.executable, "-c", "pass"]}
+            "python_pass_s": [python, "-c", "pass"]}
     try:
         log("== start-up")
         timed(nf_cmd + ["build", "-j", "2"], cwd=d, timeout=timeout)

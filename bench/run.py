@@ -45,7 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="indep shape only, no snakemake, 256 MiB hash file")
     p.add_argument("--smoke", action="store_true",
                    help="tiny and fast (< 60 s), no installs: 40 nodes (lattice 2 x 20), 1 round, 64 MiB hash file, no plot")
-    p.add_argument("--no-install", action="store_true", help="do not create or fill bench/.env")
+    p.add_argument("--no-install", action="store_true", help="do not create or fill bench/.env, and measure "
+                   "the nodefile of this interpreter instead of installing the checkout into bench/.nfenv")
     p.add_argument("--full-max", type=int, default=10000,
                    help="above this many nodes the full build runs once, as setup (default 10000)")
     p.add_argument("--touch-setup-above", type=int, default=20000,
@@ -124,6 +125,11 @@ def main(argv=None) -> int:
         except (subprocess.CalledProcessError, OSError) as e:
             log(f"warning: could not set up bench/.env ({e}); using the tools that are there")
     toolsmod.compile_bytecode()
+    if not a.no_install:
+        try:
+            toolsmod.install_nodefile(log)
+        except (subprocess.CalledProcessError, OSError) as e:
+            log(f"warning: could not install nodefile into bench/.nfenv ({e}); measuring the editable install")
     found, missing = toolsmod.find_tools(a.snakemake_max, a.doit_max)
     if a.quick:
         found.pop("snakemake", None)
@@ -149,7 +155,7 @@ def main(argv=None) -> int:
     out = a.out or os.path.join(RESULTS, "smoke.json" if a.smoke else f"{mode}-{stamp}.json")
     meta = {"started_utc": stamp, "mode": mode, "argv": sys.argv[1:], "host": platform.node(),
             "machine": platform.machine(), "cpus": os.cpu_count(), "kernel": platform.release(),
-            "python": sys.executable, "python_version": platform.python_version(),
+            "python": sys.executable, "nodefile_python": toolsmod.nodefile_python(), "python_version": platform.python_version(),
             "tools": {t.name: {"version": t.version, "command": t.argv, "source": t.source} for t in found.values()},
             "not_measured": missing, "sizes": a.sizes, "shapes": a.shapes, "repeat": a.repeat,
             "phases": a.phases, "loadavg_start": load0, "nodefile_source": toolsmod.source_state()}
@@ -176,7 +182,7 @@ def main(argv=None) -> int:
                 results["cases"] += rows
                 save()
     if not a.skip_startup:
-        results["startup"] = micro.startup(nf_cmd, WORK, 3 if a.smoke else max(10, 4 * a.repeat), a.timeout, log)
+        results["startup"] = micro.startup(nf_cmd, toolsmod.nodefile_python(), WORK, 3 if a.smoke else max(10, 4 * a.repeat), a.timeout, log)
         save()
     if not a.skip_hash:
         results["hashing"] = micro.hashing(nf_cmd, WORK, a.hash_mib << 20, a.repeat, a.timeout, log)

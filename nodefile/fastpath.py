@@ -244,14 +244,11 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
             seen = None
     if seen is not None:
         # the same paths as the record try_noop checked (sorted, checked): keep its
-        # stats but for what the build read or wrote, and any within the racy window then
-        import array
+        # stats but for what the build read or wrote, and those that differed from the
+        # record (their new stat may be within the racy window of try_noop's). A stat
+        # equal to the record's is as trustworthy as when the record was written.
         buf = bytearray(seen[7])
-        limit = seen[6] - 2_000_000_000  # surely outside any filesystem's racy window
-        mtimes = array.array("q", seen[7])[0::3]
-        redo = set()
-        if max(mtimes, default=0) > limit:
-            redo = {i for i, m in enumerate(mtimes) if m > limit}
+        redo = set(differing(seen[7], seen[3][5], len(plist)))
         for p in fresh:
             i = bisect.bisect_left(plist, p)
             if i < len(plist) and plist[i] == p:
