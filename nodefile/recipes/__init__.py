@@ -143,12 +143,17 @@ def simple_words(line: str) -> list[str] | None:
     """The argv of a shell command line that is plain words (single quotes allowed),
     to exec without a shell as make does; None when the shell is needed (any
     expansion, redirection, operator, assignment, builtin or keyword)."""
-    import re
-    import shlex
-    unquoted = re.sub(r"'[^']*'", "", line)  # an unclosed quote leaves its ' here
-    if "'" in unquoted or not _SHELL_CHARS.isdisjoint(unquoted):
-        return None
-    words = shlex.split(line)  # what sh makes of plain words and single quotes
+    if "'" not in line and line.isascii() and line.isprintable():
+        if not _SHELL_CHARS.isdisjoint(line):  # printable ASCII without quotes: words split at spaces
+            return None
+        words = line.split()
+    else:
+        import re
+        import shlex
+        unquoted = re.sub(r"'[^']*'", "", line)  # an unclosed quote leaves its ' here
+        if "'" in unquoted or not _SHELL_CHARS.isdisjoint(unquoted):
+            return None
+        words = shlex.split(line)  # what sh makes of plain words and single quotes
     # a path as the command may be a script without #! line, which only sh runs
     if not words or words[0] in _SHELL_WORDS or "=" in words[0] or "/" in words[0]:
         return None

@@ -41,3 +41,26 @@ def test_plain_words_become_the_argv(line, argv):
 ])
 def test_anything_the_shell_interprets_keeps_the_shell(line):
     assert simple_words(line) is None
+
+
+def _reference(line):
+    """The general rule (shlex after the quote-aware check), for comparison."""
+    import re
+    import shlex
+    from nodefile.recipes import _SHELL_CHARS, _SHELL_WORDS
+    unquoted = re.sub(r"'[^']*'", "", line)
+    if "'" in unquoted or not _SHELL_CHARS.isdisjoint(unquoted):
+        return None
+    words = shlex.split(line)
+    if not words or words[0] in _SHELL_WORDS or "=" in words[0] or "/" in words[0]:
+        return None
+    return words
+
+
+def test_the_quick_split_agrees_with_shlex_on_random_lines():
+    import random
+    rng = random.Random(3)
+    alphabet = "ab/.-_=  \t" + "x" * 5 + "'$;#*"
+    for _ in range(3000):
+        line = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 14)))
+        assert simple_words(line) == _reference(line), repr(line)
