@@ -94,8 +94,8 @@ def tables(merged: dict) -> str:
         notes.append("¹ one full build only (the case is above --full-max).")
     first = [r for r in rows if r.get("noop_first_s") is not None and r["tool"] == "nodefile"]
     if first:
-        notes.append("nodefile's first no-op after a full build (it re-hashes outputs written within its 2 s "
-                     "racy window): " + ", ".join(f"{r['case']} {r['noop_first_s'] * 1000:.0f} ms"
+        notes.append("nodefile's first no-op after a full build (it checks the files written within its "
+                     "filesystem's racy window of the record, 20 ms here, 2 s on coarse filesystems): " + ", ".join(f"{r['case']} {r['noop_first_s'] * 1000:.0f} ms"
                                                   for r in sorted(first, key=lambda r: case_key(r["case"]))))
     errors = [r for r in rows if r.get("error")]
     for r in errors:

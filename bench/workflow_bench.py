@@ -22,8 +22,10 @@ from measure import RunFailed, changed, describe_set, median, snapshot, timed
 from tools import clean
 from workflows import make_workflow, generate
 
-# nodefile re-hashes a file whose mtime is within 2 s of when its hash was recorded
-# (racy-clean rule), so a no-op right after a build is not a steady-state no-op.
+# nodefile re-checks a file whose mtime is within its filesystem's racy window (20 ms on
+# ext4, 2 s on coarse filesystems) of when its hash or stat was recorded (racy-clean
+# rule), so a no-op right after a build is not a steady-state no-op; waiting 2.2 s
+# covers every filesystem.
 RACY_WAIT = 2.2
 PHASES = ("full", "noop", "rebuild")
 
