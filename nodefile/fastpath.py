@@ -8,11 +8,11 @@ again in the same folder only re-stats that list; when every stat matches it
 says "nothing to do" without loading the project, the state store or any
 module beyond the standard library's os and marshal.
 
-Safety: any write to node records deletes every such record (state.py), a
-record is never written while a listed file's mtime is within its filesystem's
-racy window (fsclock.py) of the moment of writing (a same-tick edit could hide): it is recorded as
-"racy", which matches no stat, so the next run checks it. Any difference, a missing file or an
-unreadable record falls back to the build (of the nodes owning what differs).
+Safety: any write to node records deletes every such record (state.py); a listed
+file whose mtime is within its filesystem's racy window (fsclock.py) of the moment
+of writing (a same-tick edit could hide) is recorded as "racy", which matches no
+stat, so the next run checks it. Any difference, a missing file or an unreadable
+record falls back to the build (of the nodes owning what differs).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import os
 VERSION = 6  # bump with the key format (model.FORMAT_VERSION) or the record layout
 
 # What try_noop saw when the record did not match: (root, canonical argv, cwd, record,
-# paths, current packed stats, time of the stats, the stats joined). The build that follows uses it
+# paths, the current stats packed and joined). The build that follows uses it
 # instead of statting everything again (changed_since_record, write_record).
 PENDING = None
 
@@ -137,12 +137,11 @@ def try_noop(argv: list[str]) -> str | None:
     _, _, _, count, joined, packed, _ = rec
     # one \0-joined string and one packed byte string: they load at memcpy speed,
     # where 20,000 path strings and stat tuples cost as much as the stats themselves
-    t_stat = time.time_ns()
     paths = joined.split("\0")
     current = _stamps(root, paths)
     joined_now = b"".join(current)
     if joined_now != packed:
-        PENDING = (root, canonical(argv), cwd, rec, paths, current, t_stat, joined_now)
+        PENDING = (root, canonical(argv), cwd, rec, paths, joined_now)
         return None
     ms = (time.perf_counter() - t0) * 1000
     return f"nothing to do: {count} node(s) up to date ({ms:.0f}ms)"
@@ -161,7 +160,7 @@ def changed_since_record(root: str, argv, cwd: str, limit: int = 1000) -> set[st
     this command line, or None when there is no usable record (or too much changed)."""
     seen = pending(root, argv, cwd)
     if seen is not None:
-        rec, paths, joined = seen[3], seen[4], seen[7]
+        rec, paths, joined = seen[3], seen[4], seen[5]
     else:
         rec = _read(root, argv, cwd)
         if rec is None:
@@ -204,13 +203,12 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
     """Record the stats of `paths` and `prior` (project-relative or absolute) for try_noop.
 
     fresh: when given, only these paths (what the build read or wrote) are statted
-    again; the others keep the stats try_noop took before the build, unless those
-    were within the racy window then. A file that changed during the build after
+    again, with those that differed from the record; the others keep the stats
+    try_noop took before the build (equal to the record's, so as trustworthy). A file that changed during the build after
     being statted keeps its old stat here: the next run sees a difference and checks
     it, so reuse can cost a check but never hides a change. digest: the parsed
     project the record is for (the node index, write_index). prior: paths recorded
     before (the record try_noop checked: then only `paths` is looked up in it)."""
-    import bisect
     import marshal
     import struct
     import time
@@ -247,12 +245,9 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
         # stats but for what the build read or wrote, and those that differed from the
         # record (their new stat may be within the racy window of try_noop's). A stat
         # equal to the record's is as trustworthy as when the record was written.
-        buf = bytearray(seen[7])
-        redo = set(differing(seen[7], seen[3][5], len(plist)))
-        for p in fresh:
-            i = bisect.bisect_left(plist, p)
-            if i < len(plist) and plist[i] == p:
-                redo.add(i)
+        buf = bytearray(seen[5])
+        redo = set(differing(seen[5], seen[3][5], len(plist)))
+        redo.update(i for i in (_position(plist, p) for p in fresh) if i >= 0)
         for i in sorted(redo):
             buf[24 * i:24 * i + 24] = fresh_stamp(plist[i])
         packed, joined = bytes(buf), seen[3][4]
@@ -270,15 +265,16 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
     return True
 
 
+def _position(plist: list, p: str) -> int:
+    """The index of p in the sorted list plist, or -1."""
+    import bisect
+    i = bisect.bisect_left(plist, p)
+    return i if i < len(plist) and plist[i] == p else -1
+
+
 def _within(plist: list, items) -> bool:
     """Whether every item is in the sorted list plist."""
-    import bisect
-    n = len(plist)
-    for p in items:
-        i = bisect.bisect_left(plist, p)
-        if i == n or plist[i] != p:
-            return False
-    return True
+    return all(_position(plist, p) >= 0 for p in items)
 
 
 # -- the node index: rebuild a few nodes without loading the whole project ---------------
