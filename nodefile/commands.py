@@ -209,6 +209,8 @@ def cmd_log(args, rep) -> int:
                 rep.print(text.rstrip("\n")) if text else rep.print("   (empty)")
             except OSError:
                 rep.print("   (log file is gone)")
+        elif a["recipe"] and a["kind"] not in ("load", "fetch"):
+            rep.print("   (no output)")  # a quiet attempt that succeeded leaves no log file
     return 0
 
 

@@ -361,10 +361,14 @@ class Runner:
             outputs = {p: self.s.hasher.hash(p) for p in node.output_paths}
             size = sum(_size(os.path.join(self.s.project.root, p)) for p in node.output_paths)
         script_hash = parts.get(f"script:{spec.recipe.script}") if spec.recipe.script else None
+        # an attempt that printed nothing and succeeded has no log file
+        log = os.path.relpath(spec.log, self.s.project.root) if problem or fin.output_bytes else None
+        if problem and not fin.output_bytes and fin.exit_code == 0:
+            _touch(spec.log)  # the log of a failed attempt always exists (a quiet one: empty)
         self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name, kind=spec.recipe.kind,
                                  attempt=spec.attempt, start_ns=time.time_ns() - int(fin.duration * 1e9),
                                  duration=fin.duration, outcome=outcome, failure=failure, bytes=size,
-                                 log=os.path.relpath(spec.log, self.s.project.root), exit_code=fin.exit_code,
+                                 log=log, exit_code=fin.exit_code,
                                  message=problem or None, script_hash=script_hash)
         self.observe(name, spec, not problem, fin.duration, size or None, script_hash)
         if not problem:
@@ -424,6 +428,14 @@ class Runner:
     def tick(self, running, done, total) -> None:
         self.flush()
         self.rep.tick(running, done, total)
+
+
+def _touch(path: str) -> None:
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "ab").close()
+    except OSError:
+        pass
 
 
 def _size(path: str) -> int:

@@ -1,19 +1,23 @@
-"""Local subprocesses, each in its own process group (session), so that a
-cancel or Ctrl-C ends a recipe and everything it started.
+"""Local recipes: processes, each in its own process group (session), so that a
+cancel or Ctrl-C ends a recipe and everything it started; and transfers, in
+threads.
 
 Waiting uses pidfds (Linux >= 5.3) in select(), so a build wakes exactly when
-a recipe ends; elsewhere it falls back to polling.
+a recipe ends; elsewhere it falls back to polling. How processes are started,
+and the spawn helper of big builds, are in spawner.py.
 """
 from __future__ import annotations
 
 import os
 import select
 import signal
+import sys
 import threading
 import time
 from ..records import record
+from .spawner import CHUNK, GRACE, Procs, _signal_group, frame, unframe
 
-GRACE = 3.0
+HELPER_AFTER = 8  # the n-th process of a build starts the spawn helper (a small build never needs it)
 
 
 @record
@@ -26,29 +30,20 @@ class Finished:
     error: str = ""  # why it could not start, or why a transfer failed
     failure: str | None = None  # for transfers: unavailable | transient | recipe error
     payload: object = None  # for transfers: what the callable returned
-
-
-class _Spawned:
-    """A process started with posix_spawn: the little of Popen's interface we use."""
-    __slots__ = ("pid", "returncode")
-
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.returncode = None
+    output_bytes: int = 0  # what a process wrote to its log (0: no log file unless it failed)
 
 
 class _Proc:
-    __slots__ = ("popen", "pidfd", "start", "deadline", "timed_out", "cancelled", "kill_at", "logf")
+    """A running process as the build sees it (the helper or Procs holds the pid)."""
+    __slots__ = ("start", "deadline", "inline", "timed_out", "cancelled", "kill_at")
 
-    def __init__(self, popen, pidfd, start, deadline, logf):
-        self.popen = popen
-        self.pidfd = pidfd
+    def __init__(self, start, deadline, inline):
         self.start = start
         self.deadline = deadline
+        self.inline = inline
         self.timed_out = False
         self.cancelled = False
         self.kill_at = None
-        self.logf = logf
 
 
 def end_orphans(run_log: str) -> int:
@@ -113,28 +108,41 @@ def which(name: str, path: str) -> str | None:
 
 
 class LocalExecutor:
+    """Runs a build's recipes: processes (see spawner.py) and transfers (threads).
+
+    The first HELPER_AFTER processes of a build are started here; from then on a
+    helper process (spawner.serve) starts them, so that this thread does not wait
+    while each child execs. Deadlines and cancels stay here: the helper only
+    starts, signals and reaps."""
     name = "local"
 
-    def __init__(self, run_log: str | None = None):
+    def __init__(self, run_log: str | None = None, helper_after: int | None = None):
         self.run_log = run_log  # where running recipes are recorded (end_orphans)
         self._run_fd: int | None = None
-        self._made_dirs: set[str] = set()
         self._found: dict = {}
-        self._cwd_cache: str | None = None
         if run_log:
             os.makedirs(os.path.dirname(run_log), exist_ok=True)
             self._run_fd = os.open(run_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         self.token = f"{os.getpid()}.{time.time_ns()}"  # marks this build's recipes (NODEFILE_RUN)
-        self._record(f"run {self.token}\n")
-        self.procs: dict[int, _Proc] = {}
+        if self._run_fd is not None:
+            os.write(self._run_fd, f"run {self.token}\n".encode())
+        self.inline = Procs(self._run_fd)
+        self.procs: dict[int, _Proc] = {}  # every running process, by handle
         self._early: list[Finished] = []
-        self._pidfd = hasattr(os, "pidfd_open")
         self.threads: dict[int, float] = {}
         self._thread_done: list[Finished] = []
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
-        self._next_handle = -1
+        self._next_handle = -1  # transfers count down, processes up
+        self._next_proc = 1
+        if helper_after is None:
+            helper_after = int(os.environ.get("NODEFILE_SPAWN_HELPER_AFTER", HELPER_AFTER))
+        self.helper_after = helper_after  # < 0: never; 0: every process, from the first (tests)
+        self.helper: _Helper | None = None
+        if helper_after == 0:
+            self.helper = _Helper(run_log)
+            self.helper.up(wait=10.0)
 
     def _run_thread(self, handle: int, spec, start: float) -> None:
         try:
@@ -147,22 +155,6 @@ class LocalExecutor:
             self._thread_done.append(fin)
         os.write(self._wake_w, b"x")
 
-    def _spawn(self, spec, logf):
-        """posix_spawn (vfork-fast) in a new session when the recipe runs in our
-        own working folder; otherwise subprocess (which can chdir)."""
-        if hasattr(os, "posix_spawn") and spec.cwd == self._cwd():
-            actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                       (os.POSIX_SPAWN_DUP2, logf.fileno(), 1),
-                       (os.POSIX_SPAWN_DUP2, logf.fileno(), 2)]
-            exe = spec.argv[0]
-            if os.sep not in exe:
-                exe = self._which(exe, spec.env.get("PATH"))
-            pid = os.posix_spawn(exe, list(spec.argv), spec.env, file_actions=actions, setsid=True)
-            return _Spawned(pid)
-        import subprocess
-        return subprocess.Popen(list(spec.argv), cwd=spec.cwd, env=spec.env, stdin=subprocess.DEVNULL,
-                                stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-
     def _which(self, name: str, path: str | None) -> str:
         """The program a bare command name runs, searched in the recipe's PATH once
         per build (posix_spawnp would retry execve down PATH for every recipe)."""
@@ -174,11 +166,6 @@ class LocalExecutor:
             self._found[(name, path)] = found
         return found
 
-    def _cwd(self) -> str:
-        if self._cwd_cache is None:
-            self._cwd_cache = os.getcwd()
-        return self._cwd_cache
-
     def submit(self, spec) -> int:
         if spec.func is not None:
             handle = self._next_handle
@@ -187,42 +174,35 @@ class LocalExecutor:
             self.threads[handle] = start
             threading.Thread(target=self._run_thread, args=(handle, spec, start), daemon=True).start()
             return handle
-        d = os.path.dirname(spec.log)
-        if d not in self._made_dirs:
-            os.makedirs(d, exist_ok=True)
-            self._made_dirs.add(d)
-        logf = open(spec.log, "ab", buffering=0)
+        handle = self._next_proc
+        self._next_proc += 1
         spec.env["NODEFILE_RUN"] = self.token
-        start = time.monotonic()
+        argv = list(spec.argv)
         try:
-            popen = self._spawn(spec, logf)
+            exe = argv[0] if os.sep in argv[0] else self._which(argv[0], spec.env.get("PATH"))
+            if handle == self.helper_after and self.helper_after >= 0:
+                self.helper = _Helper(self.run_log)
+            if self.helper is not None and self.helper.up():
+                self.helper.send(("run", handle, exe, argv, spec.env, spec.cwd, spec.log))
+                start = time.monotonic()
+            else:
+                start = self.inline.start(handle, exe, argv, spec.env, spec.cwd, spec.log)
         except OSError as e:
-            msg = f"cannot start {spec.argv[0]}: {e.strerror or e}"
-            logf.write((msg + "\n").encode())
-            logf.close()
-            handle = -(len(self._early) + 1) - int(start * 1000)
+            msg = f"cannot start {argv[0]}: {e.strerror or e}"
+            _write_log(spec.log, msg)
             self._early.append(Finished(handle, None, 0.0, error=msg))
             return handle
-        pidfd = None
-        if self._pidfd:
-            try:
-                pidfd = os.pidfd_open(popen.pid)
-            except OSError:
-                self._pidfd = False
         deadline = start + spec.timeout if spec.timeout else None
-        self.procs[popen.pid] = _Proc(popen, pidfd, start, deadline, logf)
-        self._record(f"+ {popen.pid}\n")
-        return popen.pid
-
-    def _record(self, line: str) -> None:
-        if self._run_fd is not None:
-            try:
-                os.write(self._run_fd, line.encode())
-            except OSError:
-                pass
+        self.procs[handle] = _Proc(start, deadline, handle in self.inline.procs)
+        return handle
 
     def close(self) -> None:
         """After the build: no recipe runs any more, the record is not needed."""
+        if self.helper is not None and not self.procs:
+            self.helper.close()
+            self.helper = None
+        if not self.procs:
+            self.inline.close()
         if self._run_fd is not None and not self.procs:
             os.close(self._run_fd)
             self._run_fd = None
@@ -257,10 +237,7 @@ class LocalExecutor:
             return done
         if self._thread_done:
             return self._collect_threads()
-        if not self.procs:
-            if self.threads:
-                select.select([self._wake_r], [], [], timeout)
-                return self._collect_threads()
+        if not self.procs and not self.threads:
             return []
         now = time.monotonic()
         limit = timeout
@@ -268,61 +245,59 @@ class LocalExecutor:
             for t in (p.deadline, p.kill_at):
                 if t is not None:
                     limit = max(0.0, t - now) if limit is None else min(limit, max(0.0, t - now))
-        if self._pidfd and all(p.pidfd is not None for p in self.procs.values()):
-            fds = {p.pidfd: pid for pid, p in self.procs.items()}
-            try:
-                ready, _, _ = select.select(list(fds) + [self._wake_r], [], [], limit)
-            except InterruptedError:
-                ready = []
-            done = [self._reap(fds[fd]) for fd in ready if fd != self._wake_r]
-            if self._wake_r in ready:
-                done += self._collect_threads()
-        else:
-            done = self._poll(limit if not self.threads else min(limit or 0.05, 0.05))
+        polling = self.inline.procs and not self.inline.pidfd
+        if polling:
+            limit = 0.005 if limit is None else min(limit, 0.005)
+        watched = self.inline.watched()
+        if self.helper is not None:
+            watched.append(self.helper.rep)
+        watched.append(self._wake_r)
+        try:
+            ready, _, _ = select.select(watched, [], [], limit)
+        except InterruptedError:
+            ready = []
+        ended = []
+        for fd in ready:
+            if fd in self.inline.fds:
+                ended += self.inline.ready(fd)
+            elif self.helper is not None and fd == self.helper.rep:
+                ended += self.helper.receive()
+                if self.helper.dead:
+                    self.helper.close()
+                    self.helper = None
+        if polling:
+            ended += self.inline.poll()
+        done = [self._finish(*e) for e in ended]
+        if self._wake_r in ready or self._thread_done:
             done += self._collect_threads()
         self._enforce_deadlines()
-        return [d for d in done if d is not None]
+        return done
 
-    def _poll(self, limit):
-        end = time.monotonic() + (limit if limit is not None else 3600)
-        while True:
-            done = []
-            for pid in list(self.procs):
-                r = os.waitpid(pid, os.WNOHANG)
-                if r[0]:
-                    done.append(self._finish(pid, r[1]))
-            if done or time.monotonic() >= end:
-                return done
-            time.sleep(0.005)
+    def _finish(self, handle, code, duration, nbytes, error="") -> Finished:
+        p = self.procs.pop(handle)
+        return Finished(handle, code, duration, p.timed_out, p.cancelled, error=error, output_bytes=nbytes)
 
-    def _reap(self, pid: int):
-        _, status = os.waitpid(pid, 0)
-        return self._finish(pid, status)
-
-    def _finish(self, pid: int, status: int) -> Finished:
-        p = self.procs.pop(pid)
-        code = os.waitstatus_to_exitcode(status)
-        p.popen.returncode = code
-        if p.pidfd is not None:
-            os.close(p.pidfd)
-        p.logf.close()
-        # the recipe's children may outlive it: end the whole group
-        _signal_group(pid, signal.SIGKILL)
-        self._record(f"- {pid}\n")
-        return Finished(pid, code, time.monotonic() - p.start, p.timed_out, p.cancelled)
+    def _signal(self, handle: int, sig: int) -> None:
+        p = self.procs.get(handle)
+        if p is None:
+            return
+        if p.inline:
+            self.inline.signal(handle, sig)
+        elif self.helper is not None:
+            self.helper.send(("sig", handle, int(sig)))
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
-        for pid, p in self.procs.items():
+        for handle, p in self.procs.items():
             if p.deadline is not None and now >= p.deadline and not p.timed_out:
                 p.timed_out = True
-                self._term(pid, p)
+                self._term(handle, p)
             elif p.kill_at is not None and now >= p.kill_at:
-                _signal_group(pid, signal.SIGKILL)
+                self._signal(handle, signal.SIGKILL)
                 p.kill_at = None
 
-    def _term(self, pid: int, p: _Proc) -> None:
-        _signal_group(pid, signal.SIGTERM)
+    def _term(self, handle: int, p: _Proc) -> None:
+        self._signal(handle, signal.SIGTERM)
         p.kill_at = time.monotonic() + GRACE
 
     def cancel(self, handle: int) -> None:
@@ -333,22 +308,85 @@ class LocalExecutor:
 
     def cancel_all(self, grace: float = GRACE) -> list[Finished]:
         """Terminate every running recipe's process group; wait for them."""
-        for pid, p in list(self.procs.items()):
+        for handle, p in list(self.procs.items()):
             p.cancelled = True
-            _signal_group(pid, signal.SIGTERM)
+            self._signal(handle, signal.SIGTERM)
         done: list[Finished] = []
         end = time.monotonic() + grace
         while self.procs and time.monotonic() < end:
             done += self.wait(0.05)
-        for pid in list(self.procs):
-            _signal_group(pid, signal.SIGKILL)
+        for handle in list(self.procs):
+            self._signal(handle, signal.SIGKILL)
         while self.procs:
             done += self.wait(0.5)
         return done
 
 
-def _signal_group(pid: int, sig: int) -> None:
+class _Helper:
+    """The spawn helper process and the two pipes to it."""
+
+    def __init__(self, run_log: str | None):
+        req_r, self.req = os.pipe()
+        self.rep, rep_w = os.pipe()
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spawner.py")
+        argv = [sys.executable, "-I", "-S", script, "3", "4"] + ([run_log] if run_log else [])
+        try:
+            self.pid = os.posix_spawn(sys.executable, argv, os.environ,
+                                      file_actions=[(os.POSIX_SPAWN_DUP2, req_r, 3),
+                                                    (os.POSIX_SPAWN_DUP2, rep_w, 4)])
+        finally:
+            os.close(req_r)
+            os.close(rep_w)
+        self.buf = b""
+        self.ready = False
+        self.dead = False
+        self.sent: set[int] = set()  # the handles of the processes it runs
+
+    def up(self, wait: float = 0.0) -> bool:
+        """Has it said it is ready? (Until then recipes start in the build.)"""
+        if not self.ready and not self.dead and select.select([self.rep], [], [], wait)[0]:
+            self.receive()
+        return self.ready
+
+    def send(self, msg) -> None:
+        if msg[0] == "run":
+            self.sent.add(msg[1])
+        try:
+            os.write(self.req, frame(msg))
+        except BrokenPipeError:
+            pass  # it died: receive() reports what it ran
+
+    def receive(self) -> list:
+        """The recipes it reports ended, as (handle, code, duration, nbytes, error)."""
+        data = os.read(self.rep, CHUNK)
+        if not data:  # it died (it never should): what it ran is lost, the build goes on without it
+            self.dead, self.ready = True, False
+            lost = [(h, None, 0.0, 0, "the spawn helper process died") for h in sorted(self.sent)]
+            self.sent.clear()
+            return lost
+        msgs, self.buf = unframe(self.buf + data)
+        ended = []
+        for m in msgs:
+            if m[0] == "ready":
+                self.ready = True
+            elif m[0] == "done":
+                self.sent.discard(m[1])
+                ended.append(m[1:])
+        return ended
+
+    def close(self) -> None:
+        os.close(self.req)
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+        os.close(self.rep)
+
+
+def _write_log(path: str, line: str) -> None:
     try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    except OSError:
         pass

@@ -142,7 +142,8 @@ def test_kill_9_loses_at_most_the_running_nodes(tmp_path):
 def test_the_next_build_ends_recipes_a_killed_build_left_running(tmp_path):
     """After kill -9 of the tool its recipe runs on as an orphan; the next build (of
     anything) ends it before starting, so it can never write into a node that is
-    being rebuilt."""
+    being rebuilt. (The recipe is started by the build itself, as in any small
+    build: a spawn helper would end it when the build dies, test_spawn_helper.py.)"""
     write(tmp_path, {
         "Nodefile.toml": """
             [nodes.quick]
@@ -157,7 +158,8 @@ def test_the_next_build_ends_recipes_a_killed_build_left_running(tmp_path):
     })
     pidfile = tmp_path / "pids/slow1.pid"
     proc = subprocess.Popen([sys.executable, "-m", "nodefile", "build", "-j", "2", "slow1"], cwd=tmp_path,
-                            env=base_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=base_env(NODEFILE_SPAWN_HELPER_AFTER=-1), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
                             start_new_session=True)
     recipe = None
     try:
