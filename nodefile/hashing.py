@@ -84,6 +84,15 @@ def _hash_pipelined(f) -> str:
 
 
 def hash_file_content(path: str, size: int | None = None) -> str:
+    if size is not None and size < CHUNK:  # a small file: one read on a bare fd (no io object)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, size + 1)
+            if len(data) <= size:
+                return xxhash.xxh3_128_hexdigest(data)
+        finally:
+            os.close(fd)
+        # it grew since its stat: hash what is there now
     with open(path, "rb", buffering=0) as f:
         if size is not None and size <= CHUNK:
             return xxhash.xxh3_128_hexdigest(f.read())
@@ -107,15 +116,18 @@ class Hasher:
         self.root = root
         self.state = state
         self.memo: dict[str, str | None] = {}
+        self.sizes: dict[str, int] = {}  # file -> size at its hashing (what hash() stat-ed)
         self.bytes_read = 0
         self.seen: set[str] = set()  # every path consulted (for the no-op fast path)
 
     def invalidate(self, paths=None) -> None:
         if paths is None:
             self.memo.clear()
+            self.sizes.clear()
         else:
             for p in paths:
                 self.memo.pop(p.rstrip("/"), None)
+                self.sizes.pop(p.rstrip("/"), None)
 
     def abspath(self, rel: str) -> str:
         return rel if os.path.isabs(rel) else os.path.join(self.root, rel)
@@ -135,12 +147,26 @@ class Hasher:
             h = self._tree(key)
         else:
             h = self._file(key, st)
+            self.sizes[key] = st.st_size
         self.memo[key] = h
         return h
 
-    def kind(self, rel: str) -> str | None:
+    def size(self, rel: str) -> int:
+        """The size of a file as hash() saw it (stat-ed again when hash() was not asked)."""
+        key = rel.rstrip("/")
+        if key in self.sizes:
+            return self.sizes[key]
         try:
-            st = os.stat(self.abspath(rel.rstrip("/")))
+            return os.path.getsize(self.abspath(key))
+        except OSError:
+            return 0
+
+    def kind(self, rel: str) -> str | None:
+        key = rel.rstrip("/")
+        if key in self.memo:  # as hash() saw it
+            return None if self.memo[key] is None else "file" if key in self.sizes else "dir"
+        try:
+            st = os.stat(self.abspath(key))
         except OSError:
             return None
         return "dir" if statmod.S_ISDIR(st.st_mode) else "file"

@@ -551,6 +551,7 @@ class Learner:
         self._probes: dict[str, _Probe] = {}
         self._family_probes: dict[tuple[str, str], str] = {}  # family -> the node probing it this build
         self.observations = 0  # attempts observed by this learner: a choice older than one may be stale
+        self._pending: dict = {}  # family and location rows changed since the last flush
 
     # -- builds ---------------------------------------------------------------------
     def begin_build(self) -> None:
@@ -845,8 +846,9 @@ class Learner:
             return None
 
     def end_build(self) -> None:
-        """Store the median lists for the next build's lazy learner (tagged with the
-        build counter: any later observation makes them stale)."""
+        """Write what is pending; store the median lists for the next build's lazy
+        learner (tagged with the build counter: any later observation makes them stale)."""
+        self.flush()
         if self._lists is None or not self._lists_dirty or not self._tables:
             return
         data = marshal.dumps(tuple(tuple((list(k), v) for k, v in lists.items()) for lists in self._lists))
@@ -867,7 +869,9 @@ class Learner:
     # -- observing ------------------------------------------------------------------
     def observe(self, node: str, recipe: RecipeLike, ok: bool, duration: float, *,
                 script_hash: str | None = None, size: int | None = None) -> None:
-        """Record one finished attempt (success or failure) and write it at once.
+        """Record one finished attempt (success or failure). Its statistics are written
+        at once; the family and location rows, which every sibling's attempt changes,
+        at the next flush() (the build's group commit, and end_build).
 
         `size`: bytes of the artifact (transferred, or written by a rebuild).
         Cancelled attempts (interrupted, inputs changed) should not be observed.
@@ -1016,13 +1020,26 @@ class Learner:
         with _Tx(self.db):
             self.db.execute("INSERT OR REPLACE INTO recipe_stats VALUES (?, ?, ?)",
                             (node, recipe.name, _dump(st, _STATS_FIELDS)))
-            if location is not None:
-                self.db.execute("INSERT OR REPLACE INTO location_stats VALUES (?, ?, ?)",
-                                (recipe.kind, recipe.target, _dump(location, _LOCATION_FIELDS)))
-            self.db.execute("INSERT OR REPLACE INTO family_stats VALUES (?, ?, ?)",
-                            (recipe.kind, recipe.target, _dump(family, _FAMILY_FIELDS)))
             if probed is not None:
                 self.db.execute("INSERT INTO learn_probes VALUES (?, ?, ?, ?, ?, ?)", probed)
+        key = (recipe.kind, recipe.target)
+        self._pending[("family",) + key] = family
+        if location is not None:
+            self._pending[("location",) + key] = location
+
+    def flush(self) -> None:
+        """Write the family and location rows changed since the last flush."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        with _Tx(self.db):
+            for (what, kind, target), obj in pending.items():
+                if what == "family":
+                    self.db.execute("INSERT OR REPLACE INTO family_stats VALUES (?, ?, ?)",
+                                    (kind, target, _dump(obj, _FAMILY_FIELDS)))
+                else:
+                    self.db.execute("INSERT OR REPLACE INTO location_stats VALUES (?, ?, ?)",
+                                    (kind, target, _dump(obj, _LOCATION_FIELDS)))
 
 
 def _row(cls, data: str):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import enum
-from .records import field, record
+from .records import cached, field, record
 
 FORMAT_VERSION = 1
 
@@ -69,11 +69,11 @@ class Node:
     # extra file dependencies discovered statically (recipe scripts)
     script_inputs: tuple[str, ...] = ()
 
-    @property
+    @cached
     def output_paths(self) -> tuple[str, ...]:
         return tuple(p for e in self.outputs for p in e.paths)
 
-    @property
+    @cached
     def input_paths(self) -> tuple[str, ...]:
         return tuple(p for e in self.inputs for p in e.paths)
 

@@ -12,7 +12,8 @@ nodefile uses, with the same behaviour:
 - `__eq__` and `__repr__` over the fields, shared by every class;
 - frozen: assigning or deleting an attribute raises `FrozenInstanceError` (an
   AttributeError), and instances hash by their fields; unfrozen ones are unhashable;
-- `fields()` (objects with `.name`) and `replace(obj, **changes)`.
+- `fields()` (objects with `.name`) and `replace(obj, **changes)`;
+- `cached`: a property of a frozen record computed once (not a field).
 
 Instances pickle as plain objects (their `__dict__`). Methods a class defines itself
 (`__eq__`, `__repr__`, `__hash__`) are kept. Not supported, and not used:
@@ -132,6 +133,22 @@ def _process(cls, frozen: bool):
         cls.__setattr__ = _frozen_setattr
         cls.__delattr__ = _frozen_delattr
     return cls
+
+
+class cached:
+    """A property of a frozen record computed once, on first use, and kept in the
+    instance's __dict__ (which then answers before this descriptor is asked)."""
+
+    def __init__(self, func):
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.func(obj)
+        return value
 
 
 def record(cls=None, /, *, frozen: bool = False):

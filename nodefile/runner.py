@@ -313,6 +313,11 @@ class Runner:
 
     def flush(self) -> None:
         """Commit the open group of records (before waiting long, and at the end)."""
+        if self.s._learner is not None:
+            try:
+                self.s._learner.flush()  # the family rows of the attempts observed since the last flush
+            except Exception as e:  # learning must never break a build
+                self.rep.warn(f"could not record statistics: {e}")
         self.s.state.commit()
 
     def _finished_run(self, name: str, spec, fin):
@@ -328,6 +333,7 @@ class Runner:
         elif fin.exit_code != 0:
             problem = f"exited with status {fin.exit_code}"
         else:
+            self.s.hasher.invalidate(node.output_paths)
             problem = self._check_outputs(node)
         key, parts = self.keys[name]
         changed = self._inputs_changed(name, parts)
@@ -356,10 +362,10 @@ class Runner:
                                             "transient" if fin.timed_out else "recipe error")
         size = 0
         outputs = {}
-        if not problem:
-            self.s.hasher.invalidate(node.output_paths)
+        if not problem:  # hashed by _check_outputs
             outputs = {p: self.s.hasher.hash(p) for p in node.output_paths}
-            size = sum(_size(os.path.join(self.s.project.root, p)) for p in node.output_paths)
+            size = sum(self.s.hasher.size(p) if not p.endswith("/") else _size(os.path.join(self.s.project.root, p))
+                       for p in node.output_paths)
         script_hash = parts.get(f"script:{spec.recipe.script}") if spec.recipe.script else None
         # an attempt that printed nothing and succeeded has no log file
         log = os.path.relpath(spec.log, self.s.project.root) if problem or fin.output_bytes else None
@@ -401,6 +407,7 @@ class Runner:
     def _check_outputs(self, node) -> str:
         bad = []
         for p in node.output_paths:
+            self.s.hasher.hash(p)  # one stat and the hash, which the record needs anyway
             kind = self.s.hasher.kind(p)
             if kind is None:
                 bad.append(f"did not write declared output '{p}'")

@@ -48,6 +48,7 @@ def build(learner, nodes, fetch, rebuild=None, recipes=RECIPES):
             learner.observe(n, r, ok, secs)
             if ok:
                 break
+    learner.end_build()  # as the engine does: the family rows are written at the end of a build
     return choices
 
 

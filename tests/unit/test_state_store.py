@@ -197,3 +197,25 @@ def test_grouped_writes_are_committed_together_when_old_enough_or_on_commit(root
     st.commit()
     assert count() == 3  # the failed group is rolled back whole: no half-recorded state
     other.close()
+
+
+def test_a_local_cache_manifest_cut_short_is_rejected_never_taken_for_an_entry(root):
+    """The local cache writes manifests in place (no temporary name): a crash in the
+    middle leaves a prefix of the JSON, which must read as corrupt, never as an entry."""
+    from nodefile.stores import StoreError, local_cache, manifest_path
+    src = os.path.join(root, "out.txt")
+    with open(src, "w") as f:
+        f.write("payload")
+    cache = local_cache(root)
+    key = "ab" * 16
+    from nodefile.hashing import hash_file_content
+    h = hash_file_content(src, 7)
+    cache.put("n", key, root, [{"path": "out.txt", "type": "file", "hash": h, "size": 7}])
+    full = os.path.join(root, ".nodefile", "cache", manifest_path(key))
+    data = open(full, "rb").read()
+    assert cache.manifest(key)["outputs"][0]["hash"] == h
+    for cut in (0, 1, len(data) // 2, len(data) - 1):
+        with open(full, "wb") as f:
+            f.write(data[:cut])
+        with pytest.raises(StoreError, match="corrupt"):
+            cache.manifest(key)
