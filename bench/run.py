@@ -60,6 +60,8 @@ def parse_args(argv=None):
     p.add_argument("--skip-startup", action="store_true")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per tool run")
+    p.add_argument("--work", default=None, help="where workflows are generated and run (default bench/work); "
+                   "e.g. a tmpfs folder, to measure the tools without the filesystem's metadata costs")
     p.add_argument("--out", default=None, help="the JSON file to write (default bench/results/<mode>-<time>.json)")
     p.add_argument("--report", nargs="+", metavar="JSON", help="merge result files, print tables and goals, plot")
     a = p.parse_args(argv)
@@ -109,6 +111,20 @@ def print_report(merged: dict) -> list:
     return gs
 
 
+def _fs_of(path: str) -> str:
+    """The filesystem type and mount options of the folder (from /proc/mounts)."""
+    best = ("", "")
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                dev, mnt, fs, opts = line.split()[:4]
+                if (path + "/").startswith(mnt.rstrip("/") + "/") and len(mnt) >= len(best[0]):
+                    best = (mnt, f"{fs} ({opts})")
+    except OSError:
+        pass
+    return best[1]
+
+
 def main(argv=None) -> int:
     a = parse_args(argv)
     if a.report:
@@ -145,7 +161,8 @@ def main(argv=None) -> int:
     for t in found.values():
         log(f"tool: {t.name:10s} {t.version}  [{t.source}]")
     nf_cmd = toolsmod.nodefile_cmd()
-    os.makedirs(WORK, exist_ok=True)
+    work = os.path.abspath(a.work) if a.work else WORK
+    os.makedirs(work, exist_ok=True)
     load0 = os.getloadavg()
     if load0[0] > 1.5 and not a.smoke:
         log(f"warning: load average {load0[0]:.2f} > 1.5: the machine is busy, timings will be noisy")
@@ -158,7 +175,7 @@ def main(argv=None) -> int:
             "python": sys.executable, "nodefile_python": toolsmod.nodefile_python(), "python_version": platform.python_version(),
             "tools": {t.name: {"version": t.version, "command": t.argv, "source": t.source} for t in found.values()},
             "not_measured": missing, "sizes": a.sizes, "shapes": a.shapes, "repeat": a.repeat,
-            "phases": a.phases, "loadavg_start": load0, "nodefile_source": toolsmod.source_state()}
+            "phases": a.phases, "loadavg_start": load0, "work": work, "work_fs": _fs_of(work), "nodefile_source": toolsmod.source_state()}
     results = {"meta": meta, "cases": [], "hashing": None, "startup": None}
 
     def save():
@@ -173,7 +190,7 @@ def main(argv=None) -> int:
     if not a.skip_workflows:
         for n in a.sizes:
             for shape in a.shapes:
-                rows = run_case(shape, n, found, WORK, a.repeat, a.full_max, a.phases, a.timeout, log,
+                rows = run_case(shape, n, found, work, a.repeat, a.full_max, a.phases, a.timeout, log,
                                 a.touch_setup_above)
                 src = toolsmod.source_state()  # nodefile is installed editable: note what was measured
                 for row in rows:
@@ -182,10 +199,10 @@ def main(argv=None) -> int:
                 results["cases"] += rows
                 save()
     if not a.skip_startup:
-        results["startup"] = micro.startup(nf_cmd, toolsmod.nodefile_python(), WORK, 3 if a.smoke else max(10, 4 * a.repeat), a.timeout, log)
+        results["startup"] = micro.startup(nf_cmd, toolsmod.nodefile_python(), work, 3 if a.smoke else max(10, 4 * a.repeat), a.timeout, log)
         save()
     if not a.skip_hash:
-        results["hashing"] = micro.hashing(nf_cmd, WORK, a.hash_mib << 20, a.repeat, a.timeout, log)
+        results["hashing"] = micro.hashing(nf_cmd, work, a.hash_mib << 20, a.repeat, a.timeout, log)
         save()
 
     gs = print_report(report.merge([results]))

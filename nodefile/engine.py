@@ -148,7 +148,7 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         run_log = os.path.join(session.dir, "running.log")
         if end_orphans(run_log):  # a build killed with -9 left recipes running: they must not
             reporter.warn("ended recipes left running by a build that was killed")  # write now
-        executor = LocalExecutor(run_log)
+        executor = LocalExecutor(run_log, jobs=int(limits.get("cores", 1)))
         if options.on_runner is not None:
             options.on_runner(runner, executor)
         runner.limits = limits

@@ -116,7 +116,7 @@ class LocalExecutor:
     starts, signals and reaps."""
     name = "local"
 
-    def __init__(self, run_log: str | None = None, helper_after: int | None = None):
+    def __init__(self, run_log: str | None = None, helper_after: int | None = None, jobs: int = 2):
         self.run_log = run_log  # where running recipes are recorded (end_orphans)
         self._run_fd: int | None = None
         self._found: dict = {}
@@ -137,7 +137,8 @@ class LocalExecutor:
         self._next_handle = -1  # transfers count down, processes up
         self._next_proc = 1
         if helper_after is None:
-            helper_after = int(os.environ.get("NODEFILE_SPAWN_HELPER_AFTER", HELPER_AFTER))
+            # with -j 1 nothing runs beside a spawn: the helper would only add a hop
+            helper_after = int(os.environ.get("NODEFILE_SPAWN_HELPER_AFTER", HELPER_AFTER if jobs >= 2 else -1))
         self.helper_after = helper_after  # < 0: never; 0: every process, from the first (tests)
         self.helper: _Helper | None = None
         if helper_after == 0:
