@@ -369,8 +369,8 @@ class Runner:
         script_hash = parts.get(f"script:{spec.recipe.script}") if spec.recipe.script else None
         # an attempt that printed nothing and succeeded has no log file
         log = os.path.relpath(spec.log, self.s.project.root) if problem or fin.output_bytes else None
-        if problem and not fin.output_bytes and fin.exit_code == 0:
-            _touch(spec.log)  # the log of a failed attempt always exists (a quiet one: empty)
+        if problem and not fin.output_bytes and not os.path.exists(spec.log):
+            _touch(spec.log, fin.error)  # the log of a failed attempt always exists (a quiet one: empty)
         self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name, kind=spec.recipe.kind,
                                  attempt=spec.attempt, start_ns=time.time_ns() - int(fin.duration * 1e9),
                                  duration=fin.duration, outcome=outcome, failure=failure, bytes=size,
@@ -437,10 +437,12 @@ class Runner:
         self.rep.tick(running, done, total)
 
 
-def _touch(path: str) -> None:
+def _touch(path: str, text: str = "") -> None:
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        open(path, "ab").close()
+        with open(path, "a") as f:
+            if text:
+                f.write(text + "\n")
     except OSError:
         pass
 

@@ -153,3 +153,22 @@ def test_output_is_copied_to_the_log_in_order_and_whole(tmp_path):
 def _parent(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_program_the_helper_cannot_start_fails_the_node_with_the_reason_in_its_log(tmp_path):
+    write(tmp_path, {
+        "Nodefile.toml": """
+            [project]
+            python = "/nonexistent/bin/python"
+
+            [nodes.a]
+            outputs = "a.txt"
+            python = "a.py"
+            """,
+        "a.py": "open('a.txt', 'w').write('a')\n",
+    })
+    proc = run(tmp_path, "build", check=1)
+    assert "cannot start /nonexistent/bin/python" in proc.stderr, describe(proc)
+    assert "Traceback" not in proc.stderr, describe(proc)
+    log = run(tmp_path, "log", "a", check=0)
+    assert "cannot start /nonexistent/bin/python" in log.stdout, describe(log)
