@@ -79,11 +79,7 @@ class OsFS:
     def write_bytes(self, rel: str, data: bytes) -> None:
         path = self._p(rel)
         if not self.atomic:
-            try:
-                _write_new(path, data)
-            except FileNotFoundError:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                _write_new(path, data)
+            write_file(path, data)
             return
         tmp = self._tmp_for(path)
         try:
@@ -127,6 +123,16 @@ class OsFS:
             os.remove(self._p(rel))
         except FileNotFoundError:
             pass
+
+
+def write_file(path: str, data: bytes) -> None:
+    """Write a small file, making its folder only when it is missing (right even if
+    .nodefile/ was removed meanwhile)."""
+    try:
+        _write_new(path, data)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _write_new(path, data)
 
 
 def _write_new(path: str, data: bytes) -> None:

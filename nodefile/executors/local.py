@@ -35,12 +35,11 @@ class Finished:
 
 class _Proc:
     """A running process as the build sees it (the helper or Procs holds the pid)."""
-    __slots__ = ("start", "deadline", "inline", "timed_out", "cancelled", "kill_at")
+    __slots__ = ("start", "deadline", "timed_out", "cancelled", "kill_at")
 
-    def __init__(self, start, deadline, inline):
+    def __init__(self, start, deadline):
         self.start = start
         self.deadline = deadline
-        self.inline = inline
         self.timed_out = False
         self.cancelled = False
         self.kill_at = None
@@ -189,12 +188,11 @@ class LocalExecutor:
             else:
                 start = self.inline.start(handle, exe, argv, spec.env, spec.cwd, spec.log)
         except OSError as e:
-            msg = f"cannot start {argv[0]}: {e.strerror or e}"
-            _write_log(spec.log, msg)
+            msg = f"cannot start {argv[0]}: {e.strerror or e}"  # the runner puts it in the log
             self._early.append(Finished(handle, None, 0.0, error=msg))
             return handle
         deadline = start + spec.timeout if spec.timeout else None
-        self.procs[handle] = _Proc(start, deadline, handle in self.inline.procs)
+        self.procs[handle] = _Proc(start, deadline)
         return handle
 
     def close(self) -> None:
@@ -263,7 +261,9 @@ class LocalExecutor:
                 ended += self.inline.ready(fd)
             elif self.helper is not None and fd == self.helper.rep:
                 ended += self.helper.receive()
-                if self.helper.dead:
+                if self.helper.dead:  # what it ran is lost; the build goes on without it
+                    ended += [(h, None, 0.0, 0, "the spawn helper process died")
+                              for h in self.procs if h not in self.inline.procs]
                     self.helper.close()
                     self.helper = None
         if polling:
@@ -282,7 +282,7 @@ class LocalExecutor:
         p = self.procs.get(handle)
         if p is None:
             return
-        if p.inline:
+        if handle in self.inline.procs:
             self.inline.signal(handle, sig)
         elif self.helper is not None:
             self.helper.send(("sig", handle, int(sig)))
@@ -341,7 +341,6 @@ class _Helper:
         self.buf = b""
         self.ready = False
         self.dead = False
-        self.sent: set[int] = set()  # the handles of the processes it runs
 
     def up(self, wait: float = 0.0) -> bool:
         """Has it said it is ready? (Until then recipes start in the build.)"""
@@ -350,28 +349,24 @@ class _Helper:
         return self.ready
 
     def send(self, msg) -> None:
-        if msg[0] == "run":
-            self.sent.add(msg[1])
         try:
             os.write(self.req, frame(msg))
         except BrokenPipeError:
             pass  # it died: receive() reports what it ran
 
     def receive(self) -> list:
-        """The recipes it reports ended, as (handle, code, duration, nbytes, error)."""
+        """The recipes it reports ended, as (handle, code, duration, nbytes, error).
+        At end of file it has died (it never should): `dead` is set."""
         data = os.read(self.rep, CHUNK)
-        if not data:  # it died (it never should): what it ran is lost, the build goes on without it
+        if not data:
             self.dead, self.ready = True, False
-            lost = [(h, None, 0.0, 0, "the spawn helper process died") for h in sorted(self.sent)]
-            self.sent.clear()
-            return lost
+            return []
         msgs, self.buf = unframe(self.buf + data)
         ended = []
         for m in msgs:
             if m[0] == "ready":
                 self.ready = True
             elif m[0] == "done":
-                self.sent.discard(m[1])
                 ended.append(m[1:])
         return ended
 
@@ -383,11 +378,3 @@ class _Helper:
             pass
         os.close(self.rep)
 
-
-def _write_log(path: str, line: str) -> None:
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "a") as f:
-            f.write(line + "\n")
-    except OSError:
-        pass

@@ -82,27 +82,11 @@ def r_job_source(m: dict) -> str:
     return f"# written by nodefile for node {m['node']}\nnode <- list(\n  {body}\n)\n"
 
 
-def _write(path: str, text: str) -> None:
-    """Write a small file on a bare fd, creating the folder only when it is missing
-    (right even if .nodefile/ was removed meanwhile)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o644)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, flags, 0o644)
-    try:
-        view = memoryview(text.encode())
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-
-
 def write_job(jobdir: str, m: dict, with_r: bool) -> tuple[str, str | None]:
     base = os.path.join(jobdir, _safe(m["node"]))
     path = base + ".json"
-    _write(path, json.dumps(m, separators=(",", ":"), default=str))  # one writer per node at a time
+    from ..stores import write_file
+    write_file(path, json.dumps(m, separators=(",", ":"), default=str).encode())  # one writer per node at a time
     rpath = None
     if with_r:
         rpath = base + ".R"
