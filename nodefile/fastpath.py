@@ -78,9 +78,6 @@ def _read(root: str, argv, cwd: str):
     return rec
 
 
-SPLIT = 4000  # from this many paths, two threads stat (os.stat releases the GIL)
-
-
 def _stat_all(paths, out: list) -> None:
     import struct
     pack = struct.Struct("qqq").pack
@@ -97,26 +94,16 @@ def _stat_all(paths, out: list) -> None:
 
 
 def _stamps(root: str, paths: list[str]) -> list[bytes]:
-    """The packed (mtime_ns, size, inode) of each path, statted relative to root.
-    A long list is split between two threads: their stat calls overlap (-20 % at
-    20,000 paths on this machine)."""
+    """The packed (mtime_ns, size, inode) of each path, statted relative to root, in
+    this thread. (Two threads were tried: on this 2-core machine their GIL hand-offs
+    made the no-op at 10,000 nodes slower one run in four, up to 2x, and cost twice
+    the CPU; docs/decisions.md.)"""
     here = os.getcwd()
     os.chdir(root)  # relative paths: shorter lookups in the kernel
     try:
-        if len(paths) < SPLIT:
-            out: list = []
-            _stat_all(paths, out)
-            return out
-        import threading
-        half = len(paths) // 2
-        first: list = []
-        second: list = []
-        t = threading.Thread(target=_stat_all, args=(paths[half:], second), daemon=True)
-        t.start()
-        _stat_all(paths[:half], first)
-        t.join()
-        first.extend(second)
-        return first
+        out: list = []
+        _stat_all(paths, out)
+        return out
     finally:
         os.chdir(here)
 
