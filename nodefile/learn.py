@@ -150,6 +150,7 @@ TYPE_CHECKING = False  # typing costs 3 ms at start-up; annotations are strings 
 if TYPE_CHECKING:
     from typing import Callable, Iterable
 
+from .hashing import compact_json
 from .model import TRANSFER_KINDS
 from .report.console import fmt_seconds as _seconds  # the one duration format
 from .state import _Tx  # BEGIN IMMEDIATE ... COMMIT, joining a transaction already open
@@ -551,7 +552,7 @@ class Learner:
         self._probes: dict[str, _Probe] = {}
         self._family_probes: dict[tuple[str, str], str] = {}  # family -> the node probing it this build
         self.observations = 0  # attempts observed by this learner: a choice older than one may be stale
-        self._pending: dict = {}  # family and location rows changed since the last flush
+        self._pending: dict = {}  # statistics, family and location rows changed since the last flush
 
     # -- builds ---------------------------------------------------------------------
     def begin_build(self) -> None:
@@ -869,9 +870,9 @@ class Learner:
     # -- observing ------------------------------------------------------------------
     def observe(self, node: str, recipe: RecipeLike, ok: bool, duration: float, *,
                 script_hash: str | None = None, size: int | None = None) -> None:
-        """Record one finished attempt (success or failure). Its statistics are written
-        at once; the family and location rows, which every sibling's attempt changes,
-        at the next flush() (the build's group commit, and end_build).
+        """Record one finished attempt (success or failure). Its rows (statistics,
+        family, location) are written at the next flush(): the build's group commit,
+        and end_build. (A probe's row is written at once.)
 
         `size`: bytes of the artifact (transferred, or written by a rebuild).
         Cancelled attempts (interrupted, inputs changed) should not be observed.
@@ -1017,23 +1018,26 @@ class Learner:
 
     def _write(self, node: str, recipe: RecipeLike, st: Stats, location: Location | None,
                family: Family, probed: tuple | None) -> None:
-        with _Tx(self.db):
-            self.db.execute("INSERT OR REPLACE INTO recipe_stats VALUES (?, ?, ?)",
-                            (node, recipe.name, _dump(st, _STATS_FIELDS)))
-            if probed is not None:
+        if probed is not None:
+            with _Tx(self.db):
                 self.db.execute("INSERT INTO learn_probes VALUES (?, ?, ?, ?, ?, ?)", probed)
+        self._pending[("stats", node, recipe.name)] = st
         key = (recipe.kind, recipe.target)
         self._pending[("family",) + key] = family
         if location is not None:
             self._pending[("location",) + key] = location
 
     def flush(self) -> None:
-        """Write the family and location rows changed since the last flush."""
+        """Write the statistics, family and location rows changed since the last flush."""
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
         with _Tx(self.db):
+            self.db.executemany("INSERT OR REPLACE INTO recipe_stats VALUES (?, ?, ?)",
+                                [(k[1], k[2], _dump(st, _STATS_FIELDS)) for k, st in pending.items() if k[0] == "stats"])
             for (what, kind, target), obj in pending.items():
+                if what == "stats":
+                    continue
                 if what == "family":
                     self.db.execute("INSERT OR REPLACE INTO family_stats VALUES (?, ?, ?)",
                                     (kind, target, _dump(obj, _FAMILY_FIELDS)))
@@ -1064,7 +1068,7 @@ def _contribution(st: Stats | None):
 def _dump(obj, names: tuple[str, ...]) -> str:
     """The fields as a JSON array: compact and quick to load. New fields go at the end
     of their record class, so that older rows still load (missing ones take defaults)."""
-    return json.dumps([getattr(obj, n) for n in names], separators=(",", ":"))
+    return compact_json([getattr(obj, n) for n in names])
 
 
 def _changed(st: Stats, r: RecipeLike, script_hash: str | None) -> bool:

@@ -39,17 +39,19 @@ class Scheduler:
                     waiting[n] += 1
                     users[d].append(n)
         ready = [n for n in self.order if waiting[n] == 0]
-        queue: list = []  # (priority key, index, name, spec)
+        queue: list = []  # (priority key, index, name, spec, the resources it needs)
         kinds: dict[frozenset, int] = {}  # queued specs by the resources they need
 
         def push(item) -> None:
+            if len(item) == 4:
+                item += (_needs(item[3]),)
             heapq.heappush(queue, item)
-            sig = _needs(item[3])
+            sig = item[4]
             kinds[sig] = kinds.get(sig, 0) + 1
 
         def pop():
             item = heapq.heappop(queue)
-            sig = _needs(item[3])
+            sig = item[4]
             kinds[sig] -= 1
             if not kinds[sig]:
                 del kinds[sig]
@@ -99,8 +101,8 @@ class Scheduler:
                         continue
                     if fresh is not spec:
                         spec = fresh
-                        item = item[:3] + (spec,)
-                if not (_needs(spec) & blocked) and fits(spec):
+                        item = item[:3] + (spec, _needs(spec))
+                if not (item[4] & blocked) and fits(spec):
                     launch(item[2], spec)
                 else:
                     # wait for this one's resources, but let nodes that need none of

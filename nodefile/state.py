@@ -33,6 +33,11 @@ CREATE INDEX IF NOT EXISTS attempts_node ON attempts(node, build_id);
 """
 
 
+_ATTEMPT_COLS = ("build_id", "node", "recipe", "kind", "attempt", "start_ns", "duration", "outcome",
+                 "failure", "bytes", "log", "exit_code", "message", "script_hash")
+_ADD_ATTEMPT = f"INSERT INTO attempts({','.join(_ATTEMPT_COLS)}) VALUES ({','.join('?' * len(_ATTEMPT_COLS))})"
+
+
 def state_dir(root: str) -> str:
     return os.path.join(root, ".nodefile")
 
@@ -174,11 +179,8 @@ class State:
             self.db.execute("UPDATE builds SET ended_ns=?, status=? WHERE id=?", (time.time_ns(), status, build_id))
 
     def add_attempt(self, **a) -> None:
-        cols = ("build_id", "node", "recipe", "kind", "attempt", "start_ns", "duration", "outcome",
-                "failure", "bytes", "log", "exit_code", "message", "script_hash")
         with self._tx():
-            self.db.execute(f"INSERT INTO attempts({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
-                            tuple(a.get(c) for c in cols))
+            self.db.execute(_ADD_ATTEMPT, tuple(a.get(c) for c in _ATTEMPT_COLS))
 
     def attempts(self, node: str | None = None, build_id: int | None = None) -> list[dict]:
         q = "SELECT * FROM attempts"

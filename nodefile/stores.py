@@ -24,7 +24,7 @@ import os
 import posixpath
 import time
 
-from .hashing import hash_file_content, tree_hash
+from .hashing import compact_json, hash_file_content, tree_hash
 
 
 _TMP_SEQ = itertools.count()  # temporary names: pid + sequence (unique per process, no syscall)
@@ -297,7 +297,7 @@ class ArtifactStore:
                     self.fs.put_file(os.path.join(root, path), blob_path(h))
                     sent += size
         m = {"node": node_name, "key": key, "created": time.time(), "outputs": outputs}
-        self.fs.write_bytes(manifest_path(key), json.dumps(m, separators=(",", ":")).encode())
+        self.fs.write_bytes(manifest_path(key), compact_json(m).encode())
         return sent
 
     def restore(self, m: dict, declared: tuple[str, ...], root: str, tmpdir: str) -> tuple[dict, int]:

@@ -13,6 +13,7 @@ from ..placeholders import placeholder_context, relative_to
 from ..model import Node, Project, Recipe
 from .rlang import r_named_list, r_string, r_value
 
+_JOB_JSON = json.JSONEncoder(separators=(",", ":"), default=str).encode  # built once, not per job
 R_BOOTSTRAP = os.path.join(os.path.dirname(os.path.dirname(__file__)), "r", "run.R")
 
 
@@ -86,7 +87,7 @@ def write_job(jobdir: str, m: dict, with_r: bool) -> tuple[str, str | None]:
     base = os.path.join(jobdir, _safe(m["node"]))
     path = base + ".json"
     from ..stores import write_file
-    write_file(path, json.dumps(m, separators=(",", ":"), default=str).encode())  # one writer per node at a time
+    write_file(path, _JOB_JSON(m).encode())  # one writer per node at a time
     rpath = None
     if with_r:
         rpath = base + ".R"
@@ -100,9 +101,10 @@ def _safe(name: str) -> str:
     return name.replace("/", "_")
 
 
-def command(project: Project, node: Node, recipe: Recipe) -> list[str]:
+def command(project: Project, node: Node, recipe: Recipe, ctx: dict | None = None) -> list[str]:
     """argv of a run recipe (without the environment)."""
-    ctx = placeholder_context(node)
+    if ctx is None:
+        ctx = placeholder_context(node)
     args = placeholders.expand_args(recipe.args, ctx)
     if recipe.kind == "python":
         return [project.python or sys.executable, relative_to(recipe.target, node.cwd)] + args
@@ -182,7 +184,7 @@ def prepare(project: Project, node: Node, recipe: Recipe, attempt: int, log: str
     cwd = os.path.join(project.root, node.cwd) if node.cwd else project.root
     res = dict(recipe.resources)
     res.setdefault("cores", 1.0)
-    return Spec(node.name, recipe, tuple(command(project, node, recipe)), env, cwd, log, mpath,
+    return Spec(node.name, recipe, tuple(command(project, node, recipe, ctx)), env, cwd, log, mpath,
                 recipe.timeout, res, attempt, index)
 
 

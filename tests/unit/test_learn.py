@@ -46,6 +46,7 @@ def run_build(learner, node, recipes, outcome, **choose_kw):
         learner.observe(node, r, ok, duration)
         if ok:
             break
+    learner.end_build()  # as the engine does: the rows observed are written now
     return choice
 
 
@@ -62,6 +63,7 @@ def teach(learner, node, recipe, *durations, script_hash=None, size=None):
     for d in durations:
         learner.begin_build()
         learner.observe(node, recipe, d >= 0, abs(d), script_hash=script_hash, size=size)
+        learner.end_build()
 
 
 # -- determinism ------------------------------------------------------------------------
@@ -115,6 +117,7 @@ def test_works_on_the_state_store_and_choosing_only_reads(tmp_path):
     assert learner.expected_duration("n", [FETCH, PY]) > 0
     assert not [s for s in statements if not s.lstrip().upper().startswith("SELECT")]  # explain is read-only
     learner.observe("n", PY, True, 12.0, script_hash="h", size=5)
+    learner.end_build()  # as the engine does at the end of a build
     state.close()
     state = State(str(tmp_path))
     again = Learner(state.db)
