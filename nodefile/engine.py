@@ -406,13 +406,15 @@ def dry_run(project: Project, order, options: Options, reporter, t0) -> Summary:
 def expand_aliases(project: Project, names) -> list[str]:
     """Node names with aliases (pattern and [use] names, alias nodes) replaced by their members."""
     out: list[str] = []
-    todo = list(names)
+    seen: set[str] = set()
+    todo = list(reversed(names))  # a stack: members are expanded where their alias stood
     while todo:
-        n = todo.pop(0)
+        n = todo.pop()
         node = project.nodes[n]
         if node.is_alias:
-            todo[:0] = list(node.deps)
-        elif n not in out:
+            todo.extend(reversed(node.deps))
+        elif n not in seen:
+            seen.add(n)
             out.append(n)
     return out
 

@@ -59,7 +59,8 @@ def resolve_targets(project: Project, targets, cwd: str | None = None) -> list[s
         if owner is not None:
             out.append(owner)
         elif under:
-            out.extend(n for n in project.nodes if n in set(under))  # a folder: every node writing into it
+            under = set(under)
+            out.extend(n for n in project.nodes if n in under)  # a folder: every node writing into it
         elif os.path.exists(absolute) and not rel.startswith("../"):
             problems.append(f"'{t}' is a source file: no node produces it")
         else:
