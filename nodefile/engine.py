@@ -51,12 +51,28 @@ def check_resources(project: Project, names, limits: dict) -> None:
         raise ConfigError("\n".join(problems))
 
 
+def check_recipe_kind(project: Project, order, options: Options) -> None:
+    """`--recipe KIND` that no node of the build has (as a kind or a recipe name) is a
+    usage error, said before anything runs; a node that lacks it fails in the build."""
+    k = options.recipe_kind
+    if not k:
+        return
+    have = {"load"} if project.cache else set()
+    for n in order:
+        for r in project.nodes[n].recipes:
+            have.update((r.kind, r.name))
+    if k not in have:
+        raise ConfigError(f"--recipe {k}: no recipe of kind '{k}' (nor one named so) in the nodes "
+                          f"to build; they have: {', '.join(sorted(have)) or 'no recipes'}")
+
+
 def build(project: Project, targets, options: Options, reporter) -> Summary:
     t0 = time.monotonic()
     names = resolve_targets(project, targets)
     order = graph.closure(project.nodes, names)
     limits = limits_for(options, project)
     check_resources(project, order, limits)
+    check_recipe_kind(project, order, options)
     if options.dry_run:
         return dry_run(project, order, options, reporter, t0)
     return _run(project, names, order, limits, options, reporter, t0)

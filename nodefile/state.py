@@ -197,11 +197,6 @@ class State:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r)) for r in cur]
 
-    def last_durations(self) -> dict:
-        """node -> duration of its latest successful attempt (a simple priority weight)."""
-        return {r[0]: r[1] for r in self.db.execute(
-            "SELECT node, duration FROM attempts WHERE outcome='ok' ORDER BY id")}
-
     def _tx(self):
         return _Tx(self.db)
 

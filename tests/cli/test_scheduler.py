@@ -241,9 +241,10 @@ def test_recipe_option_forces_the_kind(tmp_path):
     assert ran()[-1] == "python"
     run(tmp_path, "build", "--set", "run=3", "--recipe", "shell", check=0)
     assert ran()[-1] == "shell" and [r["kind"] for r in attempts(tmp_path)] == ["shell"]
-    # a kind the node does not have: nothing runs, and the message says why
+    # a kind no node has: a usage error (exit 2) before anything runs, saying why
     proc = run(tmp_path, "build", "--set", "run=4", "--recipe", "r")
-    assert proc.returncode != 0 and "no recipe of kind 'r'" in proc.stdout + proc.stderr, describe(proc)
+    assert proc.returncode == 2 and "no recipe of kind 'r'" in proc.stdout + proc.stderr, describe(proc)
+    assert "--recipe r" in proc.stdout + proc.stderr and "python" in proc.stdout + proc.stderr
     assert len(ran()) == 4
     no_traceback(proc)
 
