@@ -27,6 +27,7 @@ TOP_KEYS = ("project", "params", "stores", "nodes", "use")
 PROJECT_KEYS = ("name", "default", "jobs", "cache", "python")
 STORE_KEYS = ("url", "push", "options")
 RECIPE_OPTS = ("name", "args", "env", "timeout", "retries", "resources")
+_RECIPE_KEYS = RECIPE_KINDS + RECIPE_OPTS + ("recipes",)  # what a node's recipes are parsed from
 NODE_KEYS = ("outputs", "inputs", "params", "recipes", "priority", "wildcards", "matrix") \
     + RECIPE_KINDS + RECIPE_OPTS[1:]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -119,6 +120,9 @@ def load_project(path: str | None = None, overrides: dict | None = None,
 
 def norm(path: str, base: str = "") -> str:
     """Project-relative, normalised, '/'-separated path (a trailing '/' is kept)."""
+    if not base and path and path[0] != "/" and "//" not in path and "./" not in path \
+            and not path.endswith(".") and "\\" not in path:
+        return path  # already normal: no empty, '.' or '..' part (the common case)
     is_dir = path.endswith("/")
     p = path if os.path.isabs(path) else posixpath.join(base, path)
     p = posixpath.normpath(p)
@@ -143,6 +147,8 @@ class _Builder:
         self.check_sources = check_sources
         self.requests = requests
         self._checked: set[str] = set()
+        self._recipe_memo: dict = {}  # a node's recipe keys, as written -> its Recipes (when valid)
+        self._placeholders_ok: set = set()  # (templates, node shape) whose placeholders resolve
 
     # -- files -------------------------------------------------------------------------
     def locate_use(self, ref: str, ctx, cwd: str, is_template: bool):
@@ -636,6 +642,19 @@ class _Builder:
         return tuple(out.items())
 
     def _recipes(self, spec: dict, t: tuple, stores: dict, decl) -> tuple[Recipe, ...]:
+        """The node's recipes. Nodes written alike (10,000 with `shell = "touch {outputs}"`)
+        share one parse: a valid result is remembered by the recipe keys' text."""
+        memo = repr([(k, spec[k]) for k in _RECIPE_KEYS if k in spec]), decl.script_base
+        found = self._recipe_memo.get(memo)
+        if found is not None:
+            return found
+        before = len(decl.ctx.problems)
+        recipes = self._parse_recipes(spec, t, stores, decl)
+        if len(decl.ctx.problems) == before:
+            self._recipe_memo[memo] = recipes
+        return recipes
+
+    def _parse_recipes(self, spec: dict, t: tuple, stores: dict, decl) -> tuple[Recipe, ...]:
         c = decl.ctx
         kinds = [k for k in RECIPE_KINDS if k in spec]
         defaults = {k: spec[k] for k in RECIPE_OPTS[1:] if k in spec}
@@ -717,17 +736,31 @@ class _Builder:
         return tuple(recipes)
 
     def _check_placeholders(self, node: Node, t: tuple, c) -> None:
-        ctx = placeholder_context(node)
+        """Every placeholder of the node's recipes names something the node has. Whether
+        one resolves depends on the names (and number) of entries, params and wildcards,
+        never on paths or values: a node shaped like one already checked is not again."""
+        shape = (tuple(e.name for e in node.inputs), tuple(e.name for e in node.outputs),
+                 tuple(k for k, _ in node.params), tuple(w for w, _ in node.wildcards))
+        todo = []
         for r in node.recipes:
             templates = list(r.args) + [v for _, v in r.env]
             if r.kind == "shell":
                 templates.append(r.target)
+            todo.append((r.kind, tuple(templates)))
+        memo = (tuple(todo), shape)
+        if memo in self._placeholders_ok:
+            return
+        ctx = placeholder_context(node)
+        before = len(c.problems)
+        for kind, templates in todo:
             for tpl in templates:
                 for ref in placeholders.names_in(tpl):
                     try:
                         placeholders.resolve(ref, ctx)
                     except placeholders.PlaceholderError as e:
-                        c.err(str(e), t, "shell" if r.kind == "shell" else "args")
+                        c.err(str(e), t, "shell" if kind == "shell" else "args")
+        if len(c.problems) == before:
+            self._placeholders_ok.add(memo)
 
 
 class _Ambiguous(Exception):

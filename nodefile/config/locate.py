@@ -33,30 +33,32 @@ def _unquote(s: str) -> str:
 
 
 class Locator:
+    """Table headers are found when the text is read (one cheap pass: a node's line is
+    its header's); key lines only when a message first asks for one (a full scan)."""
+
     def __init__(self, text: str):
+        self.text = text
         self.headers: dict[tuple, int] = {}
-        self.keys: dict[tuple, int] = {}
-        table: tuple = ()
+        self._keys: dict[tuple, int] | None = None
         in_string = None  # the delimiter of a multi-line string we are inside
         for no, line in enumerate(text.splitlines(), 1):
             if in_string:
                 if line.count(in_string) % 2 == 1:
                     in_string = None
                 continue
-            m = _HEADER.match(line)
-            if m and not _KEY.match(line):
-                table = split_dotted(m.group(1))
-                self.headers.setdefault(table, no)
-                continue
-            k = _KEY.match(line)
-            if k:
-                dotted = split_dotted(k.group(1))
-                for i in range(1, len(dotted) + 1):
-                    self.keys.setdefault(table + dotted[:i], no)
-            for delim in ('"""', "'''"):
-                if line.count(delim) % 2 == 1:
-                    in_string = delim
-                    break
+            if line.lstrip().startswith("["):  # a key line never starts with "["
+                m = _HEADER.match(line)
+                if m:
+                    self.headers.setdefault(split_dotted(m.group(1)), no)
+                    continue
+            if '"""' in line or "'''" in line:
+                in_string = _opens(line)
+
+    @property
+    def keys(self) -> dict[tuple, int]:
+        if self._keys is None:
+            self._keys = _key_lines(self.text)
+        return self._keys
 
     def line(self, table: tuple, key: str | None = None) -> int | None:
         if key is not None:
@@ -78,3 +80,34 @@ class Locator:
             if table[:i] in self.headers:
                 return self.headers[table[:i]]
         return None
+
+
+def _opens(line: str) -> str | None:
+    """The multi-line string delimiter a line leaves open, if any."""
+    for delim in ('"""', "'''"):
+        if line.count(delim) % 2 == 1:
+            return delim
+    return None
+
+
+def _key_lines(text: str) -> dict[tuple, int]:
+    """Every `key =` line, by its full dotted path under its table."""
+    keys: dict[tuple, int] = {}
+    table: tuple = ()
+    in_string = None
+    for no, line in enumerate(text.splitlines(), 1):
+        if in_string:
+            if line.count(in_string) % 2 == 1:
+                in_string = None
+            continue
+        m = _HEADER.match(line)
+        if m and not _KEY.match(line):
+            table = split_dotted(m.group(1))
+            continue
+        k = _KEY.match(line)
+        if k:
+            dotted = split_dotted(k.group(1))
+            for i in range(1, len(dotted) + 1):
+                keys.setdefault(table + dotted[:i], no)
+        in_string = _opens(line)
+    return keys

@@ -460,6 +460,65 @@ def test_bad_placeholder_in_shell_and_args(project):
     assert find(probs, "bogus").key == "nodes.b.args"
 
 
+def test_nodes_written_alike_are_checked_each_by_its_own_shape(project):
+    # the same recipe text parses once, but a placeholder is checked against each
+    # node's own inputs: it resolves for a, not for b; and a bad one is reported per node
+    project.write('''
+        [nodes.a]
+        outputs = "a.txt"
+        inputs = { raw = "raw.csv" }
+        shell = "cp {inputs.raw} {outputs}"
+
+        [nodes.b]
+        outputs = "b.txt"
+        inputs = ["raw.csv"]
+        shell = "cp {inputs.raw} {outputs}"
+
+        [nodes.c]
+        outputs = "c.txt"
+        shell = "echo {params.nope} > {outputs}"
+
+        [nodes.d]
+        outputs = "d.txt"
+        shell = "echo {params.nope} > {outputs}"
+        ''', files=["raw.csv"])
+    probs = project.problems()
+    assert sorted(p.key for p in probs) == ["nodes.b.shell", "nodes.c.shell", "nodes.d.shell"], msgs(probs)
+    assert "no input named 'raw'" in find(probs, "inputs.raw").message
+
+
+def test_nodes_written_alike_share_their_recipes(project):
+    project.write('''
+        [nodes.a]
+        outputs = "a.txt"
+        shell = "touch {outputs}"
+        timeout = 5
+
+        [nodes.b]
+        outputs = "b.txt"
+        shell = "touch {outputs}"
+        timeout = 5
+
+        [nodes.c]
+        outputs = "c.txt"
+        shell = "touch {outputs}"
+        ''')
+    p = project.load()
+    a, b, c = (p.nodes[n].recipes[0] for n in "abc")
+    assert a == b and a.timeout == 5.0 and c.timeout is None
+    assert [r.target for r in (a, b, c)] == ["touch {outputs}"] * 3
+
+
+@pytest.mark.parametrize("path, want", [
+    ("a/b.txt", "a/b.txt"), ("dir/", "dir/"), (".hidden/x", ".hidden/x"), ("file.", "file."),
+    ("./a", "a"), ("a//b", "a/b"), ("a/./b", "a/b"), ("a/../b", "b"), ("a/..", ""), ("a/.", "a"),
+    (".", ""), ("../a", "../a"), ("d//", "d/"), ("/abs/./x", "/abs/x"),
+])
+def test_norm(path, want):
+    from nodefile.config.load import norm
+    assert norm(path) == want
+
+
 # -- validation: unknown keys, duplicates, directories -------------------------------------
 
 def test_unknown_keys_with_did_you_mean(project):
