@@ -235,9 +235,12 @@ def _move_aside(session: Session, node, where: str, stamp: str) -> None:
             continue
         dst = os.path.join(base, p.rstrip("/"))
         os.makedirs(os.path.dirname(dst), exist_ok=True)
-        if os.path.lexists(dst):
-            import shutil
-            shutil.rmtree(dst) if os.path.isdir(dst) and not os.path.islink(dst) else os.remove(dst)
+        if os.path.lexists(dst):  # a file over a file: os.replace below replaces it
+            if os.path.isdir(dst) and not os.path.islink(dst):
+                import shutil
+                shutil.rmtree(dst)  # os.replace cannot replace a folder that is not empty
+            elif os.path.isdir(src) and not os.path.islink(src):
+                os.remove(dst)  # nor put a folder where a file is
         try:
             os.replace(src, dst)
         except OSError:  # another filesystem
