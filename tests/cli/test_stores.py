@@ -798,3 +798,45 @@ def test_s3_store_push_fetch_and_unreachable_fallback(s3, tmp_path):
     assert same_file(a / "data/clean.txt", c / "data/clean.txt")
     assert took < 20, f"an unreachable store made the build take {took:.1f}s\n{describe(proc)}"
     print(f"build with the S3 server down took {took:.1f}s")
+
+
+def test_previous_keeps_the_last_outputs_of_each_kind(tmp_path):
+    # a file output rebuilt over an earlier kept copy, a directory output likewise, and
+    # an output declared first as a file and then as a folder: each time the last
+    # outputs are kept under .nodefile/previous/ and the new ones are whole
+    write(tmp_path, {
+        "Nodefile.toml": """
+            [project]
+            cache = false
+
+            [nodes.f]
+            outputs = "f.txt"
+            inputs = ["in.txt"]
+            shell = "cp in.txt f.txt"
+
+            [nodes.d]
+            outputs = "d/"
+            inputs = ["in.txt"]
+            shell = "mkdir -p d && cp in.txt d/x.txt"
+            """,
+        "in.txt": "v1\n",
+    })
+    prev = tmp_path / ".nodefile" / "previous"
+    for version in ("v2", "v3"):
+        (tmp_path / "in.txt").write_text(f"{version}\n")
+        proc = run(tmp_path, "build", check=0)
+        assert "built 2" in proc.stdout, describe(proc)
+    assert (tmp_path / "f.txt").read_text() == "v3\n" and (tmp_path / "d/x.txt").read_text() == "v3\n"
+    assert (prev / "f" / "last" / "f.txt").read_text() == "v2\n"
+    assert (prev / "d" / "last" / "d" / "x.txt").read_text() == "v2\n"
+    # the same path, now a folder output: the kept file gives way to the kept folder
+    nf = (tmp_path / "Nodefile.toml").read_text()
+    (tmp_path / "Nodefile.toml").write_text(nf.replace('outputs = "f.txt"', 'outputs = "f.txt/"').replace(
+        'shell = "cp in.txt f.txt"', 'shell = "mkdir -p f.txt && cp in.txt f.txt/y"'))
+    os.remove(tmp_path / "f.txt")
+    os.mkdir(tmp_path / "f.txt")
+    (tmp_path / "f.txt" / "old").write_text("old\n")
+    proc = run(tmp_path, "build", "f", check=0)
+    assert "built 1" in proc.stdout, describe(proc)
+    assert (tmp_path / "f.txt" / "y").read_text() == "v3\n" and not (tmp_path / "f.txt" / "old").exists()
+    assert (prev / "f" / "last" / "f.txt" / "old").read_text() == "old\n"
