@@ -305,7 +305,7 @@ def _record_noop(session: Session, order, argv_cwd, count: int, prior=(), partia
     fresh |= folders  # a recipe may have created files in them: stat them now
     digest = partial.digest if partial is not None else cache.digest_of(project)
     fastpath.write_record(project.root, argv_cwd[0], argv_cwd[1], paths, count, fresh=fresh, digest=digest,
-                          prior=prior)
+                          prior=prior, hashed=session.hasher.stats)
     if partial is None and digest is not None and fastpath.index_digest(project.root, *argv_cwd) != digest:
         fastpath.write_index(project.root, argv_cwd[0], argv_cwd[1], digest, _node_index(project, order))
 

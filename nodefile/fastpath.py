@@ -24,6 +24,10 @@ VERSION = 6  # bump with the key format (model.FORMAT_VERSION) or the record lay
 # paths, the current stats packed and joined). The build that follows uses it
 # instead of statting everything again (changed_since_record, write_record).
 PENDING = None
+# When try_noop began (time.time_ns()): a folder the build lists (globs, import
+# resolution) but does not hash, changed since then, may have changed after it was
+# listed, so write_record records it as racy.
+STARTED_NS = None
 
 
 def _root(start: str) -> str | None:
@@ -111,8 +115,9 @@ def _stamps(root: str, paths: list[str]) -> list[bytes]:
 def try_noop(argv: list[str]) -> str | None:
     """The message to print when the command is a known no-op, else None."""
     import time
-    global PENDING
+    global PENDING, STARTED_NS
     PENDING = None  # never the stats of an earlier command in this process
+    STARTED_NS = time.time_ns()
     t0 = time.perf_counter()
     cwd = os.getcwd()
     root = _root(cwd)
@@ -186,7 +191,8 @@ def pending(root: str, argv, cwd: str):
     return None
 
 
-def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, digest=None, prior=()) -> bool:
+def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, digest=None, prior=(),
+                 hashed=None) -> bool:
     """Record the stats of `paths` and `prior` (project-relative or absolute) for try_noop.
 
     fresh: when given, only these paths (what the build read or wrote) are statted
@@ -195,7 +201,11 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
     being statted keeps its old stat here: the next run sees a difference and checks
     it, so reuse can cost a check but never hides a change. digest: the parsed
     project the record is for (the node index, write_index). prior: paths recorded
-    before (the record try_noop checked: then only `paths` is looked up in it)."""
+    before (the record try_noop checked: then only `paths` is looked up in it).
+    hashed: path -> (mtime_ns, size, inode, device) when the build hashed it (None:
+    missing then), Hasher.stats. Such a path is recorded with that stat, not one
+    taken now: an input edited after its node ran, while the build went on, must
+    differ next time (a stat taken now would hide the edit for good)."""
     import marshal
     import struct
     import time
@@ -204,16 +214,28 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
     pack = struct.Struct("qqq").pack
 
     def fresh_stamp(p: str):
-        """The packed stat of p now; RACY when it is too fresh to trust (its mtime is
-        within its filesystem's racy window of now: an edit later in the same tick
-        would keep the stat). RACY never matches a stat, so the next run checks p."""
-        try:
-            st = os.stat(os.path.join(root, p))
-        except OSError:
-            return pack(*_MISSING)
-        if st.st_mtime_ns > clock - racy_ns(st.st_dev):
+        """The packed stat of p as the build hashed it (else now); RACY when it is too
+        fresh to trust (its mtime is within its filesystem's racy window of now: an edit
+        later in the same tick would keep the stat) and, for a path not hashed (a folder
+        that was listed), when it changed since the command began. RACY never matches a
+        stat, so the next run checks p."""
+        since = clock
+        if hashed is not None and p in hashed:
+            seen = hashed[p]
+            if seen is None:
+                return pack(*_MISSING)
+            mtime, size, ino, dev = seen
+        else:
+            try:
+                st = os.stat(os.path.join(root, p))
+            except OSError:
+                return pack(*_MISSING)
+            mtime, size, ino, dev = st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev
+            if STARTED_NS is not None:
+                since = min(clock, STARTED_NS)
+        if mtime > since - racy_ns(dev):
             return pack(*_RACY)
-        return pack(st.st_mtime_ns, st.st_size, st.st_ino)
+        return pack(mtime, size, ino)
 
     paths = paths if isinstance(paths, (set, frozenset)) else set(paths)
     seen = pending(root, argv, cwd) if fresh is not None else None

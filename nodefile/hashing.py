@@ -121,15 +121,20 @@ class Hasher:
         self.sizes: dict[str, int] = {}  # file -> size at its hashing (what hash() stat-ed)
         self.bytes_read = 0
         self.seen: set[str] = set()  # every path consulted (for the no-op fast path)
+        # path -> (mtime_ns, size, inode, device) as hashed, None when it was missing: the
+        # no-op record keeps these, never a later stat (an edit after the hash must show)
+        self.stats: dict[str, tuple | None] = {}
 
     def invalidate(self, paths=None) -> None:
         if paths is None:
             self.memo.clear()
             self.sizes.clear()
+            self.stats.clear()
         else:
             for p in paths:
                 self.memo.pop(p.rstrip("/"), None)
                 self.sizes.pop(p.rstrip("/"), None)
+                self.stats.pop(p.rstrip("/"), None)
 
     def abspath(self, rel: str) -> str:
         return rel if rel[:1] == "/" else f"{self.root}/{rel}"  # os.path.join, without its checks
@@ -144,7 +149,9 @@ class Hasher:
             st = os.stat(self.abspath(key))
         except (FileNotFoundError, NotADirectoryError):
             self.memo[key] = None
+            self.stats[key] = None
             return None
+        self.stats[key] = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
         if statmod.S_ISDIR(st.st_mode):
             h = self._tree(key)
         else:
@@ -202,6 +209,7 @@ class Hasher:
                     st = os.stat(full)
                 except OSError:
                     continue
+                self.stats[child] = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
                 items.append((sub, self._file(child, st)))
         items.sort()
         return tree_hash(items)

@@ -195,3 +195,86 @@ def test_a_rebuild_leaves_a_record_the_next_build_trusts(tmp_path, monkeypatch):
     assert _run(p, "build").returncode == 0  # checks them, runs nothing
     assert len(_runs(p)) == before
     assert fastpath.try_noop(["build"]).startswith("nothing to do: 9 node(s)")
+
+
+def test_an_input_edited_after_its_node_ran_but_during_the_build_is_seen(tmp_path):
+    """The record must hold the stat of what the build read, not a stat taken when the
+    build ends: x.txt is edited while a slow sibling still runs, after x's node has
+    built from the old text. The next build must rebuild that node, never say
+    "nothing to do" (it did: the record re-statted x.txt at the end of the build)."""
+    import subprocess
+    import sys
+    from conftest import base_env, wait_for
+    p = tmp_path
+    (p / "out").mkdir()
+    (p / "x.txt").write_text("one\n")
+    (p / "y.txt").write_text("y1\n")
+    (p / "Nodefile.toml").write_text(textwrap.dedent("""
+        [nodes.a]
+        outputs = "out/a.out"
+        inputs = ["x.txt"]
+        shell = "cp x.txt out/a.out"
+
+        [nodes.b]
+        outputs = "out/b.out"
+        inputs = ["y.txt"]
+        shell = "sleep 1.5 && cp y.txt out/b.out"
+        """))
+    _settle(p)
+    (p / "x.txt").write_text("two\n")
+    (p / "y.txt").write_text("y2\n")
+    build = subprocess.Popen([sys.executable, "-m", "nodefile", "build", "-j", "2"], cwd=p, env=base_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: (p / "out" / "a.out").exists() and (p / "out" / "a.out").read_text() == "two\n", 10,
+             what="a to be rebuilt from 'two'")
+    assert build.poll() is None, "the slow sibling should still be running"
+    (p / "x.txt").write_text("three, edited during the build\n")
+    out, _ = build.communicate(timeout=60)
+    assert build.returncode == 0, out
+    time.sleep(0.05)
+    r = _run(p, "build")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "nothing to do" not in r.stdout, r.stdout
+    assert (p / "out" / "a.out").read_text() == "three, edited during the build\n"
+
+
+def test_a_file_added_to_a_glob_folder_during_the_build_is_seen(tmp_path):
+    """Like an edited input, a new file in a folder a glob lists, added while a build
+    that checks the whole project runs (after the glob was expanded), must make the
+    next build look again."""
+    import subprocess
+    import sys
+    from conftest import base_env, wait_for
+    p = tmp_path
+    (p / "out").mkdir()
+    (p / "data").mkdir()
+    (p / "data" / "a.csv").write_text("a\n")
+    (p / "y.txt").write_text("y1\n")
+    (p / "Nodefile.toml").write_text(textwrap.dedent("""
+        [nodes.all]
+        outputs = "out/all.csv"
+        inputs = ["data/*.csv"]
+        shell = "cat {inputs} > {outputs}"
+
+        [nodes.slow]
+        outputs = "out/slow.out"
+        inputs = ["y.txt"]
+        shell = "sleep 1.5 && cp y.txt out/slow.out"
+        """))
+    _settle(p)
+    (p / "y.txt").write_text("y2\n")
+    with open(p / "Nodefile.toml", "a") as f:
+        f.write("# an edit: the next build checks the whole project\n")
+    build = subprocess.Popen([sys.executable, "-m", "nodefile", "build", "-j", "2"], cwd=p, env=base_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: (p / ".nodefile" / "running.log").exists(), 10, what="the build to start its recipe")
+    time.sleep(0.3)
+    assert build.poll() is None, "the slow node should still be running"
+    (p / "data" / "b.csv").write_text("b\n")
+    out, _ = build.communicate(timeout=60)
+    assert build.returncode == 0, out
+    time.sleep(0.05)
+    r = _run(p, "build")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "nothing to do" not in r.stdout, r.stdout
+    assert (p / "out" / "all.csv").read_text() == "a\nb\n"
