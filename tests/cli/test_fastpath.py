@@ -1,11 +1,14 @@
 """The no-op record (fastpath.py) and the incremental check it enables
 (engine.unaffected): fast, and never wrong about what changed."""
 import os
+import subprocess
+import sys
 import textwrap
 import time
 
 
 from conftest import run as _run  # the suite's CLI runner (plain progress, bounded)
+from conftest import base_env, wait_for  # at import time: tests/unit has a conftest module too
 
 
 def _project(tmp_path, n=6):
@@ -202,9 +205,6 @@ def test_an_input_edited_after_its_node_ran_but_during_the_build_is_seen(tmp_pat
     build ends: x.txt is edited while a slow sibling still runs, after x's node has
     built from the old text. The next build must rebuild that node, never say
     "nothing to do" (it did: the record re-statted x.txt at the end of the build)."""
-    import subprocess
-    import sys
-    from conftest import base_env, wait_for
     p = tmp_path
     (p / "out").mkdir()
     (p / "x.txt").write_text("one\n")
@@ -242,9 +242,6 @@ def test_a_file_added_to_a_glob_folder_during_the_build_is_seen(tmp_path):
     """Like an edited input, a new file in a folder a glob lists, added while a build
     that checks the whole project runs (after the glob was expanded), must make the
     next build look again."""
-    import subprocess
-    import sys
-    from conftest import base_env, wait_for
     p = tmp_path
     (p / "out").mkdir()
     (p / "data").mkdir()
