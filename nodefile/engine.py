@@ -292,9 +292,11 @@ def _record_noop(session: Session, order, argv_cwd, count: int, prior=(), partia
     fresh = set(session.hasher.seen)
     paths = set(fresh)
     paths.update(os.path.relpath(p, project.root) for p in project.sources)
-    folders = {"."}  # a new top-level module or package could change what a script imports
+    folders = set()
     for n in order:
         node = project.nodes[n]
+        if node.script_inputs or any(r.kind == "call" for r in node.recipes):
+            folders.add(".")  # a new top-level module or package could change what a script imports
         for e in node.inputs:
             if e.kind == "glob":  # a new file matching the glob changes its folder
                 pat = e.source
@@ -302,7 +304,7 @@ def _record_noop(session: Session, order, argv_cwd, count: int, prior=(), partia
         for s in node.script_inputs:
             folders.add(os.path.dirname(s) or ".")  # a new module there could change import resolution
     paths |= folders
-    fresh |= folders  # a recipe may have created files in them: stat them now
+    fresh |= folders  # stat them now; one that changed since the command began is recorded racy
     digest = partial.digest if partial is not None else cache.digest_of(project)
     fastpath.write_record(project.root, argv_cwd[0], argv_cwd[1], paths, count, fresh=fresh, digest=digest,
                           prior=prior, hashed=session.hasher.stats)
