@@ -28,6 +28,7 @@ PENDING = None
 # resolution) but does not hash, changed since then, may have changed after it was
 # listed, so write_record records it as racy.
 STARTED_NS = None
+ROOT_NODEFILE = "Nodefile.toml"  # as the record lists it (relative to the root)
 
 
 def _root(start: str) -> str | None:
@@ -130,6 +131,12 @@ def try_noop(argv: list[str]) -> str | None:
     # one \0-joined string and one packed byte string: they load at memcpy speed,
     # where 20,000 path strings and stat tuples cost as much as the stats themselves
     paths = joined.split("\0")
+    i = _position(paths, ROOT_NODEFILE)
+    if i >= 0 and _stamps(root, [ROOT_NODEFILE])[0] != packed[24 * i:24 * i + 24]:
+        # the Nodefile changed: the build checks the whole project whatever else
+        # changed, so the other stats are not taken (20,000 at 10,000 nodes)
+        PENDING = (root, canonical(argv), cwd, rec, paths, None)
+        return None
     current = _stamps(root, paths)
     joined_now = b"".join(current)
     if joined_now != packed:
@@ -153,6 +160,8 @@ def changed_since_record(root: str, argv, cwd: str, limit: int = 1000) -> set[st
     seen = pending(root, argv, cwd)
     if seen is not None:
         rec, paths, joined = seen[3], seen[4], seen[5]
+        if joined is None:
+            return None  # the Nodefile changed (try_noop): a full check
     else:
         rec = _read(root, argv, cwd)
         if rec is None:
@@ -239,6 +248,8 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
 
     paths = paths if isinstance(paths, (set, frozenset)) else set(paths)
     seen = pending(root, argv, cwd) if fresh is not None else None
+    if seen is not None and seen[5] is None:
+        seen = None  # try_noop stopped at the changed Nodefile: nothing to reuse
     every = None
     if seen is not None:  # the same paths as the record try_noop checked?
         plist = seen[4]
