@@ -275,3 +275,24 @@ def test_a_file_added_to_a_glob_folder_during_the_build_is_seen(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "nothing to do" not in r.stdout, r.stdout
     assert (p / "out" / "all.csv").read_text() == "a\nb\n"
+
+
+def test_an_edited_nodefile_is_seen_first_and_the_rest_not_statted(tmp_path, monkeypatch):
+    """An edit of the Nodefile means a full check, whatever else changed: try_noop
+    stats the Nodefile first and stops there; the build that follows is right."""
+    from nodefile import fastpath
+    p = _project(tmp_path)
+    _settle(p)
+    monkeypatch.chdir(p)
+    with open(p / "Nodefile.toml", "a") as f:
+        f.write("\n[nodes.extra]\noutputs = \"out/extra\"\nshell = \"echo extra >> runs.log; echo x > {outputs}\"\n")
+    statted = []
+    real = fastpath._stamps
+    monkeypatch.setattr(fastpath, "_stamps", lambda root, paths: statted.append(len(paths)) or real(root, paths))
+    assert fastpath.try_noop(["build"]) is None
+    assert statted == [1], statted  # the Nodefile alone
+    monkeypatch.undo()
+    before = len(_runs(p))
+    r = _run(p, "build")
+    assert r.returncode == 0, r.stderr
+    assert _runs(p)[before:] == ["extra"] and (p / "out" / "extra").read_text() == "x\n"
