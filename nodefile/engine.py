@@ -437,9 +437,12 @@ def expand_aliases(project: Project, names) -> list[str]:
     return out
 
 
-def touch(project: Project, targets) -> list[str]:
+def touch(project: Project, targets, noop_record: tuple | None = None) -> list[str]:
     """Accept the current outputs of the targets (not their inputs) as up to date for
-    their current key. All or nothing: every output must exist before any is accepted."""
+    their current key. All or nothing: every output must exist before any is accepted.
+    noop_record: (argv, cwd) of the build to record as a no-op (fastpath.py) when the
+    touch covered every node that build needs (`node touch` then `node build` is then
+    a no-op at the cost of its stats, not a full check)."""
     names = expand_aliases(project, resolve_targets(project, targets))
     session = Session(project)
     lock = ProjectLock(session.dir)
@@ -456,6 +459,11 @@ def touch(project: Project, targets) -> list[str]:
         with session.state.batch():  # all or nothing, and one commit for any number of nodes
             for n, key, parts, outs in records:
                 session.state.put_record(n, key, parts, outs, "touch", None)
+        if noop_record is not None:
+            order = graph.closure(project.nodes, resolve_targets(project, noop_record[0][1:]))
+            real = [n for n in order if not project.nodes[n].is_alias]
+            if set(real) <= set(names):  # every node that build needs is accepted now
+                _record_noop(session, order, noop_record, len(real))
         return names
     finally:
         session.close()

@@ -296,3 +296,50 @@ def test_an_edited_nodefile_is_seen_first_and_the_rest_not_statted(tmp_path, mon
     r = _run(p, "build")
     assert r.returncode == 0, r.stderr
     assert _runs(p)[before:] == ["extra"] and (p / "out" / "extra").read_text() == "x\n"
+
+
+def test_touch_of_the_defaults_records_the_next_build_as_a_no_op(tmp_path, monkeypatch):
+    """`node touch` of every node a plain `node build` needs leaves that build a no-op
+    of the fast path (not a full check); a touch that leaves a needed node out
+    records nothing, and that build still builds it."""
+    from nodefile import fastpath
+    p = tmp_path
+    (p / "out").mkdir()
+    (p / "Nodefile.toml").write_text(textwrap.dedent("""
+        [nodes.a]
+        outputs = "out/a"
+        shell = "echo a >> runs.log; echo a > {outputs}"
+
+        [nodes.b]
+        outputs = "out/b"
+        shell = "echo b >> runs.log; echo b > {outputs}"
+        """))
+    for n in "ab":
+        (p / "out" / n).write_text("by hand\n")
+    time.sleep(0.05)
+    assert _run(p, "touch").returncode == 0
+    monkeypatch.chdir(p)
+    time.sleep(0.05)
+    assert fastpath.try_noop(["build", "-j", "2"]).startswith("nothing to do: 2 node(s)")
+    r = _run(p, "build")
+    assert r.returncode == 0 and "nothing to do" in r.stdout and not (p / "runs.log").exists(), r.stdout
+    # a chain whose default is only its last node: touching it leaves `a` unaccepted
+    (p / "Nodefile.toml").write_text(textwrap.dedent("""
+        [nodes.a]
+        outputs = "out/a2"
+        shell = "echo a >> runs.log; echo a > {outputs}"
+
+        [nodes.b]
+        outputs = "out/b2"
+        inputs = ["a"]
+        shell = "echo b >> runs.log; cat {inputs} > {outputs}"
+        """))
+    (p / "out" / "b2").write_text("by hand\n")
+    time.sleep(0.05)
+    r = _run(p, "touch")
+    assert r.returncode == 0 and "of 1 node(s): b" in r.stdout, r.stdout
+    time.sleep(0.05)
+    assert fastpath.try_noop(["build"]) is None
+    r = _run(p, "build")
+    assert r.returncode == 0 and (p / "runs.log").read_text().split()[:1] == ["a"], r.stdout
+    assert (p / "out" / "a2").read_text() == "a\n"
