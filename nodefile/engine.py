@@ -291,7 +291,8 @@ def _record_noop(session: Session, order, argv_cwd, count: int, prior=(), partia
     project = session.project
     fresh = set(session.hasher.seen)
     paths = set(fresh)
-    paths.update(os.path.relpath(p, project.root) for p in project.sources)
+    sources = [os.path.relpath(p, project.root) for p in project.sources]
+    paths.update(sources)
     folders = set()
     for n in order:
         node = project.nodes[n]
@@ -307,7 +308,7 @@ def _record_noop(session: Session, order, argv_cwd, count: int, prior=(), partia
     fresh |= folders  # stat them now; one that changed since the command began is recorded racy
     digest = partial.digest if partial is not None else cache.digest_of(project)
     fastpath.write_record(project.root, argv_cwd[0], argv_cwd[1], paths, count, fresh=fresh, digest=digest,
-                          prior=prior, hashed=session.hasher.stats)
+                          prior=prior, hashed=session.hasher.stats, sources=sources)
     if partial is None and digest is not None and fastpath.index_digest(project.root, *argv_cwd) != digest:
         fastpath.write_index(project.root, argv_cwd[0], argv_cwd[1], digest, _node_index(project, order))
 

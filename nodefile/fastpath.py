@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-VERSION = 6  # bump with the key format (model.FORMAT_VERSION) or the record layout
+VERSION = 7  # bump with the key format (model.FORMAT_VERSION) or the record layout
 
 # What try_noop saw when the record did not match: (root, canonical argv, cwd, record,
 # paths, the current stats packed and joined). The build that follows uses it
@@ -28,7 +28,6 @@ PENDING = None
 # resolution) but does not hash, changed since then, may have changed after it was
 # listed, so write_record records it as racy.
 STARTED_NS = None
-ROOT_NODEFILE = "Nodefile.toml"  # as the record lists it (relative to the root)
 
 
 def _root(start: str) -> str | None:
@@ -77,8 +76,8 @@ def _read(root: str, argv, cwd: str):
             rec = marshal.load(f)
     except (OSError, EOFError, ValueError, TypeError):
         return None
-    if not isinstance(rec, tuple) or len(rec) != 7 or rec[0] != VERSION or rec[1] != canonical(argv) \
-            or rec[2] != cwd:
+    if not isinstance(rec, tuple) or len(rec) != 8 or rec[0] != VERSION or rec[1] != canonical(argv) \
+            or rec[2] != cwd or not isinstance(rec[7], tuple):
         return None
     return rec
 
@@ -127,14 +126,14 @@ def try_noop(argv: list[str]) -> str | None:
     rec = _read(root, argv, cwd)
     if rec is None:
         return None
-    _, _, _, count, joined, packed, _ = rec
+    _, _, _, count, joined, packed, _, sources = rec
     # one \0-joined string and one packed byte string: they load at memcpy speed,
     # where 20,000 path strings and stat tuples cost as much as the stats themselves
     paths = joined.split("\0")
-    i = _position(paths, ROOT_NODEFILE)
-    if i >= 0 and _stamps(root, [ROOT_NODEFILE])[0] != packed[24 * i:24 * i + 24]:
-        # the Nodefile changed: the build checks the whole project whatever else
-        # changed, so the other stats are not taken (20,000 at 10,000 nodes)
+    now = _stamps(root, [paths[i] for i in sources])
+    if any(s != packed[24 * i:24 * i + 24] for s, i in zip(now, sources)):
+        # a Nodefile or template changed: the build checks the whole project whatever
+        # else changed, so the other stats are not taken (20,000 at 10,000 nodes)
         PENDING = (root, canonical(argv), cwd, rec, paths, None)
         return None
     current = _stamps(root, paths)
@@ -161,7 +160,7 @@ def changed_since_record(root: str, argv, cwd: str, limit: int = 1000) -> set[st
     if seen is not None:
         rec, paths, joined = seen[3], seen[4], seen[5]
         if joined is None:
-            return None  # the Nodefile changed (try_noop): a full check
+            return None  # a Nodefile or template changed (try_noop): a full check
     else:
         rec = _read(root, argv, cwd)
         if rec is None:
@@ -201,7 +200,7 @@ def pending(root: str, argv, cwd: str):
 
 
 def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, digest=None, prior=(),
-                 hashed=None) -> bool:
+                 hashed=None, sources=()) -> bool:
     """Record the stats of `paths` and `prior` (project-relative or absolute) for try_noop.
 
     fresh: when given, only these paths (what the build read or wrote) are statted
@@ -214,7 +213,8 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
     hashed: path -> (mtime_ns, size, inode, device) when the build hashed it (None:
     missing then), Hasher.stats. Such a path is recorded with that stat, not one
     taken now: an input edited after its node ran, while the build went on, must
-    differ next time (a stat taken now would hide the edit for good)."""
+    differ next time (a stat taken now would hide the edit for good). sources: the
+    project's Nodefiles and templates among paths; try_noop stats them first."""
     import marshal
     import struct
     import time
@@ -249,7 +249,7 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
     paths = paths if isinstance(paths, (set, frozenset)) else set(paths)
     seen = pending(root, argv, cwd) if fresh is not None else None
     if seen is not None and seen[5] is None:
-        seen = None  # try_noop stopped at the changed Nodefile: nothing to reuse
+        seen = None  # try_noop stopped at a changed Nodefile: nothing to reuse
     every = None
     if seen is not None:  # the same paths as the record try_noop checked?
         plist = seen[4]
@@ -280,7 +280,8 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
-        marshal.dump((VERSION, canonical(argv), cwd, count, joined, packed, digest), f)
+        src = tuple(i for i in (_position(plist, s) for s in sources) if i >= 0)
+        marshal.dump((VERSION, canonical(argv), cwd, count, joined, packed, digest, src), f)
     os.replace(tmp, path)
     return True
 

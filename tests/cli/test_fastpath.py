@@ -223,19 +223,28 @@ def test_an_input_edited_after_its_node_ran_but_during_the_build_is_seen(tmp_pat
     _settle(p)
     (p / "x.txt").write_text("two\n")
     (p / "y.txt").write_text("y2\n")
+    _edit_during_a_build(
+        p, lambda: (p / "out" / "a.out").exists() and (p / "out" / "a.out").read_text() == "two\n",
+        lambda: (p / "x.txt").write_text("three, edited during the build\n"))
+    assert (p / "out" / "a.out").read_text() == "three, edited during the build\n"
+
+
+def _edit_during_a_build(p, ready, edit, after: float = 0.0):
+    """Start `node build -j 2` (whose slow node sleeps 1.5 s), make `edit` `after`
+    seconds after `ready` holds, while it still runs, and let it end; then the next
+    build must not say "nothing to do"."""
     build = subprocess.Popen([sys.executable, "-m", "nodefile", "build", "-j", "2"], cwd=p, env=base_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_for(lambda: (p / "out" / "a.out").exists() and (p / "out" / "a.out").read_text() == "two\n", 10,
-             what="a to be rebuilt from 'two'")
-    assert build.poll() is None, "the slow sibling should still be running"
-    (p / "x.txt").write_text("three, edited during the build\n")
+    wait_for(ready, 10, what="the build to reach the point of the edit")
+    time.sleep(after)
+    assert build.poll() is None, "the slow node should still be running"
+    edit()
     out, _ = build.communicate(timeout=60)
     assert build.returncode == 0, out
     time.sleep(0.05)
     r = _run(p, "build")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "nothing to do" not in r.stdout, r.stdout
-    assert (p / "out" / "a.out").read_text() == "three, edited during the build\n"
 
 
 def test_a_file_added_to_a_glob_folder_during_the_build_is_seen(tmp_path):
@@ -262,18 +271,8 @@ def test_a_file_added_to_a_glob_folder_during_the_build_is_seen(tmp_path):
     (p / "y.txt").write_text("y2\n")
     with open(p / "Nodefile.toml", "a") as f:
         f.write("# an edit: the next build checks the whole project\n")
-    build = subprocess.Popen([sys.executable, "-m", "nodefile", "build", "-j", "2"], cwd=p, env=base_env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_for(lambda: (p / ".nodefile" / "running.log").exists(), 10, what="the build to start its recipe")
-    time.sleep(0.3)
-    assert build.poll() is None, "the slow node should still be running"
-    (p / "data" / "b.csv").write_text("b\n")
-    out, _ = build.communicate(timeout=60)
-    assert build.returncode == 0, out
-    time.sleep(0.05)
-    r = _run(p, "build")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "nothing to do" not in r.stdout, r.stdout
+    _edit_during_a_build(p, lambda: (p / ".nodefile" / "running.log").exists(),
+                         lambda: (p / "data" / "b.csv").write_text("b\n"), after=0.3)  # the glob is expanded by then
     assert (p / "out" / "all.csv").read_text() == "a\nb\n"
 
 
@@ -343,3 +342,38 @@ def test_touch_of_the_defaults_records_the_next_build_as_a_no_op(tmp_path, monke
     r = _run(p, "build")
     assert r.returncode == 0 and (p / "runs.log").read_text().split()[:1] == ["a"], r.stdout
     assert (p / "out" / "a2").read_text() == "a\n"
+
+
+def test_an_edited_sub_pipeline_nodefile_also_stops_the_stat_pass(tmp_path, monkeypatch):
+    """Every Nodefile of the project is a source: an edit of a sub-pipeline's stops
+    try_noop after the sources, and the build that follows sees the change."""
+    from nodefile import fastpath
+    p = tmp_path
+    (p / "sub").mkdir()
+    (p / "Nodefile.toml").write_text(textwrap.dedent("""
+        [use.sub]
+        nodefile = "sub/Nodefile.toml"
+
+        [nodes.all]
+        outputs = "all.txt"
+        inputs = ["sub"]
+        shell = "cat {inputs} > {outputs}"
+        """))
+    (p / "sub" / "Nodefile.toml").write_text(textwrap.dedent("""
+        [nodes.x]
+        outputs = "x.txt"
+        shell = "echo x > {outputs}"
+        """))
+    _settle(p)
+    monkeypatch.chdir(p)
+    with open(p / "sub" / "Nodefile.toml", "a") as f:
+        f.write('[nodes.y]\noutputs = "y.txt"\nshell = "echo y > {outputs}"\n')
+    statted = []
+    real = fastpath._stamps
+    monkeypatch.setattr(fastpath, "_stamps", lambda root, paths: statted.append(len(paths)) or real(root, paths))
+    assert fastpath.try_noop(["build"]) is None
+    assert statted == [2], statted  # the two Nodefiles, nothing else
+    monkeypatch.undo()
+    r = _run(p, "build")
+    assert r.returncode == 0, r.stderr
+    assert (p / "sub" / "y.txt").read_text() == "y\n" and (p / "all.txt").read_text() == "x\ny\n"
