@@ -118,22 +118,20 @@ class Hasher:
         self.root = root
         self.state = state
         self.memo: dict[str, str | None] = {}
-        self.sizes: dict[str, int] = {}  # file -> size at its hashing (what hash() stat-ed)
         self.bytes_read = 0
         self.seen: set[str] = set()  # every path consulted (for the no-op fast path)
-        # path -> (mtime_ns, size, inode, device) as hashed, None when it was missing: the
-        # no-op record keeps these, never a later stat (an edit after the hash must show)
+        # path -> (mtime_ns, size, inode, device, is a folder) as hashed, None when it was
+        # missing: the no-op record keeps these, never a later stat (an edit after the
+        # hash must show); size() and kind() answer from them
         self.stats: dict[str, tuple | None] = {}
 
     def invalidate(self, paths=None) -> None:
         if paths is None:
             self.memo.clear()
-            self.sizes.clear()
             self.stats.clear()
         else:
             for p in paths:
                 self.memo.pop(p.rstrip("/"), None)
-                self.sizes.pop(p.rstrip("/"), None)
                 self.stats.pop(p.rstrip("/"), None)
 
     def abspath(self, rel: str) -> str:
@@ -151,20 +149,18 @@ class Hasher:
             self.memo[key] = None
             self.stats[key] = None
             return None
-        self.stats[key] = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
-        if statmod.S_ISDIR(st.st_mode):
-            h = self._tree(key)
-        else:
-            h = self._file(key, st)
-            self.sizes[key] = st.st_size
+        is_dir = statmod.S_ISDIR(st.st_mode)
+        self.stats[key] = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev, is_dir)
+        h = self._tree(key) if is_dir else self._file(key, st)
         self.memo[key] = h
         return h
 
     def size(self, rel: str) -> int:
         """The size of a file as hash() saw it (stat-ed again when hash() was not asked)."""
         key = rel.rstrip("/")
-        if key in self.sizes:
-            return self.sizes[key]
+        seen = self.stats.get(key)
+        if seen is not None and not seen[4]:
+            return seen[1]
         try:
             return os.path.getsize(self.abspath(key))
         except OSError:
@@ -173,7 +169,7 @@ class Hasher:
     def kind(self, rel: str) -> str | None:
         key = rel.rstrip("/")
         if key in self.memo:  # as hash() saw it
-            return None if self.memo[key] is None else "file" if key in self.sizes else "dir"
+            return None if self.memo[key] is None else "dir" if self.stats[key][4] else "file"
         try:
             st = os.stat(self.abspath(key))
         except OSError:
@@ -209,7 +205,7 @@ class Hasher:
                     st = os.stat(full)
                 except OSError:
                     continue
-                self.stats[child] = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
+                self.stats[child] = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev, False)
                 items.append((sub, self._file(child, st)))
         items.sort()
         return tree_hash(items)
