@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import time
 
+from . import recipes
+from .stores import describe_outputs, manifest_size
 from .model import NodeResult, Outcome, ReasonKind, Summary
 from .session import TRANSFERS, Options, Session, _move_aside, _safe_name  # noqa: F401
 
@@ -159,14 +161,16 @@ class Runner:
             self.summary.up_to_date.append(name)
             return NodeResult(name, Outcome.UP_TO_DATE)
         verdict, parts = self.s.verdict(name, forced=self.o.always_make)
-        missing = [k[6:] for k, v in parts.items() if k.startswith("input:") and v is None]
-        missing += [k[7:] for k, v in parts.items() if k.startswith("script:") and v is None]
-        if missing:
-            return NodeResult(name, Outcome.FAILED, message=f"input missing: {', '.join(missing)}")
+        if None in parts.values():  # rare: look for what is missing only then
+            missing = [k[6:] for k, v in parts.items() if k.startswith("input:") and v is None]
+            missing += [k[7:] for k, v in parts.items() if k.startswith("script:") and v is None]
+            if missing:
+                return NodeResult(name, Outcome.FAILED, message=f"input missing: {', '.join(missing)}")
         if not verdict.stale:
             self.summary.up_to_date.append(name)
             return NodeResult(name, Outcome.UP_TO_DATE)
-        self.rep.detail(f"     {name}: {'; '.join(str(r) for r in verdict.reasons)}")
+        if getattr(self.rep, "verbosity", 1) > 0:  # the reasons as text only when shown
+            self.rep.detail(f"     {name}: {'; '.join(str(r) for r in verdict.reasons)}")
         self.keys[name] = (verdict.key, parts)
         self.order[name] = self.recipe_order(node, verdict.key, parts)
         if not self.order[name]:
@@ -187,7 +191,6 @@ class Runner:
             return NodeResult(name, Outcome.FAILED, message=f"cannot prepare its outputs: {e.strerror or e}{where}")
 
     def _prepare(self, name: str, idx: int):
-        from . import recipes
         node = self.s.project.nodes[name]
         with self._changed_lock:
             self._decided_at[name] = self._seq
@@ -263,13 +266,14 @@ class Runner:
         """Put fresh outputs in the local cache (here when they are small, else in the
         upload thread) and push them to `push = true` stores (in the upload thread);
         a failed push is a warning, never a failed build."""
-        stores = [st for st in self.s.project.stores.values() if st.push] if stores else []
-        for st in [st for st in stores if (st.name, "*") in self.negative]:
-            self.rep.warn(f"{node.name}: could not push to store '{st.name}': it was unreachable earlier in this build")
-        stores = [st for st in stores if (st.name, "*") not in self.negative]
+        stores = [st for st in self.s.project.stores.values() if st.push] if stores and self.s.project.stores else []
+        if stores:
+            for st in [st for st in stores if (st.name, "*") in self.negative]:
+                self.rep.warn(f"{node.name}: could not push to store '{st.name}': it was unreachable earlier in "
+                              "this build")
+            stores = [st for st in stores if (st.name, "*") not in self.negative]
         if not (self.s.cache or stores):
             return
-        from .stores import describe_outputs, manifest_size
         try:
             entries = describe_outputs(self.s.project.root, node.output_paths, self.s.hasher)
         except OSError as e:

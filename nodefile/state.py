@@ -63,6 +63,9 @@ class State:
         self._dirty_stamps: dict = {}
         self._fast_invalidated = False
         self._group_since = 0.0  # when the open group of writes began (grouped)
+        self._grouped = 0  # inside grouped(): node records and attempts wait in these lists
+        self._node_rows: list = []  # until the group is written (one executemany per table)
+        self._attempt_rows: list = []
 
     def _records_change(self) -> None:
         """Any change to node records voids every recorded no-op (fastpath.py)."""
@@ -121,6 +124,7 @@ class State:
         self._dirty_stamps[path] = stamp
 
     def flush_stamps(self) -> None:
+        self._write_rows()
         if not self._dirty_stamps:
             return
         rows = [(p,) + s for p, s in self._dirty_stamps.items()]
@@ -131,13 +135,32 @@ class State:
         except sqlite3.OperationalError:
             pass  # a read-only view (status, explain): the cache is only an optimisation
 
+    def _write_rows(self) -> None:
+        """Write the records and attempts of the open group (with the stamps seen so
+        far), in its transaction: before it commits, and before anything reads them."""
+        if not (self._node_rows or self._attempt_rows):
+            return
+        nodes, self._node_rows = self._node_rows, []
+        attempts, self._attempt_rows = self._attempt_rows, []
+        rows = [(p,) + s for p, s in self._dirty_stamps.items()]
+        self._dirty_stamps = {}
+        with self._tx():
+            if attempts:
+                self.db.executemany(_ADD_ATTEMPT, attempts)
+            if nodes:
+                self.db.executemany("INSERT OR REPLACE INTO nodes VALUES (?,?,?,?,?,?,?,0)", nodes)
+            if rows:
+                self.db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)", rows)
+
     # -- node records ----------------------------------------------------------------
     def records(self) -> dict:
+        self._write_rows()
         return {r[0]: {"key": r[1], "parts": r[2], "outputs": r[3], "built_ns": r[4], "recipe": r[5],
                        "build_id": r[6], "incomplete": r[7]}
                 for r in self.db.execute("SELECT name, key, parts, outputs, built_ns, recipe, build_id, incomplete FROM nodes")}
 
     def record(self, name: str) -> dict | None:
+        self._write_rows()
         r = self.db.execute("SELECT key, parts, outputs, built_ns, recipe, build_id, incomplete FROM nodes WHERE name=?",
                             (name,)).fetchone()
         if not r:
@@ -147,23 +170,22 @@ class State:
 
     def mark_incomplete(self, name: str) -> None:
         self._records_change()
+        self._write_rows()
         with self._tx():
             self.db.execute("UPDATE nodes SET incomplete=1 WHERE name=?", (name,))
 
     def put_record(self, name: str, key: str, parts: dict, outputs: dict, recipe: str | None,
                    build_id: int | None) -> None:
-        """One transaction: the node record and the stamps seen so far."""
+        """One transaction: the node record and the stamps seen so far (inside
+        grouped(): the group's transaction, written when it commits)."""
         self._records_change()
-        rows = [(p,) + s for p, s in self._dirty_stamps.items()]
-        self._dirty_stamps = {}
-        with self._tx():
-            self.db.execute("INSERT OR REPLACE INTO nodes VALUES (?,?,?,?,?,?,?,0)",
-                            (name, key, json.dumps(parts), json.dumps(outputs), time.time_ns(), recipe, build_id))
-            if rows:
-                self.db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)", rows)
+        self._node_rows.append((name, key, json.dumps(parts), json.dumps(outputs), time.time_ns(), recipe, build_id))
+        if not self._grouped:
+            self._write_rows()
 
     def forget(self, names) -> None:
         self._records_change()
+        self._write_rows()
         with self._tx():
             self.db.executemany("DELETE FROM nodes WHERE name=?", [(n,) for n in names])
 
@@ -175,14 +197,17 @@ class State:
             return cur.lastrowid
 
     def end_build(self, build_id: int, status: int) -> None:
+        self._write_rows()
         with self._tx():
             self.db.execute("UPDATE builds SET ended_ns=?, status=? WHERE id=?", (time.time_ns(), status, build_id))
 
     def add_attempt(self, **a) -> None:
-        with self._tx():
-            self.db.execute(_ADD_ATTEMPT, tuple(a.get(c) for c in _ATTEMPT_COLS))
+        self._attempt_rows.append(tuple([a.get(c) for c in _ATTEMPT_COLS]))
+        if not self._grouped:
+            self._write_rows()
 
     def attempts(self, node: str | None = None, build_id: int | None = None) -> list[dict]:
+        self._write_rows()
         q = "SELECT * FROM attempts"
         cond, args = [], []
         if node is not None:
@@ -212,6 +237,7 @@ class State:
 
     def commit(self) -> None:
         """Commit the open group, if any."""
+        self._write_rows()
         if self.db.in_transaction:
             self.db.execute("COMMIT")
 
@@ -225,13 +251,19 @@ class _Group:
         if not self.state.db.in_transaction:
             self.state.db.execute("BEGIN IMMEDIATE")
             self.state._group_since = time.monotonic()
+        self.state._grouped += 1
 
     def __exit__(self, exc_type, *_):
-        db = self.state.db
+        state = self.state
+        state._grouped -= 1
+        db = state.db
         if exc_type is not None:
+            state._node_rows.clear()  # the whole group is undone, the rows not yet written too
+            state._attempt_rows.clear()
             if db.in_transaction:
                 db.execute("ROLLBACK")
-        elif db.in_transaction and time.monotonic() - self.state._group_since >= self.max_age:
+        elif db.in_transaction and time.monotonic() - state._group_since >= self.max_age:
+            state._write_rows()
             db.execute("COMMIT")
         return False
 

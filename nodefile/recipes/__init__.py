@@ -9,6 +9,7 @@ import sys
 from ..records import record
 
 from .. import placeholders
+from ..stores import write_file
 from ..placeholders import placeholder_context, relative_to
 from ..model import Node, Project, Recipe
 from .rlang import r_named_list, r_string, r_value
@@ -86,7 +87,6 @@ def r_job_source(m: dict) -> str:
 def write_job(jobdir: str, m: dict, with_r: bool) -> tuple[str, str | None]:
     base = os.path.join(jobdir, _safe(m["node"]))
     path = base + ".json"
-    from ..stores import write_file
     write_file(path, _JOB_JSON(m).encode())  # one writer per node at a time
     rpath = None
     if with_r:
