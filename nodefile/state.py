@@ -11,6 +11,8 @@ import os
 import sqlite3
 import time
 
+from .hashing import dumps
+
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -179,7 +181,7 @@ class State:
         """One transaction: the node record and the stamps seen so far (inside
         grouped(): the group's transaction, written when it commits)."""
         self._records_change()
-        self._node_rows.append((name, key, json.dumps(parts), json.dumps(outputs), time.time_ns(), recipe, build_id))
+        self._node_rows.append((name, key, dumps(parts), dumps(outputs), time.time_ns(), recipe, build_id))
         if not self._grouped:
             self._write_rows()
 

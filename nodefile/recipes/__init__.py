@@ -3,18 +3,18 @@ job manifest every recipe receives (NODEFILE_JOB).
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from ..records import record
 
 from .. import placeholders
+from ..hashing import json_encoder
 from ..stores import write_file
 from ..placeholders import placeholder_context, relative_to
 from ..model import Node, Project, Recipe
 from .rlang import r_named_list, r_string, r_value
 
-_JOB_JSON = json.JSONEncoder(separators=(",", ":"), default=str).encode  # built once, not per job
+_JOB_JSON = json_encoder((",", ":"), default=str)
 R_BOOTSTRAP = os.path.join(os.path.dirname(os.path.dirname(__file__)), "r", "run.R")
 
 

@@ -369,3 +369,28 @@ def test_directory_input_in_key(files, state):
     base = key(n, files, state)
     (files / "d" / "y").write_text("2")
     assert key(n, files, state) != base
+
+
+def test_json_encoder_writes_what_json_dumps_writes():
+    """Keys are hashed from these texts: the encoder built once must write byte for
+    byte what json.dumps writes, or every project would rebuild."""
+    import json
+    from nodefile.hashing import compact_json, dumps, json_encoder
+
+    class Odd:
+        def __str__(self):
+            return "odd"
+
+    values = [
+        [["0", ["out/a", "out/b"]], [None, []]],
+        {"format": "3", "input:src/ä.csv": None, "z": [1, 2.5, -0.0, 1e300, True, False]},
+        {"b": {"y": 1, "x": [1, {"k": "v\n\t\"q\""}]}, "a": "日本", "c": "\u2028"},
+        "just a string", 3, 2.0, None, [], {},
+    ]
+    for v in values:
+        assert dumps(v) == json.dumps(v)
+        assert compact_json(v) == json.dumps(v, separators=(",", ":"))
+        assert json_encoder(default=str, sort_keys=True)(v) == json.dumps(v, default=str, sort_keys=True)
+    assert json_encoder(default=str)({"o": Odd()}) == json.dumps({"o": Odd()}, default=str)
+    with pytest.raises(TypeError):  # refused, as json.dumps refuses it
+        dumps({"o": Odd()})
