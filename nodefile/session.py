@@ -228,11 +228,16 @@ def _safe_name(name: str) -> str:
 def _move_aside(session: Session, node, where: str, stamp: str) -> None:
     """Move the node's existing outputs under .nodefile/<where>/ so a recipe
     starts from a clean slate and nothing is lost."""
-    base = os.path.join(session.dir, where, node.name.replace("/", "_"), stamp)
+    base = None
+    memo = session.hasher.memo
     for p in node.output_paths:
+        if memo.get(p.rstrip("/"), "") is None:
+            continue  # found missing by the verdict just now (no stat again)
         src = os.path.join(session.project.root, p.rstrip("/"))
         if not os.path.lexists(src):
             continue
+        if base is None:
+            base = os.path.join(session.dir, where, node.name.replace("/", "_"), stamp)
         dst = os.path.join(base, p.rstrip("/"))
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         if os.path.lexists(dst):  # a file over a file: os.replace below replaces it

@@ -61,14 +61,17 @@ class OsFS:
         return f"{path}.tmp-{os.getpid()}-{next(_TMP_SEQ)}"
 
     def read_bytes(self, rel: str) -> bytes | None:
+        path = self._p(rel)
+        if not os.access(path, os.F_OK):  # the usual answer for a stale node's key: no exception
+            return None
         try:
-            with open(self._p(rel), "rb") as f:
+            with open(path, "rb") as f:
                 return f.read()
         except FileNotFoundError:
             return None
 
     def exists(self, rel: str) -> bool:
-        return os.path.exists(self._p(rel))
+        return os.access(self._p(rel), os.F_OK)
 
     def size(self, rel: str) -> int | None:
         try:
@@ -241,8 +244,8 @@ def describe_outputs(root: str, paths, hasher) -> list[dict]:
     """The manifest entries of a node's current outputs."""
     out = []
     for p in paths:
-        full = os.path.join(root, p.rstrip("/"))
         if p.endswith("/"):
+            full = os.path.join(root, p.rstrip("/"))
             files = []
             for d, dirs, names in os.walk(full):
                 dirs.sort()
