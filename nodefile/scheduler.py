@@ -65,6 +65,8 @@ class Scheduler:
             self.runner.done(result)
             if result.outcome is Outcome.FAILED and not self.keep_going:
                 self.stopped = True
+                for h in taken:  # successors not started yet never start
+                    self.executor.withdraw(h)
             for u in users[name]:
                 waiting[u] -= 1
                 if waiting[u] == 0:
@@ -112,6 +114,42 @@ class Scheduler:
                                 if used.get(k, 0.0) + v > self.limits.get(k, float("inf")) + 1e-9}
             for it in skipped:
                 push(it)
+            if queue and submit_after is not None and not self.stopped:
+                chain()
+
+        submit_after = getattr(self.executor, "submit_after", None)
+        successor: dict = {}  # handle -> the handle that takes its place (and resources) when it ends
+        taken: set = set()  # handles of successors, not started until the one before ends
+
+        def chain() -> None:
+            """Give each running process that has none a successor: the best queued spec
+            if it needs exactly the same resources. The executor starts it the moment
+            that process ends, without waiting for this loop (see submit_after)."""
+            for handle, (name, spec) in list(running.items()):
+                if not queue:
+                    return
+                if handle in successor or handle in taken or spec.func is not None:
+                    continue
+                item = queue[0]
+                if item[3].resources != spec.resources or item[3].func is not None:
+                    continue
+                item = pop()
+                nxt = item[3]
+                if refresh is not None:
+                    fresh = refresh(item[2], nxt)
+                    if isinstance(fresh, NodeResult):
+                        settle(item[2], fresh)
+                        continue
+                    if fresh is not nxt:
+                        push(item[:3] + (fresh, _needs(fresh)))
+                        continue  # re-ordered: it waits for its turn like any other
+                h = submit_after(nxt, handle)
+                if h is None:
+                    push(item)
+                    continue
+                successor[handle] = h
+                taken.add(h)
+                running[h] = (item[2], nxt)  # runner.started() when it starts
 
         # Decide at most `batch` ready nodes before starting what is queued: the rest are
         # decided while those run (1,000 ready nodes take ~0.25 s to decide).
@@ -152,8 +190,24 @@ class Scheduler:
             ended = []
             for fin in self.executor.wait(timeout):
                 name, spec = running.pop(fin.handle)
-                for k, v in spec.resources.items():
-                    used[k] -= v
+                if fin.handle in taken:  # a successor that never started: it held no resources
+                    taken.discard(fin.handle)
+                    for k in [k for k, v in successor.items() if v == fin.handle]:
+                        del successor[k]
+                    if self.stopped:
+                        continue  # as if never handed over (skipped)
+                    if getattr(fin, "cancelled", False):
+                        ended.append((fin, name, spec))  # its inputs changed: the runner decides it again
+                    else:  # held back after the recipe before it failed: queued again as it was
+                        push((self.priority(name), self.index[name], name, spec))
+                    continue
+                nxt = successor.pop(fin.handle, None)
+                if nxt is not None and nxt in running and getattr(fin, "exit_code", None) == 0:
+                    taken.discard(nxt)  # started in its place: it holds these resources now
+                    self.runner.started(running[nxt][1])
+                else:
+                    for k, v in spec.resources.items():
+                        used[k] -= v
                 ended.append((fin, name, spec))
             if ended and not self.stopped and all(_clean(f) for f, _, _ in ended):
                 dispatch()  # start the next recipes first: they run while these are recorded

@@ -21,6 +21,7 @@ import struct
 import sys
 import time
 
+HELD = "not started: the recipe before it failed"  # a successor the build decides about again
 GRACE = 3.0  # seconds between SIGTERM and SIGKILL when the build is gone
 CHUNK = 1 << 16
 HEADER = struct.Struct("<I")
@@ -210,14 +211,26 @@ def unframe(buf):
 
 
 def serve(req, rep, run_log):
-    """The helper's loop. Requests: ("run", handle, exe, argv, env, cwd, log) and
-    ("sig", handle, signum). Replies: ("ready",), ("done", handle, code, duration,
-    nbytes, error). When the build goes away (end of file on req) the recipes
-    still running are ended: SIGTERM, then SIGKILL after GRACE seconds."""
+    """The helper's loop. Requests: ("run", handle, exe, argv, env, cwd, log),
+    ("after", earlier, handle, exe, argv, env, cwd, log): run it the moment the
+    process `earlier` ends well (in its place: the build gives it that one's slot), or
+    now if it has; if `earlier` fails it is not started (reported ended, with HELD); ("sig", handle, signum), which for a successor not started yet
+    means it never starts; and ("drop", handle): a successor not started yet never
+    starts (one that has, runs on). Replies: ("ready",), ("done", handle, code, duration,
+    nbytes, error). When the build goes away (end of file on req) the recipes still
+    running are ended: SIGTERM, then SIGKILL after GRACE seconds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the build's to handle
     run_fd = os.open(run_log, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC) if run_log else None
     procs = Procs(run_fd, can_chdir=True)
+    successor = {}  # handle of a running process -> the request to start when it ends
     out = bytearray(frame(("ready",)))
+
+    def start(m, done):
+        handle, exe, argv, env, cwd, log = m
+        try:
+            procs.start(handle, exe, argv, env, cwd, log)
+        except OSError as e:
+            done.append((handle, None, 0.0, 0, f"cannot start {argv[0]}: {e.strerror or e}"))
     os.set_blocking(rep, False)
     buf = b""
     closing_at = None
@@ -247,23 +260,37 @@ def serve(req, rep, run_log):
                 data = os.read(req, CHUNK)
                 if not data:  # the build ended or was killed: end what it started
                     closing_at = time.monotonic() + GRACE
+                    successor.clear()
                     for h in list(procs.procs):
                         procs.signal(h, signal.SIGTERM)
                     continue
                 msgs, buf = unframe(buf + data)
                 for m in msgs:
                     if m[0] == "run":
-                        _, handle, exe, argv, env, cwd, log = m
-                        try:
-                            procs.start(handle, exe, argv, env, cwd, log)
-                        except OSError as e:
-                            done.append((handle, None, 0.0, 0, f"cannot start {argv[0]}: {e.strerror or e}"))
-                    elif m[0] == "sig":
-                        procs.signal(m[1], m[2])
+                        start(m[1:], done)
+                    elif m[0] == "after":
+                        if m[1] in procs.procs:
+                            successor[m[1]] = m[2:]
+                        else:  # it has ended (its "done" is on the way): start now
+                            start(m[2:], done)
+                    elif m[0] in ("sig", "drop"):
+                        waiting = [e for e, n in successor.items() if n[0] == m[1]]
+                        if waiting:  # not started: never start it
+                            del successor[waiting[0]]
+                            done.append((m[1], None, 0.0, 0, "cancelled before it started"))
+                        elif m[0] == "sig":
+                            procs.signal(m[1], m[2])
             elif fd in procs.fds:
                 done += procs.ready(fd)
         if not procs.pidfd:
             done += procs.poll()
+        for d in list(done):  # a successor takes the ended process's place at once,
+            nxt = successor.pop(d[0], None)  # if that one succeeded (a failure may stop the build)
+            if nxt is not None:
+                if d[1] == 0:
+                    start(nxt, done)
+                else:
+                    done.append((nxt[0], None, 0.0, 0, HELD))
         if closing_at is not None and time.monotonic() >= closing_at:
             for h in list(procs.procs):
                 procs.signal(h, signal.SIGKILL)

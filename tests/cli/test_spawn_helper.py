@@ -172,3 +172,52 @@ def test_a_program_the_helper_cannot_start_fails_the_node_with_the_reason_in_its
     assert "Traceback" not in proc.stderr, describe(proc)
     log = run(tmp_path, "log", "a", check=0)
     assert "cannot start /nonexistent/bin/python" in log.stdout, describe(log)
+
+
+# A recipe waiting for a slot is handed to the helper as the successor of a running
+# one and started the moment that one ends (executors/local.py, submit_after).
+def _timed(name: str, seconds: float, extra: str = "") -> str:
+    return f"""
+[nodes.{name}]
+outputs = "out/{name}"
+shell = "s=$(date +%s.%N); sleep {seconds}; echo \\"{name} $s $(date +%s.%N)\\" >> times.log; touch {{outputs}}"
+{extra}
+"""
+
+
+def test_recipes_handed_ahead_to_the_helper_still_run_at_most_j_at_once(tmp_path):
+    write(tmp_path, {"Nodefile.toml": "".join(_timed(f"n{i}", 0.05) for i in range(12))})
+    proc = run(tmp_path, "build", "-j", "2", check=0)
+    iv = test_parallel.read_intervals(tmp_path)
+    assert len(iv) == 12 and len(list((tmp_path / "out").iterdir())) == 12, describe(proc)
+    assert test_parallel.max_overlap(iv) == 2, f"{iv}\n{describe(proc)}"
+
+
+def test_a_failure_stops_the_build_before_the_recipe_waiting_behind_it_starts(tmp_path):
+    """-j 1: while `bad` runs, the next node waits in the helper behind it. `bad`
+    fails, so the build stops: the waiting node must never start."""
+    write(tmp_path, {"Nodefile.toml": """
+[nodes.bad]
+outputs = "out/bad"
+shell = "sleep 0.3; exit 1"
+priority = 10
+""" + _timed("a", 0.01) + _timed("b", 0.01)})
+    proc = run(tmp_path, "build", "-j", "1", check=1)
+    assert "bad" in proc.stderr, describe(proc)
+    assert not (tmp_path / "times.log").exists(), describe(proc)
+    assert not (tmp_path / "out/a").exists() and not (tmp_path / "out/b").exists(), describe(proc)
+    # with --keep-going the others run after all
+    proc = run(tmp_path, "build", "-j", "1", "--keep-going", check=1)
+    assert (tmp_path / "out/a").exists() and (tmp_path / "out/b").exists(), describe(proc)
+
+
+def test_a_recipe_handed_ahead_has_its_timeout_counted_from_its_own_start(tmp_path):
+    """-j 1: `second` waits behind `first` (0.6 s) and then needs 0.2 s of its 0.5 s;
+    `third` waits behind `second` and overruns its 0.3 s."""
+    write(tmp_path, {"Nodefile.toml": _timed("first", 0.6, "priority = 10")
+                     + _timed("second", 0.2, "timeout = 0.5\npriority = 5")
+                     + _timed("third", 5, "timeout = 0.3")})
+    proc = run(tmp_path, "build", "-j", "1", check=1)
+    names = [line.split()[0] for line in (tmp_path / "times.log").read_text().splitlines()]
+    assert names == ["first", "second"], describe(proc)
+    assert "FAILED third" in proc.stderr and "timed out after 0.3s" in proc.stderr, describe(proc)
