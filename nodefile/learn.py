@@ -618,6 +618,8 @@ class Learner:
             st = self._current(node, r, script_of(r) if script_of else None)
             view = self._view(node, r, st, build)
             rows.append((self._estimate(node, r, st, size_of(r) if size_of else None, view), st, r, view))
+        if len(rows) == 1:  # nothing to order, nothing to probe against (most nodes)
+            return Choice(node, (rows[0][2],), (rows[0][0],), None), None, None
         # A guess from unrelated scripts (project median, default) is no evidence: such a
         # recipe keeps its Nodefile place behind the recipes listed before it (a teammate
         # must not retrain a 3-hour model because the project's other steps are quick).

@@ -24,10 +24,15 @@ def resolve(ref: str, ctx: dict) -> list[str]:
 
     ctx: {"inputs": [(name, [paths])...], "outputs": [...], "params": {}, "wildcards": {}, "node": str}
     """
-    m = _REF.match(ref.strip())
-    if not m:
-        raise PlaceholderError(f"unknown placeholder {{{ref}}}")
-    group, name, index, param, wildcard = m.groups()
+    groups = _REFS.get(ref)
+    if groups is None:
+        m = _REF.match(ref.strip())
+        if not m:
+            raise PlaceholderError(f"unknown placeholder {{{ref}}}")
+        groups = m.groups()
+        if len(_REFS) < 4096:
+            _REFS[ref] = groups
+    group, name, index, param, wildcard = groups
     if group:
         entries = ctx[group]
         if name is None and index is None:
@@ -67,17 +72,41 @@ def _fmt(value) -> str:
     return toml_text(value)
 
 
-def substitute(template: str, ctx: dict, quote: bool = False) -> str:
-    def repl(m: re.Match) -> str:
-        tok = m.group(0)
-        if tok == "{{":
-            return "{"
-        if tok == "}}":
-            return "}"
-        values = resolve(m.group(1), ctx)
-        return " ".join(shlex.quote(v) if quote else v for v in values)
+_REFS: dict = {}  # placeholder text -> its parsed parts (_REF's groups)
+_TEMPLATES: dict = {}  # template -> [text, placeholder, text, placeholder, ..., text]
 
-    return _TOKEN.sub(repl, template)
+
+def _split(template: str) -> list:
+    """A template as literal texts (with {{ and }} made single) around its placeholders,
+    parsed once per distinct template: a build fills the same few for every node."""
+    parts = _TEMPLATES.get(template)
+    if parts is None:
+        parts, text, pos = [], [], 0
+        for m in _TOKEN.finditer(template):
+            text.append(template[pos:m.start()])
+            pos = m.end()
+            if m.group(1) is None:
+                text.append(m.group(0)[0])  # {{ or }}
+            else:
+                parts += ["".join(text), m.group(1)]
+                text = []
+        text.append(template[pos:])
+        parts.append("".join(text))
+        if len(_TEMPLATES) < 4096:
+            _TEMPLATES[template] = parts
+    return parts
+
+
+def substitute(template: str, ctx: dict, quote: bool = False) -> str:
+    parts = _split(template)
+    if len(parts) == 1:
+        return parts[0]
+    out = [parts[0]]
+    for i in range(1, len(parts), 2):
+        values = resolve(parts[i], ctx)
+        out.append(" ".join(shlex.quote(v) for v in values) if quote else " ".join(values))
+        out.append(parts[i + 1])
+    return "".join(out)
 
 
 def expand_args(args, ctx: dict) -> list[str]:

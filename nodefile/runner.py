@@ -94,11 +94,19 @@ class Runner:
     def _inputs_changed(self, name: str, parts: dict) -> list[str]:
         """Inputs (and scripts) whose bytes differ from what the run started with."""
         node = self.s.project.nodes[name]
-        real = {r.label: r.script for r in node.recipes if r.script and r.label}  # template scripts
-        paths = {k: real.get(k.split(":", 1)[1], k.split(":", 1)[1])
-                 for k in parts if k.startswith(("input:", "script:", "import:"))}
-        self.s.hasher.invalidate(list(paths.values()))
-        return [p for k, p in paths.items() if self.s.hasher.hash(p) != parts[k]]
+        real = None
+        paths = {}
+        for k in parts:
+            kind, sep, p = k.partition(":")
+            if kind == "input" or kind == "import":
+                paths[k] = p
+            elif kind == "script":
+                if real is None:
+                    real = {r.label: r.script for r in node.recipes if r.script and r.label}  # template scripts
+                paths[k] = real.get(p, p)
+        hasher = self.s.hasher
+        hasher.invalidate(paths.values())
+        return [p for k, p in paths.items() if hasher.hash(p) != parts[k]]
 
     # recipes in the order to try them (one function: learning plugs in here)
     def recipe_order(self, node, key: str, parts: dict) -> list:

@@ -165,3 +165,17 @@ def test_missing_wildcards_table_is_tolerated():
     assert substitute("{node}", c) == "n"
     with pytest.raises(PlaceholderError):
         resolve("model", c)
+
+
+def test_a_template_parsed_once_is_filled_afresh_for_each_node():
+    """Templates are parsed once per process (placeholders._split): the values must
+    still come from each node's own context, and a bad placeholder is still refused."""
+    def node(name, out):
+        return {"inputs": [], "outputs": [("", [out])], "params": {}, "wildcards": {}, "node": name}
+    t = "touch {outputs} && echo {{{node}}} '{{}}'"
+    assert substitute(t, node("a", "out/a b"), quote=True) == "touch 'out/a b' && echo {a} '{}'"
+    assert substitute(t, node("b", "out/b"), quote=True) == "touch out/b && echo {b} '{}'"
+    assert substitute("no placeholders {{here}}", node("c", "x")) == "no placeholders {here}"
+    for _ in range(2):
+        with pytest.raises(PlaceholderError):
+            substitute("cat {inputs.missing}", node("d", "x"))
