@@ -107,7 +107,12 @@ def _hash_pipelined(f) -> str:
     return h.hexdigest()
 
 
+EMPTY = xxhash.xxh3_128_hexdigest(b"")
+
+
 def hash_file_content(path: str, size: int | None = None) -> str:
+    if size == 0:  # an empty file as its stat saw it (stamp files, `touch` outputs): nothing to read
+        return EMPTY
     if size is not None and size < CHUNK:  # a small file: one read on a bare fd (no io object)
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:

@@ -394,3 +394,12 @@ def test_json_encoder_writes_what_json_dumps_writes():
     assert json_encoder(default=str)({"o": Odd()}) == json.dumps({"o": Odd()}, default=str)
     with pytest.raises(TypeError):  # refused, as json.dumps refuses it
         dumps({"o": Odd()})
+
+
+def test_an_empty_file_hashes_as_empty_content_without_being_read(tmp_path):
+    (tmp_path / "empty").write_bytes(b"")
+    assert hash_file_content(str(tmp_path / "empty"), 0) == hash_bytes(b"") == hashing.EMPTY
+    os.mkfifo(tmp_path / "fifo")  # reading it would wait for a writer forever
+    assert hash_file_content(str(tmp_path / "fifo"), 0) == hash_bytes(b"")
+    (tmp_path / "full").write_bytes(b"x")
+    assert hash_file_content(str(tmp_path / "full"), 1) == hash_bytes(b"x") != hashing.EMPTY
