@@ -270,6 +270,7 @@ class ArtifactStore:
         self.name = name
         self.fs = fs
         self.push_enabled = push
+        self._have: set[tuple[str, int]] = set()  # (hash, size) of blobs put or found in this process
 
     def manifest(self, key: str) -> dict | None:
         try:
@@ -296,9 +297,12 @@ class ArtifactStore:
             items = [(o["path"], o["hash"], o["size"])] if o["type"] == "file" else \
                 [(o["path"].rstrip("/") + "/" + f["rel"], f["hash"], f["size"]) for f in o["files"]]
             for path, h, size in items:
+                if (h, size) in self._have:  # many outputs share content (empty files, copies)
+                    continue
                 if self.fs.size(blob_path(h)) != size:  # missing, or damaged: (re)upload
                     self.fs.put_file(os.path.join(root, path), blob_path(h))
                     sent += size
+                self._have.add((h, size))
         m = {"node": node_name, "key": key, "created": time.time(), "outputs": outputs}
         self.fs.write_bytes(manifest_path(key), compact_json(m).encode())
         return sent
@@ -376,6 +380,7 @@ class ArtifactStore:
         """Drop manifests whose node fails keep_node(name) or older than the limit,
         then every blob no manifest references. Returns (entries, bytes) freed."""
         now = time.time()
+        self._have.clear()
         live: set[str] = set()
         entries = freed = 0
         for rel, size, mtime in self.fs.list("manifests"):
