@@ -151,10 +151,14 @@ class Session:
     def output_hashes(self, name: str) -> dict:
         return {p: self.hasher.hash(p) for p in self.project.nodes[name].output_paths}
 
-    def verdict(self, name: str, forced: bool = False) -> tuple[Verdict, dict]:
+    def verdict(self, name: str, forced: bool = False, building: bool = False) -> tuple[Verdict, dict]:
+        """building: for a build, which runs a node never built whatever its outputs
+        are, so they are not looked at (its verdict says STALE, never MISSING)."""
         parts = self.parts(name)
         key = hashing.key_of(parts)
         rec = self.state.record(name) if self.lazy else self.records().get(name)
+        if building and rec is None:
+            return Verdict(name, Status.STALE, (Reason(ReasonKind.NEVER_BUILT),), key), parts
         return stale.check(name, parts, key, rec, self.output_hashes(name), forced), parts
 
     def plan(self, names: list[str], forced: bool = False) -> dict[str, Verdict]:

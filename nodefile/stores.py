@@ -438,5 +438,32 @@ def open_store(store) -> ArtifactStore:
     return ArtifactStore(store.name, FsspecFS(url, dict(store.options)), store.push)
 
 
+class LocalCache(ArtifactStore):
+    """The project's own cache, .nodefile/cache. Builds write it under the project
+    lock, so while this process holds it nobody else adds to it: when there was no
+    manifests folder at the first lookup (a project's first build), the only keys it
+    can hold are the ones put since, and asking for any other key needs no syscall
+    (a first build asks once for every node)."""
+
+    def __init__(self, root: str):
+        super().__init__("cache", OsFS(os.path.join(root, ".nodefile", "cache"), atomic=False))
+        self._looked = False
+        self._only: set[str] | None = None  # every key it can hold, when known
+
+    def manifest(self, key: str) -> dict | None:
+        if not self._looked:
+            self._looked = True
+            if not os.path.isdir(os.path.join(self.fs.base, "manifests")):
+                self._only = set()
+        if self._only is not None and key not in self._only:
+            return None
+        return super().manifest(key)
+
+    def put(self, node_name: str, key: str, root: str, outputs: list[dict]) -> int:
+        if self._only is not None:
+            self._only.add(key)  # before the write: a lookup must never miss what is there
+        return super().put(node_name, key, root, outputs)
+
+
 def local_cache(root: str) -> ArtifactStore:
-    return ArtifactStore("cache", OsFS(os.path.join(root, ".nodefile", "cache"), atomic=False))
+    return LocalCache(root)
