@@ -128,11 +128,11 @@ class Scheduler:
             for handle, (name, spec) in list(running.items()):
                 if not queue:
                     return
-                if handle in successor or handle in taken or spec.func is not None:
+                if handle in successor or handle in taken:
                     continue
                 item = queue[0]
-                if item[3].resources != spec.resources or item[3].func is not None:
-                    continue
+                if item[3].resources != spec.resources:
+                    continue  # (the executor says which specs and processes can be chained)
                 item = pop()
                 nxt = item[3]
                 if refresh is not None:
@@ -229,7 +229,7 @@ class Scheduler:
             now = time.monotonic()
             if now - last_tick >= self.tick_every:
                 last_tick = now
-                self.runner.tick([s for _, s in running.values()], len(self.results), total)
+                self.runner.tick([s for h, (_, s) in running.items() if h not in taken], len(self.results), total)
         return self.results
 
 

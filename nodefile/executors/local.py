@@ -311,7 +311,7 @@ class LocalExecutor:
     def _finish(self, handle, code, duration, nbytes, error="") -> Finished:
         p = self.procs.pop(handle)
         nxt = self._successor.pop(handle, None)
-        if nxt is not None and nxt in self.procs:  # started in its place just now
+        if nxt is not None and nxt in self.procs and code == 0:  # the helper started it in its place
             q = self.procs[nxt]
             q.start = time.monotonic()
             if q.timeout:

@@ -211,14 +211,17 @@ def unframe(buf):
 
 
 def serve(req, rep, run_log):
-    """The helper's loop. Requests: ("run", handle, exe, argv, env, cwd, log),
-    ("after", earlier, handle, exe, argv, env, cwd, log): run it the moment the
-    process `earlier` ends well (in its place: the build gives it that one's slot), or
-    now if it has; if `earlier` fails it is not started (reported ended, with HELD); ("sig", handle, signum), which for a successor not started yet
-    means it never starts; and ("drop", handle): a successor not started yet never
-    starts (one that has, runs on). Replies: ("ready",), ("done", handle, code, duration,
-    nbytes, error). When the build goes away (end of file on req) the recipes still
-    running are ended: SIGTERM, then SIGKILL after GRACE seconds."""
+    """The helper's loop. Requests:
+      ("run", handle, exe, argv, env, cwd, log);
+      ("after", earlier, handle, exe, argv, env, cwd, log): start it the moment the
+        process `earlier` exits 0, in its place (the build gives it that one's slot),
+        or now if it already has; if `earlier` fails it never starts (reported ended,
+        with HELD: the build decides again);
+      ("sig", handle, signum): for a successor not started yet, it never starts;
+      ("drop", handle): a successor not started yet never starts (one that has runs on).
+    Replies: ("ready",), ("done", handle, code, duration, nbytes, error). When the
+    build goes away (end of file on req) the recipes still running are ended: SIGTERM,
+    then SIGKILL after GRACE seconds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the build's to handle
     run_fd = os.open(run_log, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC) if run_log else None
     procs = Procs(run_fd, can_chdir=True)

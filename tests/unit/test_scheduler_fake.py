@@ -42,14 +42,17 @@ class FakeExecutor:
 
     def submit(self, spec):
         self.next += 1
-        self.running[self.next] = (self.clock + spec.duration, spec)
+        self._start(self.next, spec)
+        return self.next
+
+    def _start(self, handle, spec):
+        self.running[handle] = (self.clock + spec.duration, spec)
         self.launched.append(spec.node)
         self.start.setdefault(spec.node, self.clock)
         for k, v in spec.resources.items():
             self.use[k] = self.use.get(k, 0.0) + v
             self.peak[k] = max(self.peak.get(k, 0.0), self.use[k])
         self.max_parallel = max(self.max_parallel, len(self.running))
-        return self.next
 
     def wait(self, timeout):
         assert self.running, "the scheduler waited with nothing running"
@@ -106,10 +109,60 @@ class FakeRunner:
         self.ticks += 1
 
 
-def run(deps, runner=None, limits=None, priority=None, keep_going=False, order=None):
+@dataclass
+class Held:
+    """A successor reported ended without having started."""
+    handle: int
+    exit_code: None = None
+    cancelled: bool = False
+
+
+class FakeChainExecutor(FakeExecutor):
+    """FakeExecutor with successors (LocalExecutor.submit_after): a successor starts at
+    the instant its predecessor ends with exit 0, and is reported held otherwise."""
+
+    def __init__(self):
+        super().__init__()
+        self.after: dict[int, tuple[int, Spec]] = {}  # predecessor handle -> (handle, spec)
+        self.chained: list[str] = []
+        self.withdrawn: list[str] = []
+        self.reports: list = []
+
+    def submit_after(self, spec, earlier):
+        if earlier not in self.running or earlier in self.after:
+            return None
+        self.next += 1
+        self.after[earlier] = (self.next, spec)
+        self.chained.append(spec.node)
+        return self.next
+
+    def withdraw(self, handle):
+        for earlier, (h, spec) in list(self.after.items()):
+            if h == handle:
+                del self.after[earlier]
+                self.withdrawn.append(spec.node)
+                self.reports.append(Held(h, cancelled=True))
+
+    def wait(self, timeout):
+        if self.reports:
+            out, self.reports = self.reports, []
+            return out
+        out = []
+        for fin in super().wait(timeout):
+            out.append(fin)
+            nxt = self.after.pop(fin.handle, None)
+            if nxt is not None:
+                if fin.exit_code == 0:
+                    self._start(*nxt)
+                else:
+                    out.append(Held(nxt[0]))
+        return out
+
+
+def run(deps, runner=None, limits=None, priority=None, keep_going=False, order=None, executor=None):
     order = list(order or deps)
     runner = runner or FakeRunner()
-    ex = FakeExecutor()
+    ex = executor or FakeExecutor()
     if priority is None:
         priority = lambda n: (0,)  # noqa: E731
     s = Scheduler(order, deps, priority, limits or {"cores": 1.0}, ex, runner, keep_going=keep_going,
@@ -304,3 +357,51 @@ def test_every_settled_node_reported_once(keep_going):
     results, _, runner = run(deps, FakeRunner(failing={"c"}), limits={"cores": 2.0}, keep_going=keep_going)
     names = [r.node for r in runner.done_results]
     assert len(names) == len(set(names)) and set(names) == set(results)
+
+
+# -- successors (a waiting recipe handed to the executor behind a running one) -------------
+
+def test_successors_fill_every_slot_and_never_exceed_the_limits():
+    deps = {f"n{i}": [] for i in range(10)}
+    res = {f"n{i}": ({"cores": 1.0, "gpu": 1.0} if i % 4 == 0 else {"cores": 1.0}) for i in range(10)}
+    ex = FakeChainExecutor()
+    results, ex, runner = run(deps, FakeRunner(resources=res), limits={"cores": 2.0, "gpu": 1.0}, executor=ex)
+    assert outcomes(results) == dict.fromkeys(deps, Outcome.OK)
+    assert ex.chained, "no recipe was handed over as a successor"
+    assert ex.peak["cores"] <= 2.0 and ex.peak["gpu"] <= 1.0
+    assert sorted(ex.launched) == sorted(deps)  # each once
+    assert sorted(s.node for s in runner.started_specs) == sorted(deps)  # started() once each, when it starts
+    assert ex.clock == 5.0  # ten one-second recipes on two slots, no slot ever idle
+
+
+def test_a_failure_stops_the_build_before_a_waiting_successor_starts():
+    deps = {f"n{i}": [] for i in range(6)}
+    ex = FakeChainExecutor()
+    results, ex, _ = run(deps, FakeRunner(failing={"n0"}), limits={"cores": 2.0},
+                         priority=lambda n: (int(n[1:]),), executor=ex)  # the queue pops the smallest
+    # n0 and n1 start at 0, n2 waits behind n0 and n3 behind n1. At 1, n0 fails: n2 is
+    # held back and dropped; n3 had started in n1's place and runs on; nothing else starts
+    assert ex.chained[:2] == ["n2", "n3"]
+    assert ex.start == {"n0": 0.0, "n1": 0.0, "n3": 1.0}, ex.start
+    assert outcomes(results) == {"n0": Outcome.FAILED, "n1": Outcome.OK, "n3": Outcome.OK}
+
+
+def test_with_keep_going_a_successor_held_back_by_a_failure_runs_later():
+    deps = {f"n{i}": [] for i in range(6)}
+    ex = FakeChainExecutor()
+    results, ex, _ = run(deps, FakeRunner(failing={"n0"}), limits={"cores": 2.0}, keep_going=True,
+                         priority=lambda n: (int(n[1:]),), executor=ex)
+    assert {n for n, o in outcomes(results).items() if o is Outcome.OK} == set(deps) - {"n0"}
+    assert sorted(ex.launched) == sorted(deps) and ex.peak["cores"] <= 2.0
+
+
+def test_a_failure_withdraws_the_successors_still_waiting_behind_other_recipes():
+    # n0 fails at 1 while n1 runs until 3 with n3 waiting behind it: n3 must never start
+    deps = {f"n{i}": [] for i in range(5)}
+    ex = FakeChainExecutor()
+    results, ex, _ = run(deps, FakeRunner(failing={"n0"}, durations={"n1": 3.0}), limits={"cores": 2.0},
+                         priority=lambda n: (int(n[1:]),), executor=ex)
+    assert ex.chained[:2] == ["n2", "n3"]
+    assert ex.withdrawn == ["n3"]
+    assert ex.launched == ["n0", "n1"] and ex.clock == 3.0
+    assert outcomes(results) == {"n0": Outcome.FAILED, "n1": Outcome.OK}
