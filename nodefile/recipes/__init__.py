@@ -12,7 +12,6 @@ from ..hashing import json_encoder
 from ..stores import write_file
 from ..placeholders import placeholder_context, relative_to
 from ..model import Node, Project, Recipe
-from .rlang import r_named_list, r_string, r_value
 
 _JOB_JSON = json_encoder((",", ":"), default=str)
 R_BOOTSTRAP = os.path.join(os.path.dirname(os.path.dirname(__file__)), "r", "run.R")
@@ -66,6 +65,7 @@ def manifest(project: Project, node: Node, recipe: Recipe | None = None, attempt
 
 def r_job_source(m: dict) -> str:
     """R code that defines the list `node` from a manifest."""
+    from .rlang import r_named_list, r_string, r_value  # R recipes only (it imports datetime)
     def lst(es):
         return r_named_list([(e["name"], e["value"]) for e in es])
 
