@@ -212,10 +212,10 @@ priority = 10
 
 
 def test_a_recipe_handed_ahead_has_its_timeout_counted_from_its_own_start(tmp_path):
-    """-j 1: `second` waits behind `first` (0.6 s) and then needs 0.2 s of its 0.5 s;
+    """-j 1: `second` waits behind `first` (1 s) and then needs 0.1 s of its 0.8 s;
     `third` waits behind `second` and overruns its 0.3 s."""
-    write(tmp_path, {"Nodefile.toml": _timed("first", 0.6, "priority = 10")
-                     + _timed("second", 0.2, "timeout = 0.5\npriority = 5")
+    write(tmp_path, {"Nodefile.toml": _timed("first", 1.0, "priority = 10")
+                     + _timed("second", 0.1, "timeout = 0.8\npriority = 5")
                      + _timed("third", 5, "timeout = 0.3")})
     proc = run(tmp_path, "build", "-j", "1", check=1)
     names = [line.split()[0] for line in (tmp_path / "times.log").read_text().splitlines()]
