@@ -30,3 +30,12 @@ def test_bench_smoke(tmp_path):
     assert data["hashing"]["error"] is None and data["hashing"]["cat_gib_s"]
     assert not (tmp_path / "big.bin").exists()
     assert {g["goal"] for g in data["goals"]}
+
+
+def test_spawn_floor_smoke(tmp_path):
+    """bench/spawn_floor.py (the spawn helper alone against make) runs and checks its outputs."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "spawn_floor.py"), "--n", "30", "--rounds", "1",
+                        "--work", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "spawn helper alone" in r.stdout and "x make" in r.stdout, r.stdout
+    assert len(list((tmp_path / "out").iterdir())) == 30
