@@ -87,6 +87,17 @@ class Scheduler:
 
         refresh = getattr(self.runner, "refresh", None)  # a last look at the order before starting
 
+        def refreshed(item):
+            """The queued item as it would start now (runner.refresh may order its recipes
+            again), or None when that settled the node."""
+            if refresh is None:
+                return item
+            fresh = refresh(item[2], item[3])
+            if isinstance(fresh, NodeResult):
+                settle(item[2], fresh)
+                return None
+            return item if fresh is item[3] else item[:3] + (fresh, _needs(fresh))
+
         def dispatch() -> None:
             """Launch queued specs by priority while they fit."""
             skipped = []
@@ -94,16 +105,10 @@ class Scheduler:
             while queue and len(skipped) < LOOKAHEAD:
                 if blocked and all(sig & blocked for sig in kinds):
                     break  # everything queued waits for a resource in use
-                item = pop()
+                item = refreshed(pop())
+                if item is None:
+                    continue
                 spec = item[3]
-                if refresh is not None:
-                    fresh = refresh(item[2], spec)
-                    if isinstance(fresh, NodeResult):
-                        settle(item[2], fresh)
-                        continue
-                    if fresh is not spec:
-                        spec = fresh
-                        item = item[:3] + (spec, _needs(spec))
                 if not (item[4] & blocked) and fits(spec):
                     launch(item[2], spec)
                 else:
@@ -133,16 +138,14 @@ class Scheduler:
                 item = queue[0]
                 if item[3].resources != spec.resources:
                     continue  # (the executor says which specs and processes can be chained)
-                item = pop()
+                popped = pop()
+                item = refreshed(popped)
+                if item is None:
+                    continue
+                if item is not popped:
+                    push(item)
+                    continue  # re-ordered: it waits for its turn like any other
                 nxt = item[3]
-                if refresh is not None:
-                    fresh = refresh(item[2], nxt)
-                    if isinstance(fresh, NodeResult):
-                        settle(item[2], fresh)
-                        continue
-                    if fresh is not nxt:
-                        push(item[:3] + (fresh, _needs(fresh)))
-                        continue  # re-ordered: it waits for its turn like any other
                 h = submit_after(nxt, handle)
                 if h is None:
                     push(item)

@@ -236,10 +236,7 @@ def _move_aside(session: Session, node, where: str, stamp: str) -> None:
     """Move the node's existing outputs under .nodefile/<where>/ so a recipe
     starts from a clean slate and nothing is lost."""
     base = None
-    memo = session.hasher.memo
     for p in node.output_paths:
-        if memo.get(p.rstrip("/"), "") is None:
-            continue  # found missing by the verdict just now (no stat again)
         src = os.path.join(session.project.root, p.rstrip("/"))
         if not os.path.lexists(src):
             continue
