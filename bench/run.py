@@ -202,7 +202,7 @@ def main(argv=None) -> int:
         results["startup"] = micro.startup(nf_cmd, toolsmod.nodefile_python(), work, 3 if a.smoke else max(10, 4 * a.repeat), a.timeout, log)
         save()
     if not a.skip_hash:
-        results["hashing"] = micro.hashing(nf_cmd, work, a.hash_mib << 20, a.repeat, a.timeout, log)
+        results["hashing"] = micro.hashing(nf_cmd, toolsmod.nodefile_python(), work, a.hash_mib << 20, a.repeat, a.timeout, log)
         save()
 
     gs = print_report(report.merge([results]))

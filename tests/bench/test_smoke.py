@@ -27,7 +27,7 @@ def test_bench_smoke(tmp_path):
         assert row["full_median_s"] is not None and row["noop_median_s"] is not None
     assert any(row["tool"] == "make" and row["error"] is None for row in data["cases"])
     assert data["startup"]["noop10_median_s"] is not None
-    assert data["hashing"]["error"] is None and data["hashing"]["cat_gib_s"]
+    assert data["hashing"]["error"] is None and data["hashing"]["cat_gib_s"] and data["hashing"]["inproc_gib_s"]
     assert not (tmp_path / "big.bin").exists()
     assert {g["goal"] for g in data["goals"]}
 
