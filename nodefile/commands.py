@@ -266,6 +266,8 @@ def cmd_watch(args, rep) -> int:
     if args.debounce < 0:
         raise ConfigError("--debounce must not be negative")
     opts = Options(jobs=args.jobs, keep_going=args.keep_going)
+    from .config import cache
+    cache.FREEZE = False  # a long-running process: see cache.gc_paused
     watcher = Watcher(lambda: _project(args), find_nodefile(args.file), args.targets, opts, rep,
                       poll=args.poll, debounce=args.debounce)
     return watcher.run()

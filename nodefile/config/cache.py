@@ -8,9 +8,17 @@ racy window), the overrides (--set) and requested targets are the same, the
 nodefile version is the same, and every glob input still matches the same
 files. A source file that disappeared is still caught, at build time ("input
 missing"); `node check` never uses the cache.
+
+An entry is two pickles in one file: a small header (the key and the sources'
+stats) and the body (the glob inputs and the Project). An edited Nodefile is
+seen from the header alone, without unpickling a project that is about to be
+parsed again (2.5 s of 30 at 100,000 nodes).
 """
 from __future__ import annotations
 
+import contextlib
+import gc
+import io
 import os
 import pickle
 import time
@@ -18,7 +26,7 @@ import time
 from ..fsclock import racy_ns
 from ..model import FORMAT_VERSION
 
-VERSION = 1
+VERSION = 2  # 2: header and body pickled apart
 
 
 def _path(root: str, key: str) -> str:
@@ -61,25 +69,58 @@ def _digest(data: bytes) -> str:
     return f"{len(data):x}-{zlib.crc32(data):08x}-{zlib.adler32(data):08x}"
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """The cyclic garbage collector off while a project is parsed or unpickled, and
+    what exists then frozen (gc.freeze: never traversed again) before it is back on.
+    A parse makes millions of objects and no garbage cycles (a 10,000-node parse
+    leaves 11 cyclic objects, the Project none), and the Project lives as long as
+    the command: with the collector on, its passes over the growing heap took 40 %
+    of parsing 100,000 nodes, and a full pass over the parsed project cost 0.5 s
+    each time the build's own objects triggered one. `node watch` reloads the
+    project for as long as it runs: it sets FREEZE off, so that cyclic garbage of
+    its earlier cycles is never frozen with the new project."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            if FREEZE:
+                gc.freeze()
+            gc.enable()
+
+
+FREEZE = True  # freeze what exists after a load (one-shot commands); node watch turns it off
+
+
+_ERRORS = (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError, ValueError,
+           KeyError, IndexError)
+
+
 def load(root: str, key: str):
     try:
         with open(_path(root, key), "rb") as f:
             data = f.read()
-        entry = pickle.loads(data)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError, ValueError):
-        return None
-    if not isinstance(entry, dict) or entry.get("key") != key:
-        return None
-    for path, stamp in entry["sources"]:
-        if _stamp(path) != stamp:
+        buf = io.BytesIO(data)
+        head = pickle.load(buf)
+        if not isinstance(head, dict) or head.get("key") != key:
             return None
-    if entry["globs"]:
-        from .load import _Builder
-        for pattern, matched in entry["globs"]:
-            if _Builder._glob_static(root, pattern, entry["project"].producers) != matched:
+        for path, stamp in head["sources"]:
+            if _stamp(path) != stamp:
                 return None
-    _remember(entry["project"], data)
-    return entry["project"]
+        with gc_paused():
+            body = pickle.load(buf)
+        project = body["project"]
+        if body["globs"]:
+            from .load import _Builder
+            for pattern, matched in body["globs"]:
+                if _Builder._glob_static(root, pattern, project.producers) != matched:
+                    return None
+    except _ERRORS:
+        return None
+    _remember(project, data)
+    return project
 
 
 def store(project, key: str) -> None:
@@ -99,8 +140,9 @@ def store(project, key: str) -> None:
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
-        data = pickle.dumps({"key": key, "sources": sources, "globs": [(g, list(m)) for g, m in globs],
-                             "project": project}, protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps({"key": key, "sources": sources}, protocol=pickle.HIGHEST_PROTOCOL) + \
+            pickle.dumps({"globs": [(g, list(m)) for g, m in globs], "project": project},
+                         protocol=pickle.HIGHEST_PROTOCOL)
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)

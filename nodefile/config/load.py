@@ -5,6 +5,7 @@ file, line and key, so `node check` can report everything at once.
 """
 from __future__ import annotations
 
+import collections
 import difflib
 import glob as globmod
 import os
@@ -110,9 +111,10 @@ def load_project(path: str | None = None, overrides: dict | None = None,
         if project is not None:
             return project
     display = os.path.relpath(nodefile)
-    data, text = read_toml(nodefile, display)
-    ctx = _Ctx(display, text, path=nodefile)
-    project = _Builder(root, nodefile, data, ctx, overrides or {}, check_sources, requests).build()
+    with cache.gc_paused():
+        data, text = read_toml(nodefile, display)
+        ctx = _Ctx(display, text, path=nodefile)
+        project = _Builder(root, nodefile, data, ctx, overrides or {}, check_sources, requests).build()
     if key is not None:
         cache.store(project, key)
     return project
@@ -471,10 +473,10 @@ class _Builder:
                           f"make one of them literal or constrain its wildcards")
         nodes: dict[str, Node] = {}
         missing: dict[str, list[tuple[str, tuple, object]]] = {}
-        work = [n for n in drafts]
+        work = collections.deque(drafts)
         done: set[str] = set()
         while work:
-            name = work.pop(0)
+            name = work.popleft()
             if name in done:
                 continue
             done.add(name)

@@ -106,3 +106,71 @@ def test_a_damaged_entry_is_ignored(proj, monkeypatch):
     entry.write_bytes(b"not a pickle")
     assert "n" in load_project().nodes
     assert pcache.VERSION >= 1
+
+
+def _unpickles(monkeypatch):
+    import pickle
+    calls = []
+    real = pickle.load
+
+    def counting(f, *a, **k):
+        calls.append(1)
+        return real(f, *a, **k)
+    monkeypatch.setattr(pcache.pickle, "load", counting)
+    return calls
+
+
+def test_an_edited_nodefile_is_seen_without_unpickling_the_old_project(proj, monkeypatch):
+    """An entry is a small header then the project: a stale header is enough to say no."""
+    load_project()
+    loads = _unpickles(monkeypatch)
+    assert load_project().nodes["n"].params_dict == {"seed": 1}
+    assert len(loads) == 2  # header, then the project
+    loads.clear()
+    (proj / "Nodefile.toml").write_text((proj / "Nodefile.toml").read_text().replace("seed = 1", "seed = 3"))
+    _age(proj / "Nodefile.toml", 5)
+    assert load_project().nodes["n"].params_dict == {"seed": 3}
+    assert len(loads) == 1  # the header only
+
+
+def test_an_entry_with_a_damaged_project_is_parsed_again(proj, monkeypatch):
+    load_project()
+    (entry,) = (proj / ".nodefile" / "projects").iterdir()
+    data = entry.read_bytes()
+    import io
+    import pickle
+    buf = io.BytesIO(data)
+    pickle.load(buf)  # the header stays good, the project is cut short
+    entry.write_bytes(data[:buf.tell() + 20])
+    calls = _parses(monkeypatch)
+    assert load_project().nodes["n"].params_dict == {"seed": 1}
+    assert len(calls) == 1
+
+
+def test_the_garbage_collector_is_back_on_after_a_load_good_or_bad(proj, monkeypatch):
+    import gc
+    from nodefile.errors import ConfigError
+    monkeypatch.setattr(pcache, "FREEZE", False)
+    assert gc.isenabled()
+    load_project()
+    assert gc.isenabled()
+    (proj / "Nodefile.toml").write_text("[nodes.x]\noutputs = 3\n")
+    with pytest.raises(ConfigError):
+        load_project()
+    assert gc.isenabled()
+
+
+def test_a_one_shot_load_freezes_the_project_and_watch_does_not(proj, monkeypatch):
+    """gc.freeze after a load keeps the collector off the parsed project for the
+    command's life; node watch (FREEZE off) must not freeze each cycle's leftovers."""
+    import gc
+    try:
+        monkeypatch.setattr(pcache, "FREEZE", False)
+        before = gc.get_freeze_count()
+        load_project(use_cache=False)
+        assert gc.get_freeze_count() == before
+        monkeypatch.setattr(pcache, "FREEZE", True)
+        load_project(use_cache=False)
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()
