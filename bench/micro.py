@@ -68,11 +68,11 @@ def hashing(nf_cmd: list, python: str, workdir: str, size: int, repeat: int, tim
         digests = set()
         for r in range(repeat):
             res["cat_s"].append(timed(["cat", big], timeout=timeout)[0])
-            p = subprocess.run([python, "-c", _INPROC, big, str(size)], capture_output=True, text=True,
-                               timeout=timeout)
-            if p.returncode != 0:
-                raise RunFailed("hash_file_content failed in " + python + ":\n" + p.stderr.strip()[-2000:])
-            seconds, digest = p.stdout.split()
+            proc = subprocess.run([python, "-c", _INPROC, big, str(size)], capture_output=True, text=True,
+                                  timeout=timeout)
+            if proc.returncode != 0:
+                raise RunFailed("hash_file_content failed in " + python + ":\n" + proc.stderr.strip()[-2000:])
+            seconds, digest = proc.stdout.split()
             res["inproc_s"].append(float(seconds))
             digests.add(digest)
             for kind in (("big", "small") if r % 2 == 0 else ("small", "big")):
@@ -84,11 +84,11 @@ def hashing(nf_cmd: list, python: str, workdir: str, size: int, repeat: int, tim
                     raise RunFailed(f"nodefile build in {d} did not write out/h")
                 res[f"build_{kind}_s"].append(wall)
             log(f"   round {r + 1}: cat {res['cat_s'][-1] * 1000:.0f} ms, in-process "
-                f"{res['inproc_s'][-1] * 1000 if res['inproc_s'] else float('nan'):.0f} ms, build big "
+                f"{res['inproc_s'][-1] * 1000:.0f} ms, build big "
                 f"{res['build_big_s'][-1] * 1000:.0f} ms / small {res['build_small_s'][-1] * 1000:.0f} ms")
         if len(digests) > 1:
             raise RunFailed("hash_file_content gave different digests for the same file")
-    except (RunFailed, OSError, subprocess.CalledProcessError) as e:
+    except (RunFailed, OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
         res["error"] = str(e).strip()
         log(f"   FAIL hashing: {res['error'].splitlines()[0]}")
     finally:
