@@ -356,7 +356,9 @@ def cmd_pull(args, rep) -> int:
     project = _project(args)
     opts = Options(jobs=None, keep_going=True, transfers_only=True)
     summary = build(project, args.targets or list(project.nodes), opts, rep)
-    rep.print(f"pulled {len(summary.built)} node(s); {len(summary.up_to_date)} already up to date"
+    from .report.console import made_counts
+    how = f" ({', '.join(made_counts(summary))})" if summary.built else ""
+    rep.print(f"pulled {len(summary.built)} node(s){how}; {len(summary.up_to_date)} already up to date"
               + (f"; {len(summary.failed)} not found in any store" if summary.failed else ""))
     return 0 if not summary.failed else 1
 

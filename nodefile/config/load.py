@@ -27,7 +27,7 @@ NODEFILE = "Nodefile.toml"
 TOP_KEYS = ("project", "params", "stores", "nodes", "use")
 PROJECT_KEYS = ("name", "default", "jobs", "cache", "python")
 STORE_KEYS = ("url", "push", "options")
-RECIPE_OPTS = ("name", "args", "env", "timeout", "retries", "resources")
+RECIPE_OPTS = ("name", "args", "env", "timeout", "retries", "resources", "stdout")
 _RECIPE_KEYS = RECIPE_KINDS + RECIPE_OPTS + ("recipes",)  # what a node's recipes are parsed from
 NODE_KEYS = ("outputs", "inputs", "params", "recipes", "priority", "wildcards", "matrix") \
     + RECIPE_KINDS + RECIPE_OPTS[1:]
@@ -352,7 +352,7 @@ class _Builder:
                     return None
             outs.append(Entry(e.name, paths, e.many, e.source))
         d.outputs = tuple(outs)
-        d.recipes, d.params, d.priority = pat.recipes, pat.params, pat.priority
+        d.recipes, d.params, d.priority = _instance_recipes(pat.recipes, values), pat.params, pat.priority
         d.is_pattern, d.wild_names, d.regexes, d.constraints = False, pat.wild_names, [], {}
         return d
 
@@ -566,7 +566,8 @@ class _Builder:
                 if owner:
                     deps.append(owner)
                 elif self.check_sources and not os.path.isfile(os.path.join(self.root, r.script)):
-                    c.err(f"{r.kind} script '{r.label or r.script}' does not exist", t,
+                    who = f" (for instance {d.name})" if decl.pattern is not None else ""
+                    c.err(f"{r.kind} script '{r.label or r.script}' does not exist{who}", t,
                           r.kind if r.kind in decl.spec else "recipes")
                 script_inputs.append(r.script)
         if d.name in deps:
@@ -575,6 +576,12 @@ class _Builder:
                     cwd=decl.cwd, file=c.display, line=c.loc.line(t), wildcards=decl.wildcards,
                     priority=d.priority, order=d.order, deps=tuple(dict.fromkeys(x for x in deps if x != d.name)),
                     script_inputs=tuple(script_inputs))
+        for r in node.recipes:
+            if r.stdout:
+                try:
+                    placeholders.stdout_path(node, r.stdout)
+                except placeholders.PlaceholderError as e:
+                    c.err(str(e), t, "stdout" if "stdout" in decl.spec else "recipes")
         if decl.pattern is None or decl.pattern not in self._checked:
             self._check_placeholders(node, t, c)  # instances of one pattern share their templates
             if decl.pattern is not None:
@@ -730,7 +737,12 @@ class _Builder:
                 c.err("resources must be a table of name = number, e.g. { cores = 2, mem_gb = 8 }", tt,
                       "resources" if "resources" in spec else where)
                 res = {}
-            recipes.append(Recipe(kind=kind, target=target, name=name, label=label,
+            stdout = r.get("stdout", "")
+            if not isinstance(stdout, str) or (not stdout and "stdout" in r) or kind == "fetch" and stdout:
+                c.err("stdout must name one of the node's outputs, e.g. stdout = \"{outputs.results}\" "
+                      "(and a fetch has none)", tt, "stdout" if "stdout" in spec else where)
+                stdout = ""
+            recipes.append(Recipe(kind=kind, target=target, name=name, label=label, stdout=stdout,
                                   args=tuple(placeholders.toml_text(a) for a in args),
                                   env=tuple((str(k), placeholders.toml_text(v)) for k, v in env.items()),
                                   timeout=float(timeout) if timeout else None, retries=retries,
@@ -776,6 +788,21 @@ def _fullmatch(rx: str, value: str) -> bool:
         return re.fullmatch(rx, value) is not None
     except re.error:
         return True
+
+
+def _instance_recipes(recipes, values: dict) -> tuple:
+    """A pattern's recipes for one instance: wildcards in a script's path filled in
+    (`r = "src/figures/{figure}.R"`), so each instance runs, and is keyed by, its own."""
+    from . import patterns
+    from ..records import replace
+    out = []
+    for r in recipes:
+        if r.script and patterns.has_wildcards(r.target):
+            target = patterns.fill_paths(r.target, values)
+            label = f"{os.path.basename(os.path.dirname(target))}/{os.path.basename(target)}" if r.label else ""
+            r = replace(r, target=target, label=label)
+        out.append(r)
+    return tuple(out)
 
 
 def _scoped(item: str, scopes, drafts) -> str | None:
