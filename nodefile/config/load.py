@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - a pure-Python install: the same parser
 
 NODEFILE = "Nodefile.toml"
 TOP_KEYS = ("project", "params", "stores", "nodes", "use")
-PROJECT_KEYS = ("name", "default", "jobs", "cache", "python")
+PROJECT_KEYS = ("name", "default", "jobs", "cache", "python", "params")
 STORE_KEYS = ("url", "push", "options")
 RECIPE_OPTS = ("name", "args", "env", "timeout", "retries", "resources", "stdout")
 _RECIPE_KEYS = RECIPE_KINDS + RECIPE_OPTS + ("recipes",)  # what a node's recipes are parsed from
@@ -151,6 +151,9 @@ class _Builder:
         self._checked: set[str] = set()
         self._recipe_memo: dict = {}  # a node's recipe keys, as written -> its Recipes (when valid)
         self._placeholders_ok: set = set()  # (templates, node shape) whose placeholders resolve
+        self.params_failed = False
+        self.scans: list[tuple] = []  # instances from files (Project.scans)
+        self.param_files: list[str] = []  # `[project] params` files read: sources of the project
 
     # -- files -------------------------------------------------------------------------
     def locate_use(self, ref: str, ctx, cwd: str, is_template: bool):
@@ -190,7 +193,7 @@ class _Builder:
         c.unknown_keys(self.data, TOP_KEYS, (), "top-level table")
         proj = self._table(self.data.get("project", {}), ("project",))
         c.unknown_keys(proj, PROJECT_KEYS, ("project",))
-        params = dict(self._table(self.data.get("params", {}), ("params",)))
+        params = self.merged_params(self.data, c, self.root)
         for k, v in self.overrides.items():
             if k not in params:
                 c.problems.append(Problem(
@@ -200,6 +203,8 @@ class _Builder:
                 params[k] = v
         self.params = params
         gathered = Gatherer(self).run(self.data, c, "", params)
+        if self.params_failed:  # every node's params would be reported unknown: say only why
+            raise ConfigError(problems_dedup(c.problems))
         stores = self._stores(gathered.stores)
         nodes = self._nodes(gathered, stores)
         default = self._default(proj, nodes)
@@ -219,7 +224,33 @@ class _Builder:
         return Project(root=self.root, file=self.nodefile, name=str(proj.get("name") or os.path.basename(self.root)),
                        nodes=nodes, producers=producers, params=params, default=default,
                        jobs=jobs, cache=cache, python=python, stores=stores, dir_outputs=dirs,
-                       sources=tuple(dict.fromkeys(gathered.sources)))
+                       sources=tuple(dict.fromkeys(gathered.sources + self.param_files)), scans=tuple(self.scans))
+
+    def merged_params(self, data: dict, ctx, folder: str) -> dict:
+        """A Nodefile's [params] over the values of its `[project] params` file (if any)."""
+        params = data.get("params", {})
+        if not isinstance(params, dict):
+            ctx.err(f"must be a table, not {type(params).__name__}", (), "params")
+            params = {}
+        proj = data.get("project")
+        ref = proj.get("params") if isinstance(proj, dict) else None
+        if ref is None:
+            return dict(params)
+        if not isinstance(ref, str) or not ref:
+            ctx.err("params must name a file of params (TOML, JSON or YAML)", ("project",), "params")
+            return dict(params)
+        from .paramfile import read_params
+        path = os.path.normpath(os.path.join(folder, ref))
+        self.param_files.append(path)
+        try:
+            from_file = read_params(path, os.path.relpath(path))
+        except ConfigError as e:
+            self.params_failed = True
+            for p in e.problems:  # where the Nodefile names the file, when the file says no more
+                ctx.problems.append(p if p.file else Problem(p.message, ctx.display,
+                                                             ctx.loc.line(("project",), "params"), "project.params"))
+            return dict(params)
+        return {**from_file, **params}
 
     def _table(self, value, table: tuple) -> dict:
         if not isinstance(value, dict):
@@ -356,6 +387,23 @@ class _Builder:
         d.is_pattern, d.wild_names, d.regexes, d.constraints = False, pat.wild_names, [], {}
         return d
 
+    def _file_instances(self, d: _Draft, text: str) -> list[dict]:
+        """`matrix = "books/{book}.txt"`: the wildcard values of the files that exist."""
+        from . import filematrix, patterns
+        c, t = d.decl.ctx, d.decl.table
+        pat = norm(text, d.decl.cwd) if text else ""
+        wild = patterns.wildcards_in(pat)
+        if not wild or set(wild) != set(d.wild_names):
+            c.err(f"matrix '{text}': a pattern of files must use the outputs' wildcards "
+                  f"({', '.join(d.wild_names)}), e.g. matrix = \"books/{{{d.wild_names[0]}}}.txt\"", t, "matrix")
+            return []
+        if pat.startswith("../") or os.path.isabs(pat):
+            c.err(f"matrix '{text}' lies outside the project root", t, "matrix")
+            return []
+        glob, files, values = filematrix.scan(self.root, pat, d.constraints)
+        self.scans.append((d.name, pat, glob, files, tuple(d.wild_names)))
+        return [{w: v[w] for w in d.wild_names} for v in values]
+
     def _nodes(self, gathered, stores: dict) -> dict:
         from . import patterns
         c = self.ctx
@@ -376,7 +424,8 @@ class _Builder:
                 spec = decl.spec
                 members: list[str] = []
                 if "matrix" in spec:
-                    inst = patterns.matrix_instances(spec["matrix"])
+                    inst = self._file_instances(d, spec["matrix"]) if isinstance(spec["matrix"], str) \
+                        else patterns.matrix_instances(spec["matrix"])
                     if isinstance(inst, str):
                         decl.ctx.err(inst, decl.table, "matrix")
                         inst = []
