@@ -51,6 +51,18 @@ def check_resources(project: Project, names, limits: dict) -> None:
         raise ConfigError("\n".join(problems))
 
 
+def check_missing(project: Project, order) -> None:
+    """A missing source blocks only the nodes that need it: an error (exit 2, naming
+    the file and every node needing it) when the build needs one of them."""
+    if not project.missing:
+        return
+    inside = set(order)
+    hit = [msg for _, needers, msg in project.missing if inside.intersection(needers)]
+    if hit:
+        from .errors import Problem
+        raise ConfigError([Problem(m) for m in hit])
+
+
 def check_recipe_kind(project: Project, order, options: Options) -> None:
     """`--recipe KIND` that no node of the build has (as a kind or a recipe name) is a
     usage error, said before anything runs; a node that lacks it fails in the build."""
@@ -70,6 +82,7 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
     t0 = time.monotonic()
     names = resolve_targets(project, targets)
     order = graph.closure(project.nodes, names)
+    check_missing(project, order)
     limits = limits_for(options, project)
     check_resources(project, order, limits)
     check_recipe_kind(project, order, options)

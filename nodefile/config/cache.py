@@ -114,6 +114,8 @@ def load(root: str, key: str):
         project = body["project"]
         if project.scans and not _same_listings(root, project.scans):
             return None  # a file added or removed: other instances
+        if project.missing and any(os.path.lexists(os.path.join(root, m[0])) for m in project.missing):
+            return None  # a missing source is there now
         if body["globs"]:
             from .load import _Builder
             for pattern, matched in body["globs"]:

@@ -98,10 +98,12 @@ class _Ctx:
 
 
 def load_project(path: str | None = None, overrides: dict | None = None,
-                 check_sources: bool = True, requests=(), use_cache: bool = True) -> Project:
+                 check_sources: bool = True, requests=(), use_cache: bool = True, strict: bool = False) -> Project:
     """Load and validate the project. `requests`: target paths (relative to the
     current folder) that may name instances of pattern nodes. With use_cache, a
-    project parsed before from the same files is reused (config/cache.py)."""
+    project parsed before from the same files is reused (config/cache.py). strict
+    (node check): a missing source is an error; otherwise it is kept in
+    Project.missing and blocks only the nodes that need it (engine.check_missing)."""
     from . import cache
     nodefile = find_nodefile(path)
     root = os.path.dirname(nodefile)
@@ -114,7 +116,9 @@ def load_project(path: str | None = None, overrides: dict | None = None,
     with cache.gc_paused():
         data, text = read_toml(nodefile, display)
         ctx = _Ctx(display, text, path=nodefile)
-        project = _Builder(root, nodefile, data, ctx, overrides or {}, check_sources, requests).build()
+        builder = _Builder(root, nodefile, data, ctx, overrides or {}, check_sources, requests)
+        builder.strict = strict
+        project = builder.build()
     if key is not None:
         cache.store(project, key)
     return project
@@ -153,6 +157,9 @@ class _Builder:
         self._placeholders_ok: set = set()  # (templates, node shape) whose placeholders resolve
         self.params_failed = False
         self.scans: list[tuple] = []  # instances from files (Project.scans)
+        self.strict = False  # node check: a missing source is an error (else Project.missing)
+        self.missing: list[tuple] = []  # (path, nodes needing it, message): Project.missing
+        self.missing_problems: list[Problem] = []  # the same, said with the Nodefile's other errors
         self.param_files: list[str] = []  # `[project] params` files read: sources of the project
 
     # -- files -------------------------------------------------------------------------
@@ -218,13 +225,14 @@ class _Builder:
         if python is not None and not isinstance(python, str):
             c.err("python must be a string (an interpreter path)", ("project",), "python")
         if c.problems:
-            raise ConfigError(problems_dedup(c.problems))
+            raise ConfigError(problems_dedup(c.problems + self.missing_problems))
         producers = {p.rstrip("/"): n.name for n in nodes.values() if n.recipes for p in n.output_paths}
         dirs = tuple((p, n.name) for n in nodes.values() if n.recipes for p in n.output_paths if p.endswith("/"))
         return Project(root=self.root, file=self.nodefile, name=str(proj.get("name") or os.path.basename(self.root)),
                        nodes=nodes, producers=producers, params=params, default=default,
                        jobs=jobs, cache=cache, python=python, stores=stores, dir_outputs=dirs,
-                       sources=tuple(dict.fromkeys(gathered.sources + self.param_files)), scans=tuple(self.scans))
+                       sources=tuple(dict.fromkeys(gathered.sources + self.param_files)), scans=tuple(self.scans),
+                       missing=tuple(self.missing))
 
     def merged_params(self, data: dict, ctx, folder: str) -> dict:
         """A Nodefile's [params] over the values of its `[project] params` file (if any)."""
@@ -545,8 +553,14 @@ class _Builder:
             who = ", ".join(sorted({n for n, _, _ in needers}))
             names = [n for n in drafts]
             hint = did_you_mean(path, names)
-            needers[0][2].err(f"missing source '{path}' (no node produces it), needed by {who}{hint}",
-                              needers[0][1], "inputs")
+            msg = f"missing source '{path}' (no node produces it), needed by {who}{hint}"
+            if self.strict:  # node check: every problem; other commands: only the nodes needing it
+                needers[0][2].err(msg, needers[0][1], "inputs")
+            else:
+                cx, tt = needers[0][2], needers[0][1]
+                problem = Problem(msg, cx.display, cx.loc.line(tt, "inputs"), ".".join(tt + ("inputs",)))
+                self.missing.append((path, tuple(sorted({n for n, _, _ in needers})), str(problem)))
+                self.missing_problems.append(problem)
         from ..graph import find_cycle
         cyc = find_cycle(nodes)
         if cyc:
