@@ -139,6 +139,22 @@ def test_a_folder_of_inputs_adds_and_drops_instances_as_make_does(tmp_path):
     assert results(tmp_path) == ["counts/abyss.dat 4", "counts/isles.dat 6", "counts/last.dat 3"]
 
 
+def test_node_watch_sees_a_file_added_to_the_folder_and_a_missing_source_arriving(tmp_path):
+    from nodefile.config import load_project
+    from nodefile.watch import Matcher, watched_paths
+    p = write(tmp_path, {**BOOKS, "Nodefile.toml": BOOKS["Nodefile.toml"] + textwrap.dedent("""
+        [nodes.extra]
+        outputs = "extra.txt"
+        inputs = ["later/raw.csv"]
+        shell = "cp {inputs} {outputs}"
+        """)})
+    project = load_project(str(p), use_cache=False)
+    m = Matcher(project.root, watched_paths(project, list(project.nodes)), project)
+    assert m.match(f"{p}/books/new.txt") is not None
+    assert m.match(f"{p}/books/notes.md") is None
+    assert m.match(f"{p}/later/raw.csv") is not None
+
+
 def test_instances_from_files_honour_constraints_and_check_the_pattern(tmp_path):
     write(tmp_path, {
         "Nodefile.toml": """
