@@ -800,10 +800,10 @@ class _Builder:
                 c.err("resources must be a table of name = number, e.g. { cores = 2, mem_gb = 8 }", tt,
                       "resources" if "resources" in spec else where)
                 res = {}
-            stdout = r.get("stdout", "")
-            if not isinstance(stdout, str) or (not stdout and "stdout" in r) or kind == "fetch" and stdout:
-                c.err("stdout must name one of the node's outputs, e.g. stdout = \"{outputs.results}\" "
-                      "(and a fetch has none)", tt, "stdout" if "stdout" in spec else where)
+            stdout = r.get("stdout", "") if kind != "fetch" else ""  # a fetch restores, prints nothing
+            if not isinstance(stdout, str) or (not stdout and "stdout" in r and kind != "fetch"):
+                c.err("stdout must name one of the node's outputs, e.g. stdout = \"{outputs.results}\"", tt,
+                      "stdout" if "stdout" in spec else where)
                 stdout = ""
             recipes.append(Recipe(kind=kind, target=target, name=name, label=label, stdout=stdout,
                                   args=tuple(placeholders.toml_text(a) for a in args),
