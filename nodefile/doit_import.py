@@ -60,12 +60,14 @@ def load_dodo(path: str) -> tuple[list, dict, str]:
     (which changes the working directory to the dodo's folder)."""
     try:
         from doit.cmd_base import DodoTaskLoader, get_loader
+        from doit.doit_cmd import DoitMain
         from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
     except ImportError:
         raise ConfigError("node import needs doit, which is not installed: pip install 'nodefile[doit]'") from None
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: no such dodo file")
     loader = get_loader({}, DodoTaskLoader())
+    loader.cmd_names = sorted(c.get_name() for c in DoitMain.DOIT_CMDS)  # doit refuses a task named `list`
     try:
         loader.setup({"dodoFile": os.path.abspath(path), "cwdPath": None, "seek_file": False})
         config = loader.load_doit_config()
@@ -274,7 +276,8 @@ def _uptodate(task, skip, note) -> None:
         if utd is run_once:
             note("uptodate run_once", "nodefile's default: run once, then when inputs or outputs change")
         elif utd is True:
-            note("uptodate True", "nodefile runs it once, then when its inputs or outputs change")
+            note("uptodate True", "doit runs it only while a target is missing (without targets, never); "
+                                  "nodefile runs it once, then when its inputs or outputs change")
         elif utd is False:
             note("uptodate False", "doit runs it every time; nodefile when its inputs change "
                                    "(`node build -B NODE` forces it)")
