@@ -88,7 +88,7 @@ def resolve(ref: str):
 def run(job) -> int:
     steps = parse(sys.argv[1:])
     targets = [v for n, v in job.outputs.items() if n != "stamp"]
-    targets = [p for v in targets for p in (v if isinstance(v, list) else [v])]
+    targets = [p.rstrip("/") or p for v in targets for p in (v if isinstance(v, list) else [v])]  # doit's spelling
     if "file_dep" in job.inputs.names():
         deps = job.inputs.file_dep
         deps = deps if isinstance(deps, list) else [deps]

@@ -247,8 +247,10 @@ def _notes(task, d: Draft, findings) -> None:
                          "list them in file_dep")
     if task.getargs:
         skip("getargs", "values taken from other tasks' results have no equivalent")
-    if task.setup_tasks:
-        skip("setup", f"setup tasks ({', '.join(task.setup_tasks)}) have no equivalent; "
+    sources = {src for src, _key in task.getargs.values()}  # doit makes them setup tasks: listed as getargs
+    setup = [t for t in task.setup_tasks if t not in sources]
+    if setup:
+        skip("setup", f"setup tasks ({', '.join(setup)}) have no equivalent; "
                       "make them a task_dep if their outputs are needed")
     if task.teardown:
         skip("teardown", "teardown actions have no equivalent")
@@ -260,6 +262,10 @@ def _notes(task, d: Draft, findings) -> None:
     if task.verbosity is not None:
         note("verbosity", f"{task.verbosity}: a recipe's output goes to its log (`node log NODE`), "
                           "and is shown when it fails")
+    if task.custom_title is not None:
+        note("title", "nodefile's progress lines show the node's name")
+    if task.io.capture is False:
+        note("io", "a recipe's output goes to its log (`node log NODE`), not to the terminal")
     if task.watch:
         note("watch", "`node watch` follows the inputs")
     if task.actions and not task.file_dep and all(u is None for u, _, _ in task.uptodate):

@@ -1,6 +1,6 @@
 """A Nodefile's nodes as doit tasks, for teams that move from doit gradually.
 
-In a dodo.py (next to its own doit tasks, or alone; also with `doit -f FILE`):
+In a dodo.py (next to its own doit tasks, or alone; `doit -f FILE` names it as usual):
 
     from nodefile.doit_loader import task_nodes   # doit finds it: one task per node
 
@@ -13,8 +13,8 @@ As doit's task loader, with no dodo.py (doit.cfg, or [tool.doit] in pyproject.to
 
 Each task's action runs `python -m nodefile build NODE` in the project root, so
 nodefile decides what is stale and runs the recipes; doit's own up-to-date check
-asks nodefile (`nodefile.status`). doit is imported only by doit itself and by
-the loader class.
+asks nodefile (`nodefile.status`). doit is imported only inside the functions
+doit calls: importing this module does not need it.
 """
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def nodefile_tasks(path: str | None = None, prefix: str = ""):
             task["actions"] = None
         else:
             task.update(actions=[_build(project.root, name)], clean=[_build(project.root, name, "clean")],
-                        file_dep=[p for p in node.input_paths if _is_file(project.root, p)],
-                        targets=[p.rstrip("/") for p in node.output_paths],
+                        file_dep=[_here(project.root, p) for p in node.input_paths if _is_file(project.root, p)],
+                        targets=[_here(project.root, p.rstrip("/")) for p in node.output_paths],
                         uptodate=[(up_to_date, [name])])
         yield task
 
@@ -62,7 +62,7 @@ def _load(path):
 def task_nodes():
     """doit task creator: the nodes of the Nodefile (doit names it `nodes`; the tasks
     keep the node names)."""
-    yield from nodefile_tasks(_here())
+    yield from nodefile_tasks()
 
 
 def doit_name(node: str) -> str:
@@ -70,18 +70,14 @@ def doit_name(node: str) -> str:
     return node.replace("=", ":")
 
 
-def _here() -> str:
-    """The folder to search from: doit's working directory, or, when this module is
-    itself the dodo file (`doit -f .../doit_loader.py`), where doit was started."""
-    if os.path.dirname(os.path.abspath(__file__)) == os.getcwd():
-        from doit import loader
-        return loader.initial_workdir or os.getcwd()
-    return os.getcwd()
-
-
 def _build(root: str, node: str, command: str = "build"):
     from doit.action import CmdAction
     return CmdAction([sys.executable, "-m", "nodefile", command, node], cwd=root, shell=False)
+
+
+def _here(root: str, path: str) -> str:
+    """A project path as doit reads it: relative to doit's working directory."""
+    return os.path.relpath(os.path.join(root, path))
 
 
 def _is_file(root: str, path: str) -> bool:

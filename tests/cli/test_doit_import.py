@@ -7,6 +7,7 @@ its task's name to runs.log).
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -507,3 +508,14 @@ def test_doit_runs_a_nodefile_through_the_loader_plugin(tmp_path):
     assert sorted(runs(n)) == ["raw", "report"]
     proc = doit(n, "-f", "missing.toml", "list", check=None)
     assert proc.returncode != 0 and "missing.toml" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_without_doit_import_says_how_to_install_it(tmp_path):
+    fake = write(tmp_path / "fake", {"doit/__init__.py": "raise ImportError('No module named doit')\n"})
+    n = write(tmp_path / "p", {"dodo.py": "def task_a():\n    return {'actions': ['true']}\n"})
+    env = base_env()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(fake), env.get("PYTHONPATH")]))
+    proc = run(n, "import", "dodo.py", env=env)
+    assert proc.returncode == 2, describe(proc)
+    no_traceback(proc)
+    assert "nodefile[doit]" in proc.stderr and not (n / "Nodefile.toml").exists()
