@@ -421,7 +421,7 @@ def callable_ref(func) -> str | None:
             obj = getattr(obj, part)
     except Exception:
         return None
-    return f"{mod}:{qual}" if obj is func or getattr(obj, "__func__", None) is func else None
+    return f"{mod}:{qual}" if obj is func else None
 
 
 _NOT_PLAIN = object()
