@@ -9,11 +9,13 @@ without actions is an alias. What cannot be converted is reported as a Finding
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 import shlex
+import sys
 
 from .errors import ConfigError
 
@@ -69,9 +71,10 @@ def load_dodo(path: str) -> tuple[list, dict, str]:
     loader = get_loader({}, DodoTaskLoader())
     loader.cmd_names = sorted(c.get_name() for c in DoitMain.DOIT_CMDS)  # doit refuses a task named `list`
     try:
-        loader.setup({"dodoFile": os.path.abspath(path), "cwdPath": None, "seek_file": False})
-        config = loader.load_doit_config()
-        tasks = loader.load_tasks(_ListCmd(), [])
+        with contextlib.redirect_stdout(sys.stderr):  # what the dodo prints is not the Nodefile (-o -)
+            loader.setup({"dodoFile": os.path.abspath(path), "cwdPath": None, "seek_file": False})
+            config = loader.load_doit_config()
+            tasks = loader.load_tasks(_ListCmd(), [])
     except (InvalidDodoFile, InvalidTask, InvalidCommand) as e:
         raise ConfigError(f"{path}: doit could not load it: {e}".rstrip()) from None
     except Exception as e:  # the user's code raised while doit loaded it
@@ -548,7 +551,6 @@ def import_dodo(dodo: str, output: str | None, strict: bool, force: bool, rep) -
         return 2
     text = render(drafts, root_params, default, os.path.basename(dodo), findings)
     if out is None:
-        import sys
         sys.stdout.write(text)
         return 0
     tmp = out + ".tmp"
