@@ -519,3 +519,22 @@ def test_without_doit_import_says_how_to_install_it(tmp_path):
     assert proc.returncode == 2, describe(proc)
     no_traceback(proc)
     assert "nodefile[doit]" in proc.stderr and not (n / "Nodefile.toml").exists()
+
+
+def test_command_actions_keep_doit_formatting_and_separate_shells(tmp_path):
+    files = {"a.txt": "A\n", "dodo.py": '''
+        DOIT_CONFIG = {"action_string_formatting": "new"}
+
+
+        def task_pack():
+            return {"actions": ["mkdir -p sub", "cd sub && echo inside > marker.txt",
+                                "echo {dependencies} '{{braces}}' 100% > {targets}"],
+                    "file_dep": ["a.txt"], "targets": ["packed.txt"]}
+        '''}
+    d, n = twins(tmp_path, files)
+    imported(n)
+    doit(d)
+    run(n, "build", check=0)
+    # the `cd` of one action does not reach the next, as in doit (each action its own shell)
+    same_files(d, n, ["packed.txt", "sub/marker.txt"])
+    assert (n / "packed.txt").read_text() == "a.txt {braces} 100%\n"
