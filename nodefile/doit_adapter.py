@@ -19,19 +19,22 @@ import json
 import subprocess
 import sys
 
+from .jobctx import Entries
+
 _META = ("task", "targets", "dependencies", "changed")
+CONFIG_PARAM = "doit_config_changed"  # a config_changed value (doit_import): a param, not a doit option
 
 
 class DoitTask:
     """What a Python action asking for `task` gets: the attributes doit's Task has
     that make sense outside doit (name is the node's name)."""
 
-    def __init__(self, job, targets: list, file_dep: list):
-        self.name = job.node
+    def __init__(self, name: str, targets: list, file_dep: list, options: dict):
+        self.name = name
         self.targets = targets
         self.file_dep = set(file_dep)
         self.dep_changed = list(file_dep)
-        self.options = dict(job.params)
+        self.options = options
         self.values: dict = {}
         self.doc = None
 
@@ -87,16 +90,17 @@ def resolve(ref: str):
 
 def run(job) -> int:
     steps = parse(sys.argv[1:])
-    targets = [v for n, v in job.outputs.items() if n != "stamp"]
+    targets = [v for n, v in Entries.items(job.outputs) if n != "stamp"]
     targets = [p.rstrip("/") or p for v in targets for p in (v if isinstance(v, list) else [v])]  # doit's spelling
-    if "file_dep" in job.inputs.names():
+    if "file_dep" in Entries.names(job.inputs):
         deps = job.inputs.file_dep
         deps = deps if isinstance(deps, list) else [deps]
-    elif any(n is not None for n in job.inputs.names()):
+    elif any(n is not None for n in Entries.names(job.inputs)):
         deps = []  # only task_dep
     else:
-        deps = job.inputs.paths()
-    task = DoitTask(job, targets, deps)
+        deps = Entries.paths(job.inputs)
+    options = {k: v for k, v in dict.items(job.params) if not k.startswith(CONFIG_PARAM)}  # not doit options
+    task = DoitTask(job.node, targets, deps, options)
     meta = {"task": task, "targets": list(targets), "dependencies": list(deps), "changed": list(deps)}
     for step in steps:
         if step[0] == "sh":
@@ -107,7 +111,7 @@ def run(job) -> int:
             continue
         _, ref, args, kwargs = step
         func = resolve(ref)
-        result = func(*args, **doit_kwargs(func, args, kwargs, meta, dict(job.params)))
+        result = func(*args, **doit_kwargs(func, args, kwargs, meta, options))
         if result is False:
             print(f"doit action {ref} returned False: the task failed", file=sys.stderr)
             return 1
@@ -118,7 +122,7 @@ def run(job) -> int:
             print(f"doit action {ref} returned {result!r}: a doit action returns False (failed), "
                   "or True, None, a string or a dict (succeeded)", file=sys.stderr)
             return 1
-    stamp = [v for n, v in job.outputs.items() if n == "stamp"]
+    stamp = [v for n, v in Entries.items(job.outputs) if n == "stamp"]
     for path in stamp:
         open(path, "w").close()
     return 0

@@ -17,6 +17,7 @@ import re
 import shlex
 import sys
 
+from .doit_adapter import CONFIG_PARAM
 from .errors import ConfigError
 
 STAMP_DIR = ".nodefile/doit"
@@ -49,6 +50,7 @@ class Draft:
         self.params: list = []
         self.recipe: tuple | None = None  # ("shell", line) or ("call", [args])
         self.notes: list[str] = []
+        self.config: dict = {}  # config_changed values, as params of their own
 
 
 # -- loading ------------------------------------------------------------------------------
@@ -221,6 +223,7 @@ def _draft(task, names, deps, opts, root_params, fmt, module, findings) -> Draft
     d.outputs = {"stamp": f"{STAMP_DIR}/{d.name}.done"} if stamp else [_output(t) for t in task.targets]
     d.params = [k for k in opts if k in root_params]
     inline = {k: v for k, v in opts.items() if k not in root_params}
+    inline.update(d.config)
     if inline:
         d.params.append(inline)
     subs = _substitutions(opts, bool(file_dep), bool(dep_nodes), stamp)
@@ -257,7 +260,7 @@ def _notes(task, d: Draft, findings) -> None:
                       "make them a task_dep if their outputs are needed")
     if task.teardown:
         skip("teardown", "teardown actions have no equivalent")
-    _uptodate(task, skip, note)
+    _uptodate(task, d, skip, note)
     if task.clean_actions:
         note("clean", "its clean actions are not run: `node clean` removes the declared outputs")
     elif getattr(task, "_remove_targets", False):
@@ -276,13 +279,18 @@ def _notes(task, d: Draft, findings) -> None:
                             "(`node build -B NODE` forces it)")
 
 
-def _uptodate(task, skip, note) -> None:
+def _uptodate(task, d: Draft, skip, note) -> None:
     from doit.task import result_dep
-    from doit.tools import run_once
+    from doit.tools import config_changed, run_once
     for utd, _args, _kwargs in task.uptodate:
         if isinstance(utd, result_dep) and task.getargs:
             continue  # doit added it for getargs, listed there
-        if utd is run_once:
+        value = _plain(utd.config) if isinstance(utd, config_changed) and utd.encoder is None else _NOT_PLAIN
+        if value is not _NOT_PLAIN and _tomlable(value):
+            key = CONFIG_PARAM + (f"_{len(d.config) + 1}" if d.config else "")
+            d.config[key] = value
+            note("uptodate config_changed", f"the value is the param {key}: the node reruns when it changes")
+        elif utd is run_once:
             note("uptodate run_once", "nodefile's default: run once, then when inputs or outputs change")
         elif utd is True:
             note("uptodate True", "doit runs it only while a target is missing (without targets, never); "

@@ -237,7 +237,7 @@ SITE_FILES = {
     "pages/usage.md": "run it\n",
     "dodo.py": '''
         """A static site: a setup task, one sub-task per page, task_dep and uptodate."""
-        from doit.tools import run_once
+        from doit.tools import config_changed, run_once
 
         PAGES = ["intro", "usage"]
 
@@ -258,7 +258,8 @@ SITE_FILES = {
 
         def task_version():
             return {"actions": ["echo 1.0 > build/version.txt", "echo version >> runs.log"],
-                    "targets": ["build/version.txt"], "task_dep": ["setup"], "uptodate": [True]}
+                    "targets": ["build/version.txt"], "task_dep": ["setup"],
+                    "uptodate": [config_changed({"release": "1.0"})]}
 
 
         def task_site():
@@ -266,7 +267,7 @@ SITE_FILES = {
             return {"actions": ["cat build/version.txt build/intro.html build/usage.html > %(targets)s",
                                 "echo site >> runs.log"],
                     "file_dep": ["build/intro.html", "build/usage.html", "build/version.txt"],
-                    "targets": ["build/site.html"], "task_dep": ["render"]}
+                    "targets": ["build/site.html"], "task_dep": ["render"], "uptodate": [True]}
         ''',
 }
 
@@ -275,7 +276,7 @@ def test_subtasks_uptodate_and_task_dep(tmp_path):
     d, n = twins(tmp_path, SITE_FILES)
     proc = imported(n)
     for needle in ("task 'setup': uptodate run_once", "task 'render:intro': uptodate None",
-                   "task 'version': uptodate True"):
+                   "task 'site': uptodate True", "task 'version': uptodate config_changed"):
         assert needle in proc.stderr, proc.stderr
     text = (n / "Nodefile.toml").read_text()
     assert '[nodes.render]\ninputs = ["render-intro", "render-usage"]' in text  # the group task: an alias
@@ -288,6 +289,11 @@ def test_subtasks_uptodate_and_task_dep(tmp_path):
     assert did == nid == ["render:usage", "site"]
     same_files(d, n, ["build/site.html"])
     assert both_build(d, n) == ([], [])
+    # config_changed's value is a param: a new value reruns the task in both
+    for p in (d, n):
+        (p / "dodo.py").write_text((p / "dodo.py").read_text().replace('"1.0"}', '"1.1"}'))
+    imported(n, "--force")
+    assert both_build(d, n) == (["version"], ["version"])
 
 
 # ------------------------------------------------------------------ the pydoit tutorial's style
@@ -350,7 +356,7 @@ def test_tutorial_style_task_functions(tmp_path):
 
 UNCONVERTIBLE = '''
     from doit import create_after
-    from doit.tools import config_changed
+    from doit.tools import timeout
 
 
     def task_hello():
@@ -391,7 +397,7 @@ UNCONVERTIBLE = '''
 
 
     def task_cfg():
-        return {"actions": ["cp in.txt cfg.txt"], "uptodate": [config_changed("v1")], "targets": ["cfg.txt"]}
+        return {"actions": ["cp in.txt cfg.txt"], "uptodate": [timeout(60)], "targets": ["cfg.txt"]}
 
 
     @create_after(executed="deps")
@@ -409,7 +415,7 @@ def test_what_does_not_convert_is_listed_and_strict_fails(tmp_path):
     proc = run(n, "import", "dodo.py", check=0)
     for task, what in [("hello", "cannot be imported"), ("lam", "lambda"), ("calc", "calc_dep"),
                        ("args", "getargs"), ("db", "setup"), ("db", "teardown"),
-                       ("cfg", "uptodate config_changed"), ("later", "create_after")]:
+                       ("cfg", "uptodate timeout"), ("later", "create_after")]:
         assert any(line.startswith(f"not converted: task '{task}'") and what in line
                    for line in proc.stderr.splitlines()), f"{task}/{what} not listed\n{proc.stderr}"
     text = (n / "Nodefile.toml").read_text()
