@@ -59,8 +59,8 @@ class _ListCmd:
     execute_tasks = True
 
 
-def load_dodo(path: str) -> tuple[list, dict, str]:
-    """(tasks, DOIT_CONFIG, module name) of a dodo file, through doit's DodoTaskLoader
+def load_dodo(path: str) -> tuple[list, dict]:
+    """(tasks, DOIT_CONFIG) of a dodo file, through doit's DodoTaskLoader
     (which changes the working directory to the dodo's folder)."""
     try:
         from doit.cmd_base import DodoTaskLoader, get_loader
@@ -81,7 +81,7 @@ def load_dodo(path: str) -> tuple[list, dict, str]:
         raise ConfigError(f"{path}: doit could not load it: {e}".rstrip()) from None
     except Exception as e:  # the user's code raised while doit loaded it
         raise ConfigError(f"{path}: loading it raised {type(e).__name__}: {e}{_where(e, path)}") from None
-    return tasks, config, os.path.splitext(os.path.basename(path))[0]
+    return tasks, config
 
 
 def _where(exc: BaseException, path: str) -> str:
@@ -111,7 +111,7 @@ def node_names(task_names: list[str]) -> dict[str, str]:
 
 
 # -- conversion ------------------------------------------------------------------------
-def convert(tasks: list, config: dict, module: str) -> tuple[list[Draft], dict, list[Finding], list[str]]:
+def convert(tasks: list, config: dict) -> tuple[list[Draft], dict, list[Finding], list[str]]:
     """doit tasks -> (drafts, root params, findings, default node names)."""
     import fnmatch
     names = node_names([t.name for t in tasks])
@@ -124,7 +124,7 @@ def convert(tasks: list, config: dict, module: str) -> tuple[list[Draft], dict, 
         deps = list(task.task_dep)
         for pattern in task.wild_dep:
             deps += [t.name for t in tasks if fnmatch.fnmatchcase(t.name, pattern) and t.name != task.name]
-        d = _draft(task, names, deps, options[task.name], root_params, fmt, module, findings)
+        d = _draft(task, names, deps, options[task.name], root_params, fmt, findings)
         if d is not None:
             drafts.append(d)
     kept = {d.task for d in drafts}
@@ -188,7 +188,7 @@ def _shared_params(options: dict) -> dict:
     return {k: v for k, v in seen.items() if k not in clash}
 
 
-def _draft(task, names, deps, opts, root_params, fmt, module, findings) -> Draft | None:
+def _draft(task, names, deps, opts, root_params, fmt, findings) -> Draft | None:
     name = task.name
     if getattr(task, "loader", None) is not None:
         after = task.loader.task_dep
@@ -227,7 +227,7 @@ def _draft(task, names, deps, opts, root_params, fmt, module, findings) -> Draft
     if inline:
         d.params.append(inline)
     subs = _substitutions(opts, bool(file_dep), bool(dep_nodes), stamp)
-    d.recipe = _recipe(task, subs, fmt, module, stamp, findings)
+    d.recipe = _recipe(task, subs, fmt, stamp, findings)
     return d
 
 
@@ -331,7 +331,7 @@ def command_text(action: str, subs: dict, fmt: str = "old") -> str:
     return text
 
 
-def _recipe(task, subs, fmt, module, stamp, findings) -> tuple:
+def _recipe(task, subs, fmt, stamp, findings) -> tuple:
     from doit.action import CmdAction, PythonAction
     steps: list[tuple[str, object]] = []  # ("sh", text) | ("py", (ref, args, kwargs))
     for i, a in enumerate(task.actions, 1):
@@ -339,7 +339,7 @@ def _recipe(task, subs, fmt, module, stamp, findings) -> tuple:
         if isinstance(a, CmdAction):
             step = _cmd_step(a, subs, fmt)
         elif isinstance(a, PythonAction):
-            step = _py_step(a, module)
+            step = _py_step(a)
         else:
             step = f"an action of class {type(a).__name__} has no equivalent"
         if isinstance(step, str):
@@ -400,7 +400,7 @@ def _cmd_step(a, subs: dict, fmt: str):
         return f"its command {raw!r} uses a substitution nodefile cannot give ({type(e).__name__}: {e})"
 
 
-def _py_step(a, module: str):
+def _py_step(a):
     import functools
     func, args, kwargs = a.py_callable, list(a.args), dict(a.kwargs)
     while isinstance(func, functools.partial):
@@ -411,8 +411,6 @@ def _py_step(a, module: str):
         what = getattr(func, "__qualname__", type(func).__name__)
         return f"the Python callable {what} cannot be imported (a lambda, a nested function or an object): " \
                "move it to module level"
-    if ref.startswith("__main__:"):
-        ref = module + ref[8:]
     pargs, pkwargs = _plain(args), _plain(kwargs)
     if pargs is _NOT_PLAIN or pkwargs is _NOT_PLAIN:
         return f"the arguments of {ref} cannot be written in a Nodefile (only strings, numbers, booleans, " \
@@ -547,8 +545,8 @@ def import_dodo(dodo: str, output: str | None, strict: bool, force: bool, rep) -
                               "(--force replaces it; -o FILE writes another file; -o - prints it)")
     here = os.getcwd()
     try:  # doit's paths are relative to the dodo's folder, and its loader changes to it
-        tasks, config, module = load_dodo(dodo)
-        drafts, root_params, findings, default = convert(tasks, config, module)
+        tasks, config = load_dodo(dodo)
+        drafts, root_params, findings, default = convert(tasks, config)
     finally:
         os.chdir(here)
     for f in findings:
