@@ -449,7 +449,7 @@ def test_a_broken_dodo_file_is_one_clear_error(tmp_path):
 
 
 def test_the_noop_build_never_imports_doit(tmp_path):
-    d, n = twins(tmp_path, TUTORIAL_FILES)
+    n = write(tmp_path, TUTORIAL_FILES)
     imported(n)
     run(n, "build", check=0)
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "nodefile", "build"], cwd=n,
