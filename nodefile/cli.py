@@ -8,7 +8,7 @@ import os
 import sys
 
 COMMANDS = ("build", "status", "explain", "check", "watch", "graph", "report", "job", "touch",
-            "clean", "gc", "push", "pull", "log", "help")
+            "clean", "gc", "push", "pull", "log", "help", "init", "completion")
 VERSION = "0.1.0"
 
 
@@ -21,11 +21,64 @@ class ExitCode:
 
 
 # -- the Node.js pass-through ----------------------------------------------------------
-def is_ours(argv: list[str]) -> bool:
-    if not argv:
-        return True
-    first = argv[0]
-    return first in COMMANDS or first in ("-h", "--help", "-C", "--directory", "-f", "--file")
+# Called as `node`, nodefile claims a command line only when its first word (after
+# -C DIR / -f FILE) is a nodefile command, or close to one, and a command that needs a
+# project finds a Nodefile; everything else goes to the next `node` on PATH (Node.js).
+# scripts/node, the installed `node`, decides the plainly-Node.js lines in the shell.
+NO_PROJECT = ("help", "init", "completion", "import")  # commands that need no Nodefile
+_GLOBAL = ("-C", "--directory", "-f", "--file")
+
+
+def _names_file(word: str) -> bool:
+    """Whether Node.js would find a script for `node WORD`."""
+    return any(os.path.exists(word + ext) for ext in ("", ".js", ".mjs", ".cjs"))
+
+
+def _nodefile_near(start: str) -> bool:
+    d = os.path.abspath(start)
+    while True:
+        if os.path.isfile(os.path.join(d, "Nodefile.toml")):
+            return True
+        parent = os.path.dirname(d)
+        if parent == d:
+            return False
+        d = parent
+
+
+def _globals(argv: list[str]) -> tuple[int, bool]:
+    """The index of the first word after the leading -C/-f options, and whether there were any."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in _GLOBAL:
+            i += 2
+        elif a.startswith(("-C", "-f")) or a.startswith(("--directory=", "--file=")):
+            i += 1
+        else:
+            break
+    return i, i > 0
+
+
+def claim(argv: list[str]) -> bool | str:
+    """Whose command line is `node ARGV`: True nodefile's, False Node.js's, or a string,
+    the nodefile command a mistyped first word is close to (for a "did you mean")."""
+    i, explicit = _globals(argv)
+    if i >= len(argv):
+        return explicit  # `node -C DIR` alone: ours (usage); bare `node`: Node.js's REPL
+    first = argv[i]
+    if first in COMMANDS:
+        if explicit:
+            return True
+        if first in NO_PROJECT:
+            return not _names_file(first)
+        return _nodefile_near(".")
+    if first.startswith("-") or first == "" or _names_file(first):
+        return False
+    import difflib
+    close = difflib.get_close_matches(first, COMMANDS, n=1, cutoff=0.6)
+    if close and (explicit or close[0] in NO_PROJECT or _nodefile_near(".")):
+        return close[0]
+    return False
 
 
 def _is_self(path: str) -> bool:
@@ -36,12 +89,16 @@ def _is_self(path: str) -> bool:
             head = f.read(4096)
     except OSError:
         return True
-    # our console script, or a pyenv shim that would run it again
+    # our console script or launcher, or a pyenv shim that would run it again
     return b"nodefile" in head or (b"pyenv" in head and b"exec" in head)
 
 
 def find_next_node() -> str | None:
-    skip = set(filter(None, os.environ.get("NODEFILE_PASSTHROUGH_SKIP", "").split(os.pathsep)))
+    """The next `node` on PATH that is not nodefile's. NODEFILE_PASSTHROUGH_SKIP holds
+    "PID=PATH" entries: a wrapper this process already exec'd (an exec keeps the id)."""
+    pid = str(os.getpid())
+    skip = {e.partition("=")[2] for e in os.environ.get("NODEFILE_PASSTHROUGH_SKIP", "").split(os.pathsep)
+            if e.partition("=")[0] == pid}
     for d in os.environ.get("PATH", "").split(os.pathsep):
         cand = os.path.join(d or ".", "node")
         if cand in skip or not (os.path.isfile(cand) and os.access(cand, os.X_OK)):
@@ -58,7 +115,7 @@ def passthrough(argv: list[str]) -> int | None:
     if target is None:
         return None
     skip = os.environ.get("NODEFILE_PASSTHROUGH_SKIP", "")
-    os.environ["NODEFILE_PASSTHROUGH_SKIP"] = (skip + os.pathsep if skip else "") + target
+    os.environ["NODEFILE_PASSTHROUGH_SKIP"] = (skip + os.pathsep if skip else "") + f"{os.getpid()}={target}"
     os.execv(target, [target] + argv)
 
 
@@ -168,6 +225,20 @@ def _simple_build(argv):
     return ns
 
 
+def _chdir(directory: str) -> None:
+    from .errors import ConfigError
+    try:
+        os.chdir(directory)
+    except OSError as e:
+        raise ConfigError(f"-C {directory}: {e.strerror or e}") from None
+
+
+def _unknown(word: str, close: str | None) -> int:
+    sys.stderr.write(f"node: '{word}' is not a nodefile command" + (f" (did you mean {close}?)" if close else "")
+                     + "\nnodefile commands: " + ", ".join(COMMANDS) + " (node help COMMAND for one)\n")
+    return ExitCode.USAGE
+
+
 def parse_set(items) -> dict:
     from .config.load import tomllib
     from .errors import ConfigError
@@ -201,14 +272,23 @@ def parse_resources(text: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     prog = os.path.basename(sys.argv[0]) if sys.argv else "node"
-    if prog == "node" and argv and not is_ours(argv):
-        if passthrough(argv) is None and argv[0] not in ("--version", "-v"):
-            sys.stderr.write(f"node: '{argv[0]}' is not a nodefile command, and no Node.js `node` is on PATH\n"
-                             f"nodefile commands: {', '.join(COMMANDS)}\n")
-            return ExitCode.USAGE
-    if argv[:1] in (["--version"], ["-v"]) and prog == "node":
-        print(f"nodefile {VERSION}")
-        return ExitCode.OK
+    as_node = os.environ.pop("NODEFILE_AS_NODE", "") == "1" or prog == "node"
+    if as_node:
+        mine = claim(argv)
+        if isinstance(mine, str):
+            return _unknown(argv[_globals(argv)[0]], mine)
+        if not mine and passthrough(argv) is None:  # no Node.js: nodefile answers what it can
+            if argv[:1] in (["--version"], ["-v"]):
+                print(f"nodefile {VERSION}")
+                return ExitCode.OK
+            if argv and argv[0] not in ("-h", "--help") and argv[0] not in COMMANDS:
+                sys.stderr.write(f"node: '{argv[0]}' is not a nodefile command, and no Node.js `node` is on PATH\n"
+                                 f"nodefile commands: {', '.join(COMMANDS)}\n")
+                return ExitCode.USAGE
+    i = _globals(argv)[0]
+    if i < len(argv) and argv[i] not in COMMANDS and not argv[i].startswith("-"):
+        import difflib
+        return _unknown(argv[i], next(iter(difflib.get_close_matches(argv[i], COMMANDS, n=1, cutoff=0.6)), None))
     if argv[:1] == ["build"] and _fast_ok(argv):
         from .fastpath import try_noop
         msg = try_noop(argv)
@@ -231,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     rep = Console(verbosity=-1 if args.quiet else args.verbose)
     try:
         if args.directory:
-            os.chdir(args.directory)
+            _chdir(args.directory)
         from . import commands
         return int(getattr(commands, "cmd_" + args.command)(args, rep))
     except NodefileError as e:

@@ -40,6 +40,8 @@ def find_nodefile(start: str | None = None) -> str:
     here = os.path.abspath(start or os.getcwd())
     if os.path.isfile(here):
         return here
+    if start and not os.path.exists(here):
+        raise ConfigError(f"{start}: no such file")
     d = here
     while True:
         cand = os.path.join(d, NODEFILE)
