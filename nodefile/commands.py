@@ -58,7 +58,7 @@ def _names(project, targets) -> list[str]:
 
 def cmd_status(args, rep) -> int:
     project = _project(args)
-    names = _names(project, args.targets)
+    names = graph.closure(project.nodes, resolve_targets(project, args.targets))  # default: what build builds
     from .model import ReasonKind
     from .report.console import fmt_seconds
     session = Session(project, readonly=True)
@@ -140,7 +140,29 @@ def cmd_touch(args, rep) -> int:
     record = (["build"], os.getcwd()) if plain else None
     done = touch(project, args.targets or list(project.default), noop_record=record)
     rep.print(f"accepted current outputs of {len(done)} node(s): {', '.join(done)}")
+    _still_stale(project, done, args, rep)
     return 0
+
+
+def _still_stale(project, done: list[str], args, rep) -> None:
+    """Say which touched nodes `status` still calls stale (a stale input upstream), and why."""
+    from .model import ReasonKind
+    session = Session(project, readonly=True)
+    try:
+        plan = session.plan(graph.closure(project.nodes, done))
+    finally:
+        session.close()
+    stale = [n for n in done if plan[n].stale]
+    if not stale:
+        return
+    upstream = [n for n in plan if plan[n].stale and n not in done and not project.nodes[n].is_alias]
+    roots = [n for n in upstream if any(r.kind is not ReasonKind.UPSTREAM for r in plan[n].reasons)]
+    why = "; ".join(f"{n}: {'; '.join(str(r) for r in plan[n].reasons if r.kind is not ReasonKind.UPSTREAM)}"
+                    for n in roots[:3]) + (" …" if len(roots) > 3 else "")
+    rep.print(f"still stale: {', '.join(stale)}, because a node upstream is stale ({why})")
+    sets = " ".join(f"--set {s}" for s in getattr(args, "set", None) or [])
+    rep.print(f"  accept those too: node touch {sets + ' ' if sets else ''}{' '.join(upstream + done)}"
+              + ("" if sets else "  (or give touch the --set of the build that made them)"))
 
 
 def cmd_job(args, rep) -> int:

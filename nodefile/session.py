@@ -190,7 +190,8 @@ class ProjectLock:
     """One build per project at a time; a second one waits and says who holds it."""
 
     def __init__(self, state_dir: str):
-        os.makedirs(state_dir, exist_ok=True)
+        from . import statedir
+        statedir.make(state_dir)
         self.path = os.path.join(state_dir, "lock")
         self.fd = None
 

@@ -54,7 +54,8 @@ class State:
             self.db = sqlite3.connect(":memory:")
             self.db.executescript(_SCHEMA)
         else:
-            os.makedirs(self.dir, exist_ok=True)
+            from . import statedir
+            statedir.make(self.dir)
             self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
             self.db.execute("PRAGMA busy_timeout=60000")
             if not self.exists or not readonly:

@@ -1,0 +1,156 @@
+"""The command line's surface (issue 24): help, init, errors of -C/-f, .nodefile/.gitignore,
+touch and status agreeing, CI checks, forcing, JSON output, completion, the Python API."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import describe, no_traceback, run, runs, write
+
+CHAIN = {"Nodefile.toml": """
+    [project]
+    default = ["c"]
+
+    [params]
+    n = 32
+
+    [nodes.a]
+    outputs = "a.txt"
+    params = ["n"]
+    shell = "echo a >> runs.log; echo {params.n} > {outputs}"
+
+    [nodes.b]
+    outputs = "b.txt"
+    inputs = ["a"]
+    shell = "echo b >> runs.log; cat {inputs} > {outputs}"
+
+    [nodes.c]
+    outputs = "c.txt"
+    inputs = ["b"]
+    shell = "echo c >> runs.log; cat {inputs} > {outputs}"
+
+    [nodes.other]
+    outputs = "other.txt"
+    shell = "echo other >> runs.log; echo o > {outputs}"
+    """}
+
+
+# -- help -----------------------------------------------------------------------------------
+def test_help_for_every_command_and_option(tmp_path):
+    top = run(tmp_path, "help", check=0)
+    assert "build" in top.stdout and "node help build" in top.stdout, describe(top)
+    from nodefile.cli import COMMANDS, make_parser
+    parser = make_parser()
+    for name in COMMANDS:
+        proc = run(tmp_path, "help", name, check=0)
+        assert proc.stdout.startswith(f"usage: node {name}"), describe(proc)
+        assert "\nexamples:\n  " in proc.stdout and "node " in proc.stdout.split("examples:")[1], describe(proc)
+        for action in parser.commands[name]._actions:
+            if action.option_strings and action.help is None:
+                pytest.fail(f"node {name} {'/'.join(action.option_strings)} has no help text")
+    build = run(tmp_path, "help", "build", check=0).stdout
+    for option in ("-v, --verbose", "-q, --quiet", "--executor", "--check", "--force", "--json"):
+        assert option in build, build
+    proc = run(tmp_path, "help", "bulid", check=2)
+    assert "did you mean build?" in proc.stderr, describe(proc)
+    assert run(tmp_path, "build", "--help", check=0).stdout == build
+
+
+def test_a_mistyped_command_is_one_message(tmp_path):
+    proc = run(tmp_path, "stauts", check=2)
+    assert proc.stderr.splitlines()[0] == "node: 'stauts' is not a nodefile command (did you mean status?)"
+    no_traceback(proc)
+
+
+def test_directory_and_file_errors_are_one_line(tmp_path):
+    for args, message in ((["-C", str(tmp_path / "nope"), "status"], f"-C {tmp_path / 'nope'}: No such file"),
+                          (["-f", "nope.toml", "build"], "nope.toml: no such file")):
+        proc = run(tmp_path, *args, check=2)
+        assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, describe(proc)
+        no_traceback(proc)
+
+
+# -- init -----------------------------------------------------------------------------------
+def test_init_python_builds_and_never_overwrites(tmp_path):
+    proc = run(tmp_path, "init", check=0)
+    assert "node build" in proc.stdout, describe(proc)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Nodefile.toml", "tasks"]
+    run(tmp_path, "build", check=0)
+    lines = (tmp_path / "out" / "squares.csv").read_text().splitlines()
+    assert lines[0] == "x,square" and lines[-1] == "9,81" and len(lines) == 11
+    run(tmp_path, "build", "--set", "n=3", check=0)
+    assert (tmp_path / "out" / "squares.csv").read_text().splitlines()[-1] == "2,4"
+
+    before = (tmp_path / "Nodefile.toml").read_text()
+    proc = run(tmp_path, "init", "--r", check=2)
+    assert "Nodefile.toml already exists" in proc.stderr and "nothing written" in proc.stderr, describe(proc)
+    assert (tmp_path / "Nodefile.toml").read_text() == before
+    assert not (tmp_path / "tasks" / "squares.R").exists()
+
+
+@pytest.mark.needs_r
+def test_init_r_builds_with_rscript(tmp_path):
+    proc = run(tmp_path, "init", "--r", check=0)
+    assert (tmp_path / "tasks" / "squares.R").exists(), describe(proc)
+    assert 'r = "tasks/squares.R"' in (tmp_path / "Nodefile.toml").read_text()
+    run(tmp_path, "build", check=0, timeout=120)
+    lines = (tmp_path / "out" / "squares.csv").read_text().splitlines()
+    assert lines[0] == '"x","square"' and lines[-1] == "9,81", lines
+
+
+def test_init_refuses_when_only_the_script_exists(tmp_path):
+    write(tmp_path, {"tasks/squares.py": "mine\n"})
+    run(tmp_path, "init", check=2)
+    assert not (tmp_path / "Nodefile.toml").exists()
+    assert (tmp_path / "tasks" / "squares.py").read_text() == "mine\n"
+
+
+# -- .nodefile/.gitignore -----------------------------------------------------------------
+def test_state_folder_is_ignored_by_git(tmp_path):
+    write(tmp_path, CHAIN)
+    run(tmp_path, "status", check=0)
+    run(tmp_path, "build", check=0)
+    assert (tmp_path / ".nodefile" / ".gitignore").read_text() == "*\n"
+    if shutil.which("git"):
+        subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=tmp_path,
+                             capture_output=True, text=True, check=True).stdout
+        assert ".nodefile" not in out and "Nodefile.toml" in out, out
+
+
+# -- touch and status ------------------------------------------------------------------------
+def test_touch_says_what_stays_stale_and_status_agrees(tmp_path):
+    write(tmp_path, CHAIN)
+    run(tmp_path, "build", "--set", "n=20", check=0)
+    proc = run(tmp_path, "touch", "c", check=0)
+    assert "accepted current outputs of 1 node(s): c" in proc.stdout, describe(proc)
+    assert "still stale: c" in proc.stdout and "a: param changed: n (20 -> 32)" in proc.stdout, describe(proc)
+    assert "node touch a b c" in proc.stdout, describe(proc)
+    # touching with the --set of the build accepts it for that key: status (with it) agrees
+    proc = run(tmp_path, "touch", "--set", "n=20", "c", check=0)
+    assert "still stale" not in proc.stdout, describe(proc)
+    assert "0 of 3 node(s) stale" in run(tmp_path, "status", "--set", "n=20", check=0).stdout
+    # the command it suggests does what it says
+    run(tmp_path, "touch", "a", "b", "c", check=0)
+    status = run(tmp_path, "status", check=0).stdout
+    assert "0 of 3 node(s) stale" in status, status
+    assert runs(tmp_path) == ["a", "b", "c"]
+
+
+# -- the Python API ---------------------------------------------------------------------------
+def test_python_api_takes_a_string_as_one_target_and_status_covers_the_defaults(tmp_path):
+    write(tmp_path, CHAIN)
+    code = textwrap.dedent("""
+        import nodefile
+        print(sorted(nodefile.status()))
+        print(nodefile.build("b").built)
+        print(sorted(nodefile.status("b")))
+        """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout.splitlines() == ["['a', 'b', 'c']", "['a', 'b']", "['a', 'b']"]
