@@ -262,7 +262,7 @@ def make_parser(only: str | None = None):
 
 
 _FAST_FLAGS_OFF = ("-n", "--dry-run", "-B", "--always-make", "-C", "--directory", "-f", "--file", "-h", "--help",
-                   "-v", "--verbose", "-vv")
+                   "-v", "--verbose", "-vv", "--check", "--force", "--json")
 
 
 def _fast_ok(argv) -> bool:
@@ -399,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.directory:
             _chdir(args.directory)
+        if args.file and not os.path.exists(args.file):
+            from .errors import ConfigError
+            raise ConfigError(f"-f {args.file}: no such file")
         if args.command in ("init", "completion"):  # no project: not the build machinery
             from . import scaffold
             return int(getattr(scaffold, "cmd_" + args.command)(args, rep))

@@ -31,12 +31,17 @@ def cmd_build(args, rep) -> int:
                    noop_record=(getattr(args, "_argv", None), os.getcwd()) if getattr(args, "_argv", None) else None)
     if opts.jobs is not None and opts.jobs < 1:
         raise ConfigError("-j must be at least 1")
+    opts.dry_run = args.dry_run or args.check  # --check never runs anything
     from .engine import build_incremental
-    summary = build_incremental(opts, rep)  # a few nodes changed: without loading the project
+    summary = None if args.force else build_incremental(opts, rep)  # a few nodes changed: without loading
     if summary is None:
-        summary = build(_project(args), args.targets, opts, rep)
-    if args.dry_run:
-        return 0
+        project = _project(args)
+        if args.force:
+            from .engine import expand_aliases
+            opts.force = frozenset(expand_aliases(project, resolve_targets(project, args.targets)))
+        summary = build(project, args.targets, opts, rep)
+    if opts.dry_run:
+        return 1 if args.check and summary.built else 0
     rep.summary(summary)
     if summary.interrupted:
         return 130
@@ -91,7 +96,7 @@ def cmd_status(args, rep) -> int:
         rep.print(("  ".join(f"{r[i]:<{widths[i]}}" for i in range(4)) + f"  {r[4]}").rstrip())
     stale = sum(1 for n in names if plan[n].stale and not project.nodes[n].is_alias)
     rep.print(f"{stale} of {sum(1 for n in names if not project.nodes[n].is_alias)} node(s) stale")
-    return 0
+    return 1 if args.check and stale else 0
 
 
 def cmd_explain(args, rep) -> int:

@@ -96,7 +96,7 @@ def build_incremental(options: Options, reporter) -> Summary | None:
     no node owns changed, or too many nodes affected): then the normal build runs."""
     from . import fastpath
     t0 = time.monotonic()
-    if not options.noop_record or options.always_make or options.dry_run or options.recipe_kind:
+    if not options.noop_record or options.always_make or options.dry_run or options.recipe_kind or options.force:
         return None
     argv, cwd = options.noop_record
     seen = fastpath.PENDING
@@ -216,7 +216,7 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         if session._learner is not None:
             session._learner.end_build()  # the medians' lists, for the next lazy build
         session.state.end_build(build_id, status)
-        if options.noop_record and status == 0 and not summary.skipped:
+        if options.noop_record and status == 0 and not summary.skipped and not volatile(project, order):
             # every node is up to date now: record it (nodes skipped as unaffected were
             # checked through the previous record, so its paths are part of this one)
             count = partial.count if partial is not None else sum(1 for n in order if not project.nodes[n].is_alias)
@@ -229,6 +229,11 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         session.close()
         lock.release()
         os.chdir(here)
+
+
+def volatile(project: Project, order) -> bool:
+    """Whether a node of `order` has `always = true`: a build that needs it is never a no-op."""
+    return any(project.nodes[n].always for n in order)
 
 
 def unaffected(project: Project, order: list[str], argv_cwd) -> set[str]:
@@ -397,7 +402,7 @@ def _record_cancelled(session, runner, executor) -> None:
 def dry_run(project: Project, order, options: Options, reporter, t0) -> Summary:
     session = Session(project, readonly=True)
     try:
-        plan = session.plan(order, forced=options.always_make)
+        plan = session.plan(order, forced=options.always_make, force=options.force)
         summary = Summary()
         for n in order:
             v = plan[n]
@@ -463,7 +468,7 @@ def touch(project: Project, targets, noop_record: tuple | None = None) -> list[s
         if noop_record is not None:
             order = graph.closure(project.nodes, resolve_targets(project, noop_record[0][1:]))
             real = [n for n in order if not project.nodes[n].is_alias]
-            if set(real) <= set(names):  # every node that build needs is accepted now
+            if set(real) <= set(names) and not volatile(project, order):  # every node that build needs is accepted
                 _record_noop(session, order, noop_record, len(real))
         return names
     finally:

@@ -168,7 +168,8 @@ class Runner:
         if name in self.known_up_to_date:  # engine.unaffected: nothing it reads moved
             self.summary.up_to_date.append(name)
             return NodeResult(name, Outcome.UP_TO_DATE)
-        verdict, parts = self.s.verdict(name, forced=self.o.always_make, building=True)
+        forced = "--force" if name in self.o.force else self.o.always_make
+        verdict, parts = self.s.verdict(name, forced=forced, building=True)
         if None in parts.values():  # rare: look for what is missing only then
             missing = [k[6:] for k, v in parts.items() if k.startswith("input:") and v is None]
             missing += [k[7:] for k, v in parts.items() if k.startswith("script:") and v is None]

@@ -29,7 +29,7 @@ PROJECT_KEYS = ("name", "default", "jobs", "cache", "python")
 STORE_KEYS = ("url", "push", "options")
 RECIPE_OPTS = ("name", "args", "env", "timeout", "retries", "resources")
 _RECIPE_KEYS = RECIPE_KINDS + RECIPE_OPTS + ("recipes",)  # what a node's recipes are parsed from
-NODE_KEYS = ("outputs", "inputs", "params", "recipes", "priority", "wildcards", "matrix") \
+NODE_KEYS = ("outputs", "inputs", "params", "recipes", "priority", "wildcards", "matrix", "always") \
     + RECIPE_KINDS + RECIPE_OPTS[1:]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 _GLOB = re.compile(r"[*?\[]")
@@ -40,8 +40,6 @@ def find_nodefile(start: str | None = None) -> str:
     here = os.path.abspath(start or os.getcwd())
     if os.path.isfile(here):
         return here
-    if start and not os.path.exists(here):
-        raise ConfigError(f"{start}: no such file")
     d = here
     while True:
         cand = os.path.join(d, NODEFILE)
@@ -137,7 +135,7 @@ def norm(path: str, base: str = "") -> str:
 
 class _Draft:
     """A node declaration validated on its own, before inputs are resolved."""
-    __slots__ = ("decl", "name", "outputs", "recipes", "params", "priority", "order", "is_pattern",
+    __slots__ = ("decl", "name", "outputs", "recipes", "params", "priority", "always", "order", "is_pattern",
                  "wild_names", "regexes", "constraints")
 
 
@@ -328,6 +326,10 @@ class _Builder:
             c.err("priority must be an integer", t, "priority")
             pr = 0
         d.priority = pr
+        d.always = spec.get("always", False)
+        if not isinstance(d.always, bool):
+            c.err("always must be true or false", t, "always")
+            d.always = False
         return d
 
     def _instance(self, pat: _Draft, values: dict, stores, order: int) -> _Draft | None:
@@ -354,7 +356,7 @@ class _Builder:
                     return None
             outs.append(Entry(e.name, paths, e.many, e.source))
         d.outputs = tuple(outs)
-        d.recipes, d.params, d.priority = pat.recipes, pat.params, pat.priority
+        d.recipes, d.params, d.priority, d.always = pat.recipes, pat.params, pat.priority, pat.always
         d.is_pattern, d.wild_names, d.regexes, d.constraints = False, pat.wild_names, [], {}
         return d
 
@@ -576,7 +578,7 @@ class _Builder:
         node = Node(name=d.name, outputs=d.outputs, inputs=tuple(inputs), params=d.params, recipes=d.recipes,
                     cwd=decl.cwd, file=c.display, line=c.loc.line(t), wildcards=decl.wildcards,
                     priority=d.priority, order=d.order, deps=tuple(dict.fromkeys(x for x in deps if x != d.name)),
-                    script_inputs=tuple(script_inputs))
+                    script_inputs=tuple(script_inputs), always=d.always)
         if decl.pattern is None or decl.pattern not in self._checked:
             self._check_placeholders(node, t, c)  # instances of one pattern share their templates
             if decl.pattern is not None:

@@ -69,7 +69,7 @@ def test_a_mistyped_command_is_one_message(tmp_path):
 
 def test_directory_and_file_errors_are_one_line(tmp_path):
     for args, message in ((["-C", str(tmp_path / "nope"), "status"], f"-C {tmp_path / 'nope'}: No such file"),
-                          (["-f", "nope.toml", "build"], "nope.toml: no such file")):
+                          (["-f", "nope.toml", "build"], "-f nope.toml: no such file")):
         proc = run(tmp_path, *args, check=2)
         assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, describe(proc)
         no_traceback(proc)
@@ -154,3 +154,78 @@ def test_python_api_takes_a_string_as_one_target_and_status_covers_the_defaults(
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, describe(proc)
     assert proc.stdout.splitlines() == ["['a', 'b', 'c']", "['a', 'b']", "['a', 'b']"]
+
+
+# -- CI checks ------------------------------------------------------------------------------
+def test_status_check_and_dry_run_check_exit_1_when_something_would_run(tmp_path):
+    write(tmp_path, CHAIN)
+    for args in (["status", "--check"], ["build", "-n", "--check"], ["build", "--check"]):
+        proc = run(tmp_path, *args, check=1)
+        assert "c" in proc.stdout, describe(proc)
+    assert runs(tmp_path) == [], "a check ran a recipe"
+    run(tmp_path, "build", check=0)
+    for args in (["status", "--check"], ["build", "-n", "--check"]):
+        proc = run(tmp_path, *args, check=0)
+    assert "nothing to do" in proc.stdout, describe(proc)
+    (tmp_path / "b.txt").write_text("edited\n")
+    run(tmp_path, "status", "--check", check=1)
+    run(tmp_path, "status", "--check", "a", check=0)  # only a's closure: up to date
+    run(tmp_path, "build", "-n", "--check", "a", check=0)
+    run(tmp_path, "status", check=0)  # without --check: a table, exit 0
+
+
+# -- forcing --------------------------------------------------------------------------------
+def test_force_reruns_the_named_recipes_only(tmp_path):
+    write(tmp_path, CHAIN)
+    run(tmp_path, "build", check=0)
+    assert runs(tmp_path) == ["a", "b", "c"]
+    proc = run(tmp_path, "build", "-n", "--force", "b", check=0)
+    assert "would run  b" in proc.stdout and "forced: --force" in proc.stdout, describe(proc)
+    assert "would run  a" not in proc.stdout, describe(proc)
+    proc = run(tmp_path, "build", "--force", "b", check=0)
+    assert runs(tmp_path) == ["a", "b", "c", "b"], describe(proc)  # same bytes: c stops at early cutoff
+    run(tmp_path, "build", "--force", "b", check=0)
+    assert runs(tmp_path)[4:] == ["b"], "a second --force runs it again (no no-op record)"
+    # --force runs the recipe even when the cache holds the key (clean + build restores)
+    run(tmp_path, "clean", "b", check=0)
+    run(tmp_path, "build", "--force", "b", check=0)
+    assert runs(tmp_path)[5:] == ["b"]
+    run(tmp_path, "clean", "b", check=0)
+    proc = run(tmp_path, "build", "b", check=0)
+    assert runs(tmp_path)[6:] == [], describe(proc)  # without --force: restored from the cache
+
+
+def test_always_nodes_run_at_every_build_and_dependents_stop_at_early_cutoff(tmp_path):
+    write(tmp_path, {"Nodefile.toml": """
+        [project]
+        default = ["report"]
+
+        [nodes.download]
+        outputs = "data.txt"
+        always = true
+        shell = "echo download >> runs.log; cat source.txt > {outputs}"
+
+        [nodes.report]
+        outputs = "report.txt"
+        inputs = ["download"]
+        shell = "echo report >> runs.log; cat {inputs} > {outputs}"
+
+        [nodes.unrelated]
+        outputs = "u.txt"
+        shell = "echo unrelated >> runs.log; echo u > {outputs}"
+        """, "source.txt": "v1\n"})
+    run(tmp_path, "build", check=0)
+    run(tmp_path, "build", check=0)
+    assert runs(tmp_path) == ["download", "report", "download"]  # same bytes: report stops
+    (tmp_path / "source.txt").write_text("v2\n")
+    run(tmp_path, "build", check=0)
+    assert runs(tmp_path)[3:] == ["download", "report"]
+    assert (tmp_path / "report.txt").read_text() == "v2\n"
+    proc = run(tmp_path, "status", "--check", check=1)
+    assert "forced: always = true" in proc.stdout, describe(proc)
+    run(tmp_path, "build", "unrelated", check=0)  # a build that does not need it: not run
+    assert runs(tmp_path)[5:] == ["unrelated"]
+    write(tmp_path, {"Nodefile.toml": (tmp_path / "Nodefile.toml").read_text().replace(
+        "always = true", 'always = "yes"')})
+    proc = run(tmp_path, "check", check=2)
+    assert "always must be true or false" in proc.stderr, describe(proc)
