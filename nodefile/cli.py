@@ -395,7 +395,11 @@ def main(argv: list[str] | None = None) -> int:
         return _help(parser, getattr(args, "topic", None), args.command)
     from .errors import NodefileError
     from .report.console import Console
-    rep = Console(verbosity=-1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
+    if getattr(args, "json", False):  # the document alone on stdout; errors and failures on stderr
+        import io
+        rep = Console(verbosity=-1, out=io.StringIO())
+    else:
+        rep = Console(verbosity=-1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
     try:
         if args.directory:
             _chdir(args.directory)

@@ -22,6 +22,20 @@ def _project(args, check_sources: bool = True):
                         requests=tuple(getattr(args, "targets", None) or ()))
 
 
+JSON_SCHEMA = 1  # the version of every --json document (docs/nodefile-reference.md, JSON output)
+
+
+def emit(command: str, doc: dict) -> None:
+    """Print one --json document: {"schema": 1, "command": ..., ...} on stdout."""
+    import sys
+    sys.stdout.write(json.dumps({"schema": JSON_SCHEMA, "command": command, **doc}, indent=1) + "\n")
+    sys.stdout.flush()
+
+
+def reason_doc(r) -> dict:
+    return {"kind": r.kind.name.lower(), "subject": r.subject, "old": r.old, "new": r.new, "text": str(r)}
+
+
 def cmd_build(args, rep) -> int:
     from .cli import parse_resources
     opts = Options(jobs=args.jobs, keep_going=args.keep_going, dry_run=args.dry_run,
@@ -40,6 +54,13 @@ def cmd_build(args, rep) -> int:
             from .engine import expand_aliases
             opts.force = frozenset(expand_aliases(project, resolve_targets(project, args.targets)))
         summary = build(project, args.targets, opts, rep)
+    if args.json:
+        emit("build", {"dry_run": opts.dry_run, "ok": summary.ok, "interrupted": summary.interrupted,
+                       "elapsed_seconds": round(summary.elapsed, 3),
+                       "would_run": list(summary.built) if opts.dry_run else [],
+                       "built": [] if opts.dry_run else list(summary.built), "up_to_date": list(summary.up_to_date),
+                       "failed": list(summary.failed), "skipped": list(summary.skipped),
+                       "durations": {n: round(d, 3) for n, d in summary.durations.items()}})
     if opts.dry_run:
         return 1 if args.check and summary.built else 0
     rep.summary(summary)
@@ -50,7 +71,17 @@ def cmd_build(args, rep) -> int:
 
 def cmd_check(args, rep) -> int:
     from .cli import parse_set
-    project = load_project(args.file, parse_set(args.set or []), use_cache=False)
+    try:
+        project = load_project(args.file, parse_set(args.set or []), use_cache=False)
+    except ConfigError as e:
+        if args.json:
+            emit("check", {"ok": False, "file": None, "nodes": None,
+                           "problems": [{"message": p.message, "file": p.file or None, "line": p.line,
+                                         "key": p.key or None} for p in e.problems]})
+        raise
+    if args.json:
+        emit("check", {"ok": True, "file": os.path.relpath(project.file), "nodes": len(project.nodes), "problems": []})
+        return 0
     rep.print(f"{os.path.relpath(project.file)}: ok ({len(project.nodes)} nodes)")
     return 0
 
@@ -90,13 +121,25 @@ def cmd_status(args, rep) -> int:
         reason = "; ".join(str(r) for r in v.reasons[:2]) + (" …" if len(v.reasons) > 2 else "")
         rows.append((n, v.status.value if not node.is_alias else ("alias" if not v.stale else "stale"),
                      where, fmt_seconds(expected) if expected is not None else "", reason))
+    stale = sum(1 for n in names if plan[n].stale and not project.nodes[n].is_alias)
+    if args.json:
+        emit("status", {"nodes": [{"name": n, "status": rows[i][1], "stale": plan[n].stale,
+                                   "from": sources.get(n, (None,))[0],
+                                   "expected_seconds": _round(sources.get(n, (None, None))[1]),
+                                   "reasons": [reason_doc(r) for r in plan[n].reasons]}
+                                  for i, n in enumerate(names)],
+                        "stale": stale, "total": sum(1 for n in names if not project.nodes[n].is_alias)})
+        return 1 if args.check and stale else 0
     head = ("node", "status", "from", "expected", "reason")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
     for r in [head] + rows:
         rep.print(("  ".join(f"{r[i]:<{widths[i]}}" for i in range(4)) + f"  {r[4]}").rstrip())
-    stale = sum(1 for n in names if plan[n].stale and not project.nodes[n].is_alias)
     rep.print(f"{stale} of {sum(1 for n in names if not project.nodes[n].is_alias)} node(s) stale")
     return 1 if args.check and stale else 0
+
+
+def _round(x):
+    return None if x is None else round(x, 3)
 
 
 def cmd_explain(args, rep) -> int:
@@ -106,13 +149,17 @@ def cmd_explain(args, rep) -> int:
     targets = resolve_targets(project, args.targets)
     names = graph.closure(project.nodes, targets)
     session = Session(project, readonly=True)
+    docs = []
     try:
         plan = session.plan(names)
         for t in targets:
             v = plan[t]
             node = project.nodes[t]
             rec = session.records().get(t)
-            rep.print(f"{t}: {v.status.value}")
+            doc = {"name": t, "status": v.status.value, "stale": v.stale, "key": v.key,
+                   "recorded_key": rec["key"] if rec else None, "reasons": [reason_doc(r) for r in v.reasons],
+                   "recipes": [], "estimates": [], "unavailable": []}
+            docs.append(doc)
             if v.key:
                 rep.print(f"  key {v.key}" + (f" (recorded {rec['key']})" if rec and rec["key"] != v.key else ""))
             for r in v.reasons:
@@ -123,6 +170,10 @@ def cmd_explain(args, rep) -> int:
                 parts = session.parts(t)
                 from .engine import Options
                 choice = session.choose(node, v.key or "", parts, Options(), probe=True)
+                doc["recipes"] = list(choice.order)
+                doc["estimates"] = [{"recipe": e.recipe, "kind": e.kind, "seconds": _round(e.duration),
+                                     "p_success": round(e.p, 3)} for e in choice.estimates]
+                doc["unavailable"] = [r.name for r in node.recipes if r not in choice.recipes]
                 rep.print("  recipes, in the order they would be tried (learned estimates):"
                           if v.stale else "  recipes, in the order they would be tried if it were stale:")
                 for line in choice.explain():
@@ -132,6 +183,8 @@ def cmd_explain(args, rep) -> int:
                     rep.print(f"    not available for this key: {', '.join(skipped)}")
     finally:
         session.close()
+    if args.json:
+        emit("explain", {"nodes": docs})
     return 0
 
 
@@ -221,31 +274,78 @@ def cmd_log(args, rep) -> int:
     if len(args.targets) != 1:
         raise UnknownTargetError("log needs exactly one TARGET")
     (name,) = resolve_targets(project, args.targets)
+    if args.follow:
+        from .logs import follow
+        code = follow(project, name, rep)
+        if code is not None:
+            return code
+        rep.print(f"== {name}: no build is running; the logs of its last build:")
     session = Session(project, readonly=True)
     try:
         attempts = session.state.attempts(node=name)
     finally:
         session.close()
-    if not attempts:
+    last = max((a["build_id"] for a in attempts), default=None)
+    shown = [a for a in attempts if a["build_id"] == last]
+    maker = _maker(attempts, shown)
+    if args.json:
+        emit("log", {"node": name, "build_id": last, "attempts": [_attempt_doc(project, a) for a in shown],
+                     "restored": maker is not None,
+                     "built_by": _attempt_doc(project, maker) if maker else None})
+        return 0
+    if not shown:
         rep.print(f"{name}: no attempts recorded")
         return 0
-    last = max(a["build_id"] for a in attempts)
-    for a in [a for a in attempts if a["build_id"] == last]:
-        what = f"recipe {a['recipe']} ({a['kind']})" if a["recipe"] else "the build was interrupted"
-        rep.print(f"== {name}: attempt {a['attempt']}, {what}: {a['outcome']}"
-                  + (f" - {a['message']}" if a["message"] else "") + f", {a['duration']:.2f}s")
-        if a["log"]:
-            path = os.path.join(project.root, a["log"])
-            rep.print(f"   {a['log']}")
-            try:
-                with open(path, errors="replace") as f:
-                    text = f.read()
-                rep.print(text.rstrip("\n")) if text else rep.print("   (empty)")
-            except OSError:
-                rep.print("   (log file is gone)")
-        elif a["recipe"] and a["kind"] not in ("load", "fetch"):
-            rep.print("   (no output)")  # a quiet attempt that succeeded leaves no log file
+    for a in shown:
+        _print_attempt(project, name, a, rep)
+    if maker is not None:
+        where = "the cache" if shown[-1]["kind"] == "load" else f"store {shown[-1]['recipe']}"
+        rep.print(f"== {name}: restored from {where}; the artifact was built in build {maker['build_id']}:")
+        _print_attempt(project, name, maker, rep)
+    elif shown[-1]["kind"] in ("load", "fetch") and shown[-1]["outcome"] == "ok":
+        rep.print(f"== {name}: restored; the attempt that built it is not recorded here (built elsewhere, "
+                  "or before nodefile kept its key)")
     return 0
+
+
+def _maker(attempts: list[dict], shown: list[dict]) -> dict | None:
+    """After a restore, the attempt (of an earlier build) that built the restored key."""
+    if not shown or shown[-1]["kind"] not in ("load", "fetch") or shown[-1]["outcome"] != "ok":
+        return None
+    key = shown[-1].get("key")
+    made = [a for a in attempts if key and a.get("key") == key and a["outcome"] == "ok"
+            and a["kind"] not in ("load", "fetch")]
+    return made[-1] if made else None
+
+
+def _attempt_doc(project, a: dict) -> dict:
+    text = None
+    if a["log"]:
+        try:
+            with open(os.path.join(project.root, a["log"]), errors="replace") as f:
+                text = f.read()
+        except OSError:
+            pass
+    return {"build_id": a["build_id"], "attempt": a["attempt"], "recipe": a["recipe"], "kind": a["kind"],
+            "outcome": a["outcome"], "message": a["message"], "exit_code": a["exit_code"],
+            "duration_seconds": _round(a["duration"]), "key": a.get("key"), "log": a["log"], "text": text}
+
+
+def _print_attempt(project, name: str, a: dict, rep) -> None:
+    what = f"recipe {a['recipe']} ({a['kind']})" if a["recipe"] else "the build was interrupted"
+    rep.print(f"== {name}: attempt {a['attempt']}, {what}: {a['outcome']}"
+              + (f" - {a['message']}" if a["message"] else "") + f", {a['duration']:.2f}s")
+    if a["log"]:
+        path = os.path.join(project.root, a["log"])
+        rep.print(f"   {a['log']}")
+        try:
+            with open(path, errors="replace") as f:
+                text = f.read()
+            rep.print(text.rstrip("\n")) if text else rep.print("   (empty)")
+        except OSError:
+            rep.print("   (log file is gone: node gc keeps the logs of the last 20 builds)")
+    elif a["recipe"] and a["kind"] not in ("load", "fetch"):
+        rep.print("   (no output)")  # a quiet attempt that succeeded leaves no log file
 
 
 def cmd_graph(args, rep) -> int:
@@ -257,10 +357,11 @@ def cmd_graph(args, rep) -> int:
     finally:
         session.close()
     color = {"up to date": "palegreen", "stale": "gold", "missing": "lightcoral"}
-    if args.format == "json":
-        rep.print(json.dumps({"nodes": [{"name": n, "status": plan[n].status.value,
-                                         "outputs": list(project.nodes[n].output_paths)} for n in names],
-                              "edges": [[d, n] for n in names for d in project.nodes[n].deps]}, indent=1))
+    if args.format == "json" or args.json:
+        emit("graph", {"nodes": [{"name": n, "status": plan[n].status.value, "alias": project.nodes[n].is_alias,
+                                  "outputs": list(project.nodes[n].output_paths),
+                                  "deps": list(project.nodes[n].deps)} for n in names],
+                       "edges": [[d, n] for n in names for d in project.nodes[n].deps]})
     elif args.format == "mermaid":
         rep.print("graph LR")
         ids = {n: f"n{i}" for i, n in enumerate(names)}

@@ -34,7 +34,11 @@ def _memory_gb() -> float:
         return float("inf")
 
 
-def check_resources(project: Project, names, limits: dict) -> None:
+_ORIGIN = {"mem_gb": "this machine's memory", "transfers": "max(4, -j)"}  # limits not given by --resources
+
+
+def check_resources(project: Project, names, limits: dict, given=()) -> None:
+    """given: the resources --resources set (the others' limits are the machine's)."""
     problems = []
     for n in names:
         for r in project.nodes[n].recipes:
@@ -45,8 +49,10 @@ def check_resources(project: Project, names, limits: dict) -> None:
                     problems.append(f"node '{n}' recipe '{r.name}' asks for {k} = {v:g}, but no {k} limit "
                                     f"is given (use --resources {k}=N)")
                 elif k in limits and v > limits[k]:
+                    whence = ("--resources" if k in given else f"{_ORIGIN.get(k, 'the default')}; "
+                              f"--resources {k}=N sets another")
                     problems.append(f"node '{n}' recipe '{r.name}' asks for {k} = {v:g}, more than the "
-                                    f"limit {limits[k]:g}")
+                                    f"limit {k} = {round(limits[k], 1):g} ({whence})")
     if problems:
         raise ConfigError("\n".join(problems))
 
@@ -71,7 +77,7 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
     names = resolve_targets(project, targets)
     order = graph.closure(project.nodes, names)
     limits = limits_for(options, project)
-    check_resources(project, order, limits)
+    check_resources(project, order, limits, options.resources)
     check_recipe_kind(project, order, options)
     if options.dry_run:
         return dry_run(project, order, options, reporter, t0)
@@ -134,7 +140,7 @@ def _incremental(ix, options, reporter, t0, root, rec, paths, argv, cwd):
     except Exception:  # written by another version of nodefile: no shortcut
         return None
     limits = limits_for(options, project)
-    check_resources(project, order, limits)
+    check_resources(project, order, limits, options.resources)
     chosen = set(order)
     partial = _Partial(paths, rec[3], rec[6], [n for n in names if n not in chosen])
     return _run(project, order, order, limits, options, reporter, t0, partial)
