@@ -79,7 +79,7 @@ def _spec() -> tuple[list[tuple[str, str]], dict[str, str], set[str]]:
         sp = parser.commands.get(name)
         if sp is None:
             continue
-        cmds.append((name, (sp.description or "").replace("'", "").replace(":", " -")))
+        cmds.append((name, (sp.description or "").replace("'", "'\\''").replace(":", "\\:")))
         flags = []
         for action in sp._actions:
             flags += [o for o in action.option_strings]
@@ -112,8 +112,7 @@ def cmd_completion(args, rep) -> int:
         rep.print(_BASH.replace("@WORDS@", words).replace("@CASES@", cases).replace("@TARGETS@", targets))
     else:
         described = "\n".join(f"    '{c}:{h}'" for c, h in cmds)
-        rep.print(_ZSH.replace("@DESCRIBED@", described).replace("@CASES@", cases.replace(" ;;", " ;;"))
-                  .replace("@TARGETS@", targets))
+        rep.print(_ZSH.replace("@DESCRIBED@", described).replace("@CASES@", cases).replace("@TARGETS@", targets))
     return 0
 
 
@@ -150,7 +149,7 @@ _ZSH = r"""#compdef node nodefile
 #   node completion zsh > "${fpath[1]}/_node"
 # or, after compinit, in ~/.zshrc: eval "$(node completion zsh)"
 _nodefile() {
-  local -a cmds targets opts
+  local -a cmds targets
   cmds=(
 @DESCRIBED@
   )

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import describe, no_traceback, run, runs, write
+from conftest import base_env, describe, no_traceback, run, runs, write
 
 CHAIN = {"Nodefile.toml": """
     [project]
@@ -229,3 +229,70 @@ def test_always_nodes_run_at_every_build_and_dependents_stop_at_early_cutoff(tmp
         "always = true", 'always = "yes"')})
     proc = run(tmp_path, "check", check=2)
     assert "always must be true or false" in proc.stderr, describe(proc)
+
+
+# -- shell completion -----------------------------------------------------------------------
+@pytest.fixture
+def nodefile_on_path(tmp_path) -> str:
+    """PATH with a `nodefile` command running this checkout (the scripts call it for node names)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nodefile").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m nodefile "$@"\n')
+    (bin_dir / "nodefile").chmod(0o755)
+    return f"{bin_dir}:/usr/bin:/bin"
+
+
+def _script(project, shell: str) -> str:
+    return run(project, "completion", shell, check=0).stdout
+
+
+def test_bash_completion_of_commands_options_and_node_names(tmp_path, nodefile_on_path):
+    project = write(tmp_path / "proj", CHAIN)
+    (project / "script.sh").write_text(_script(project, "bash"))
+    cases = [("node bu", "build"), ("node st", "status"), ("node build --fo", "--force"),
+             ("node status --ch", "--check"), ("node build ''", "a b c other"), ("node log o", "other"),
+             ("node -C . explain ''", "a b c other"), ("node help bu", "build"), ("nodefile gr", "graph"),
+             ("node completion ''", ""), ("node init --", "--python --r --help")]
+    lines = ["source ./script.sh"]
+    for words, _ in cases:
+        lines.append(f"COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); COMPREPLY=(); "
+                     f"_nodefile_complete; echo \"${{COMPREPLY[*]}}\"")
+    lines.append("complete -p node nodefile")
+    proc = subprocess.run(["bash", "-c", "\n".join(lines)], cwd=project, capture_output=True, text=True,
+                          env={**base_env(), "PATH": nodefile_on_path}, timeout=120)
+    assert proc.returncode == 0, describe(proc)
+    out = proc.stdout.splitlines()
+    for (words, want), got in zip(cases, out):
+        assert sorted(got.split()) == sorted(want.split()), f"{words!r}: {got!r}"
+    assert out[-2:] == [f"complete -o bashdefault -o default -F _nodefile_complete {c}" for c in ("node", "nodefile")]
+
+
+def test_zsh_completion_script(tmp_path, nodefile_on_path):
+    """The zsh function, run by a real zsh with the completion system's builtins recorded."""
+    zsh = shutil.which("zsh")
+    if zsh is None:
+        pytest.skip("zsh is not installed")
+    project = write(tmp_path / "proj", CHAIN)
+    (project / "_node").write_text(_script(project, "zsh"))
+    check = subprocess.run([zsh, "-n", "_node"], cwd=project, capture_output=True, text=True)
+    assert check.returncode == 0, describe(check)
+    body = """
+        compdef() { print -r -- "compdef $*" }
+        source ./_node
+        compadd() { print -r -- "compadd $*" }
+        _describe() { print -r -- "describe ${(j:|:)${(P)4}}" }
+        _files() { print files }
+        words=(node build --fo); CURRENT=3; PREFIX=--fo; _nodefile
+        words=(node build ''); CURRENT=3; PREFIX=''; _nodefile
+        words=(node ''); CURRENT=2; PREFIX=''; _nodefile
+        """
+    proc = subprocess.run([zsh, "-f", "-c", textwrap.dedent(body)], cwd=project, capture_output=True, text=True,
+                          env={**base_env(), "PATH": nodefile_on_path}, timeout=120)
+    assert proc.returncode == 0, describe(proc)
+    out = proc.stdout.splitlines()
+    assert out[0] == "compdef _nodefile node nodefile", out
+    assert out[1].startswith("compadd -- ") and "--force" in out[1].split() and "--check" in out[1].split(), out
+    assert out[2] == "compadd -- a b c other" and out[3] == "files", out
+    described = dict(item.split(":", 1) for item in out[4][len("describe "):].split("|"))
+    assert described["build"].startswith("build targets") and "init" in described, described
+    assert described["status"] == "a table\\: each node, up to date / stale / missing, and why", described
