@@ -217,7 +217,11 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
             summary.up_to_date += partial.unchanged
         if not summary.interrupted:
             ran = set(summary.built) | set(summary.up_to_date) | set(summary.failed) | set(summary.skipped)
-            summary.skipped += [n for n in order if n not in ran and not project.nodes[n].is_alias]
+            blocked = [n for n in order if n not in ran and not project.nodes[n].is_alias]
+            summary.skipped += blocked
+            if blocked and summary.failed:
+                reporter.info(f"not started: {', '.join(blocked[:5])}{' …' if len(blocked) > 5 else ''} (blocked: "
+                              "the build stops at a failure; -k builds what does not need the failed node)")
             status = 1 if summary.failed or summary.skipped else 0
         if session._learner is not None:
             session._learner.end_build()  # the medians' lists, for the next lazy build

@@ -163,10 +163,26 @@ def test_skips_say_why(tmp_path):
         outputs = "report.txt"
         inputs = ["fit"]
         shell = "echo > {outputs}"
+        [nodes.later]
+        outputs = "later.txt"
+        inputs = ["report"]
+        shell = "echo > {outputs}"
+        [nodes.other]
+        outputs = "other.txt"
+        inputs = ["slow"]
+        shell = "echo > {outputs}"
+        [nodes.slow]
+        outputs = "slow.txt"
+        shell = "sleep 0.5; echo > {outputs}"
         """})
     proc = run(tmp_path, "build", "-k", check=1)
     assert "skip fit  (needs data, which failed)" in proc.stdout, describe(proc)
     assert "skip report  (needs fit, which was skipped (data failed))" in proc.stdout, describe(proc)
+    assert "skip later  (needs report, which was skipped (data failed))" in proc.stdout, describe(proc)
+    assert (tmp_path / "other.txt").exists()
+    (tmp_path / "slow.txt").unlink()
+    proc = run(tmp_path, "build", "-j", "2", check=1)  # without -k: what waits for slow is blocked
+    assert "not started: other (blocked: the build stops at a failure; -k builds" in proc.stdout, describe(proc)
 
 
 def test_a_missing_interpreter_is_said_once_with_what_to_install(tmp_path):
