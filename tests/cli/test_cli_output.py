@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 from conftest import base_env, describe, no_traceback, run, wait_for, write
 

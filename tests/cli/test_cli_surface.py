@@ -2,7 +2,6 @@
 touch and status agreeing, CI checks, forcing, JSON output, completion, the Python API."""
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
