@@ -247,3 +247,18 @@ def test_the_same_decisions_without_the_shell_launcher(tmp_path, nodejs):
         proc = subprocess.run([sys.executable, "-m", "nodefile", *args], cwd=app, env=env, input="",
                               capture_output=True, text=True, timeout=60)
         assert (proc.returncode, proc.stdout) == (0, out), describe(proc)
+
+
+def test_the_launcher_passes_node_js_lines_on_without_starting_python(tmp_path, launcher_path):
+    """The plainly-Node.js command lines never reach `nodefile` (no Python start-up)."""
+    bin_dir = tmp_path / "venvbin"
+    marker = tmp_path / "python-started"
+    (bin_dir / "nodefile").write_text(f'#!/bin/sh\necho "$@" >> "{marker}"\nexec "{sys.executable}" -m nodefile "$@"\n')
+    work = write(tmp_path / "js", {"app.js": "console.log('app')\n", "build/index.js": "console.log('srv')\n"})
+    for args, stdin in (([], "console.log(1)\n"), (["--version"], None), (["-e", "0"], None), (["app.js"], None),
+                        (["app"], None), (["-h"], None)):
+        proc = sh(launcher_path, *args, cwd=work, stdin=stdin)
+        assert proc.returncode == 0, describe(proc)
+    assert not marker.exists(), marker.read_text()
+    sh(launcher_path, "build", cwd=work)  # a command word: nodefile decides (no Nodefile here: Node.js)
+    assert marker.read_text() == "build\n"
