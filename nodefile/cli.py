@@ -139,7 +139,7 @@ EXAMPLES = {
              "node graph --json",
     "report": "node report -o report.html",
     "job": "node job fit                  # write fit's job manifest, print how to run it by hand",
-    "touch": "node touch report             # accept report's current outputs (and its inputs')\n"
+    "touch": "node touch report             # accept report's current outputs as up to date\n"
              "node touch --set n_rows=20    # accept them for the params of that build",
     "clean": "node clean model              # remove model's outputs",
     "gc": "node gc --older-than 30",
@@ -152,6 +152,8 @@ EXAMPLES = {
     "completion": 'eval "$(node completion bash)"     # in ~/.bashrc\n'
                   'node completion zsh > "${fpath[1]}/_node"',
     "help": "node help build",
+    "import": "node import dodo.py           # write Nodefile.toml from a doit project\n"
+              "node import dodo.py -o -      # print it instead",
 }
 JSON_COMMANDS = ("build", "status", "explain", "check", "graph", "log")
 
