@@ -66,6 +66,7 @@ class Runner:
         self.limits: dict = {}
         self._started: set[str] = set()
         self.base_env = dict(os.environ)  # decoded once per build, copied per recipe
+        session.on_store_wait = getattr(reporter, "waiting", None)
         self._chosen_at: dict[str, int] = {}  # node -> learner.observations when its order was chosen
 
     def makedirs(self, path: str) -> None:
@@ -255,10 +256,16 @@ class Runner:
             if spec.recipe.kind == "fetch":
                 self._after_rebuild(node, key, outputs, stores=False)  # keep a local copy
             return NodeResult(name, Outcome.OK, spec.recipe.name, fin.duration, log=spec.log)
-        if fin.failure == "transient" and "unreachable" in (fin.error or ""):
+        st = self.s.store(store) if spec.recipe.kind == "fetch" else self.s.cache
+        known_down = (store, "*") in self.negative
+        if st.down or (fin.failure == "transient" and "unreachable" in (fin.error or "")):
             self.negative.add((store, "*"))  # down: not asked again in this build
-        if fin.failure == "unavailable":
-            self.negative.add((store, key))
+            self.summary.down.setdefault(store, st.down or fin.error)
+        if fin.failure == "recipe error":
+            self.summary.rejected.append(f"{name}: {fin.error}")
+        if fin.failure == "unavailable" or known_down:
+            if fin.failure == "unavailable":
+                self.negative.add((store, key))
             self.rep.detail(f"     {name}: {fin.error}")
         else:
             self.rep.warn(f"{name}: {fin.error}; trying the next recipe")
