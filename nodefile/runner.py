@@ -50,6 +50,7 @@ class Runner:
         self.jobdir = os.path.join(session.dir, "jobs")
         self.tmpdir = os.path.join(session.dir, "tmp")
         self.negative: set[tuple[str, str]] = set()  # (store, key): not there, for this build
+        self._push_skipped: set[str] = set()  # stores down: their skipped pushes were reported
         self.uploads = None  # a one-thread pool for cache puts and pushes
         # watch mode: paths reported changed while recipes run (set from another thread)
         import threading
@@ -284,8 +285,9 @@ class Runner:
         stores = [st for st in self.s.project.stores.values() if st.push] if stores and self.s.project.stores else []
         if stores:
             for st in [st for st in stores if (st.name, "*") in self.negative]:
-                self.rep.warn(f"{node.name}: could not push to store '{st.name}': it was unreachable earlier in "
-                              "this build")
+                say = self.rep.detail if st.name in self._push_skipped else self.rep.warn
+                self._push_skipped.add(st.name)  # said once per store, then only with -v
+                say(f"{node.name}: could not push to store '{st.name}': it was unreachable earlier in this build")
             stores = [st for st in stores if (st.name, "*") not in self.negative]
         if not (self.s.cache or stores):
             return

@@ -630,7 +630,7 @@ class ArtifactStore:
         try:
             m = json.loads(data)
         except (ValueError, RecursionError) as e:
-            raise self._reject(f"manifest {rel}", f"is not valid JSON ({_why(e)})") from None
+            raise self._reject(f"manifest {rel}", f"is corrupt: not valid JSON ({_why(e)})") from None
         why = check_manifest(m, key)
         if why:
             raise self._reject(f"manifest {rel}", why)
@@ -718,8 +718,8 @@ class ArtifactStore:
         except StoreError as e:
             raise self._unreachable(e) from None
         except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES) and \
-                    not os.path.exists(dst):
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG) or e.filename == dst:
+                # our side (a full disk): a failed attempt, the store is not to blame
                 raise StoreError(f"cannot write '{label}' to {os.path.dirname(dst)}: {e.strerror}") from None
             raise self._unreachable(e) from None
         except Exception as e:
