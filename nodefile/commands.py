@@ -104,6 +104,7 @@ def cmd_explain(args, rep) -> int:
     targets = resolve_targets(project, args.targets)
     names = graph.closure(project.nodes, targets)
     session = Session(project, readonly=True)
+    session.on_store_wait = rep.waiting
     try:
         plan = session.plan(names)
         for t in targets:
@@ -128,6 +129,8 @@ def cmd_explain(args, rep) -> int:
                 skipped = [r.name for r in node.recipes if r not in choice.recipes]
                 if skipped:
                     rep.print(f"    not available for this key: {', '.join(skipped)}")
+        for problem in session.store_problems():
+            rep.warn(problem)
     finally:
         session.close()
     return 0

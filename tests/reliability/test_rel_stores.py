@@ -217,6 +217,10 @@ def test_fifo_blob_and_fifo_manifest_do_not_hang_build_or_status(world):
     assert "Traceback" not in status.stderr, describe(status)
     assert re.search(r"warning: store 'team': manifest \S+ is not a regular file \(a FIFO\); rejected",
                      status.stderr), describe(status)
+    dry = run(b, "build", "-n", timeout=30)
+    assert dry.returncode == 0 and "Traceback" not in dry.stderr, describe(dry)
+    assert re.search(r"^would run  n2  \(rebuild \(shell\)\)", dry.stdout, re.M), describe(dry)
+    assert "is not a regular file (a FIFO); rejected" in dry.stderr, describe(dry)
     proc, took = hostile_build(w, b, rebuilt={"n0", "n2"}, timeout=30)
     assert re.search(rf"n0: store 'team': blob blobs/{h[:2]}/{h} of 'out/n0.txt' is not a regular file \(a FIFO\)",
                      proc.stderr), describe(proc)
