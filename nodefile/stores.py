@@ -44,6 +44,7 @@ DEFAULT_TIMEOUT = 10.0  # seconds a remote store may stay silent (connect, or on
 CHUNK = 8 << 20  # a remote blob is read in ranges of this size, each with its own deadline
 MIN_RATE = 1 << 20  # bytes/s a transfer may be slow at before its chunk counts as silent
 WAIT_NOTICE = 2.0  # seconds of waiting on a remote store before a line says so
+ORPHAN_CHECK = 1 << 30  # node gc --store: an unreferenced blob larger than this is not read
 
 
 class StoreError(Exception):
@@ -766,40 +767,49 @@ class ArtifactStore:
     def remove_damaged(self, tmpdir: str) -> tuple[int, int, list[tuple[str, str]]]:
         """`node gc --store NAME`: check every entry of the store and remove the
         damaged ones: symlinks, FIFOs and other non-files, blobs whose bytes do not
-        hash to their name, and manifests that are invalid or name a blob that is
-        missing or damaged. Temporary files of a push under way are left alone.
-        Returns (manifests checked, blobs checked, [(entry, why) removed])."""
+        hash to their name or whose size is not the one their manifests declare,
+        and manifests that are invalid or name a blob that is missing or damaged.
+        A blob is read only up to its declared size (an unreferenced one only up to
+        ORPHAN_CHECK bytes, larger ones are left alone, as are the temporary files
+        of a push under way). Returns (manifests checked, blobs checked,
+        [(entry, why) removed])."""
         removed: list[tuple[str, str]] = []
+        found: dict[str, dict | str] = {}  # manifest -> its content, or why it is damaged
+        declared: dict[str, set[int]] = {}  # blob hash -> the sizes manifests give it
+        for rel, kind, _ in self.fs.scan("manifests"):
+            if ".tmp-" not in rel:
+                found[rel] = m = self._read_manifest(rel, kind)
+                for h, size in _blobs_of(m) if isinstance(m, dict) else ():
+                    declared.setdefault(h, set()).add(size)
         blobs: dict[str, int | None] = {}  # hash -> size of every good blob (None: a damaged one)
         nblobs = 0
         for rel, kind, size in self.fs.scan("blobs"):
             if ".tmp-" in rel:
                 continue
             nblobs += 1
-            why = self._blob_damage(rel, kind, size, tmpdir)
+            h = posixpath.basename(rel)
+            why = self._blob_damage(rel, kind, size, tmpdir, declared.get(h))
             if why:
                 removed.append((rel, why))
-                blobs[posixpath.basename(rel)] = None
-            else:
-                blobs[posixpath.basename(rel)] = size
-        nman = 0
-        for rel, kind, size in self.fs.scan("manifests"):
-            if ".tmp-" in rel:
-                continue
-            nman += 1
-            why = self._manifest_damage(rel, kind, blobs)
+            blobs[h] = None if why else size
+        for rel, m in found.items():
+            why = m if isinstance(m, str) else self._missing_blob(m, blobs)
             if why:
                 removed.append((rel, why))
         for rel, _ in removed:
             self.fs.rm(rel)
-        return nman, nblobs, removed
+        return len(found), nblobs, removed
 
-    def _blob_damage(self, rel: str, kind: str, size: int, tmpdir: str) -> str | None:
+    def _blob_damage(self, rel: str, kind: str, size: int, tmpdir: str, sizes: set | None) -> str | None:
         if kind != "file":
-            return f"is {'a symbolic link' if kind == 'link' else 'a folder' if kind == 'dir' else 'not a file'}"
+            return f"is {_scan_kind(kind)}"
         h = posixpath.basename(rel)
         if not is_hash(h) or rel != blob_path(h):
             return "is not named by a hash in its folder"
+        if sizes is not None and size not in sizes:
+            return f"has {size} bytes where its manifests say {', '.join(map(str, sorted(sizes)))}"
+        if sizes is None and size > ORPHAN_CHECK:
+            return None  # no manifest uses it (yet): not worth reading
         import uuid
         os.makedirs(tmpdir, exist_ok=True)
         tmp = os.path.join(tmpdir, uuid.uuid4().hex)
@@ -812,9 +822,10 @@ class ArtifactStore:
             _remove(tmp)
         return None if got == h else f"does not match its name (its bytes hash to {got[:12]})"
 
-    def _manifest_damage(self, rel: str, kind: str, blobs: dict) -> str | None:
+    def _read_manifest(self, rel: str, kind: str) -> dict | str:
+        """The checked manifest at rel, or why it is damaged."""
         if kind != "file":
-            return f"is {'a symbolic link' if kind == 'link' else 'a folder' if kind == 'dir' else 'not a file'}"
+            return f"is {_scan_kind(kind)}"
         name = posixpath.basename(rel)
         key = name[:-5] if name.endswith(".json") else ""
         if not is_hash(key) or rel != manifest_path(key):
@@ -825,16 +836,24 @@ class ArtifactStore:
             return str(e)
         except (ValueError, RecursionError):
             return "is not valid JSON"
-        why = check_manifest(m, key)
-        if why:
-            return why
-        for o in m["outputs"]:
-            for h, size in ([(f["hash"], f["size"]) for f in o["files"]] if o["type"] == "dir"
-                            else [(o["hash"], o["size"])]):
-                if blobs.get(h, -1) is None or (blobs.get(h) != size and self.fs.size(blob_path(h)) != size):
-                    # damaged, or missing even now (a blob pushed since the scan is fine)
-                    return f"names blob {blob_path(h)}, which is missing or damaged"
+        return check_manifest(m, key) or m
+
+    def _missing_blob(self, m: dict, blobs: dict) -> str | None:
+        for h, size in _blobs_of(m):
+            if blobs.get(h, -1) is None or (blobs.get(h) != size and self.fs.size(blob_path(h)) != size):
+                # damaged, or missing even now (a blob pushed since the scan is fine)
+                return f"names blob {blob_path(h)}, which is missing or damaged"
         return None
+
+
+def _blobs_of(m: dict) -> list[tuple[str, int]]:
+    """(hash, size) of every blob a checked manifest names."""
+    return [pair for o in m["outputs"] for pair in
+            ([(f["hash"], f["size"]) for f in o["files"]] if o["type"] == "dir" else [(o["hash"], o["size"])])]
+
+
+def _scan_kind(kind: str) -> str:
+    return {"link": "a symbolic link", "dir": "a folder"}.get(kind, "not a regular file")
 
 
 def _safe_rel(rel: str) -> bool:

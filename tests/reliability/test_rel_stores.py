@@ -376,6 +376,10 @@ def test_gc_store_removes_damaged_entries_and_only_them(world):
     path2, m2 = ms["n2"]
     m2["outputs"][0]["hash"] = "../victim.txt"
     path2.write_text(json.dumps(m2))
+    giant = blob(store, "f" * 32)  # no manifest uses it: left alone, never read (10 GiB, sparse)
+    giant.parent.mkdir()
+    with open(giant, "wb") as f:
+        f.truncate(10 << 30)
     outside_before = snapshot(w, skip=(store, b))
 
     proc = run(b, "gc", "--store", "team", timeout=60)
@@ -392,6 +396,7 @@ def test_gc_store_removes_damaged_entries_and_only_them(world):
     assert snapshot(w, skip=(store, b)) == outside_before  # the symlink's target, the victims: untouched
     assert (w / "victim.txt").exists() and (store / "victim.txt").exists()
     assert not os.path.lexists(stray) and not os.path.lexists(blob(store, h1))
+    assert giant.stat().st_size == 10 << 30
     assert manifests(store).keys() == {"tree"} and tree_m == manifests(store)["tree"][1]
 
     proc, _ = hostile_build(w, b, rebuilt={"n0", "n1", "n2"})  # nothing damaged is left: no warning
