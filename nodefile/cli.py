@@ -245,6 +245,7 @@ def make_parser(only: str | None = None):
     sp.add_argument("-o", "--output", metavar="FILE", help="the file to write (default: .nodefile/report.html)")
     sp = cmd("gc", "drop cache entries and state of nodes no longer in the Nodefile", targets=False)
     sp.add_argument("--older-than", type=float, metavar="DAYS", help="also drop cache entries older than this")
+    sp.add_argument("--store", metavar="NAME", help="instead, remove the damaged entries of this store")
     sp = cmd("push", "upload the outputs of up-to-date nodes to stores")
     sp.add_argument("--store", metavar="NAME", help="this store only (default: every store with push = true)")
     cmd("pull", "restore stale nodes from the local cache or stores, without running recipes")

@@ -98,6 +98,7 @@ def cmd_status(args, rep) -> int:
     from .model import ReasonKind
     from .report.console import fmt_seconds
     session = Session(project, readonly=True)
+    session.on_store_wait = rep.waiting
     rows = []
     blocked = graph.blocked(project, names)
     try:
@@ -113,6 +114,8 @@ def cmd_status(args, rep) -> int:
                 sources[n] = ("after its inputs", est[0].duration if est else None)
             else:
                 sources[n] = session.source_of(n, plan[n].key)
+        for problem in session.store_problems():
+            rep.warn(problem)
     finally:
         session.close()
     for n in names:
@@ -155,6 +158,7 @@ def cmd_explain(args, rep) -> int:
     names = graph.closure(project.nodes, targets)
     session = Session(project, readonly=True)
     docs = []
+    session.on_store_wait = rep.waiting
     try:
         plan = session.plan(names)
         for t in targets:
@@ -187,6 +191,8 @@ def cmd_explain(args, rep) -> int:
                 skipped = [r.name for r in node.recipes if r not in choice.recipes]
                 if skipped:
                     rep.print(f"    not available for this key: {', '.join(skipped)}")
+        for problem in session.store_problems():
+            rep.warn(problem)
     finally:
         session.close()
     if args.json:
@@ -515,6 +521,10 @@ def cmd_gc(args, rep) -> int:
     entries older than --older-than DAYS."""
     from .session import ProjectLock
     project = _project(args, check_sources=False)
+    if getattr(args, "store", None):
+        if args.older_than is not None:
+            raise ConfigError("--older-than applies to the local cache, not with --store")
+        return _gc_store(project, args.store, rep)
     session = Session(project)
     lock = ProjectLock(session.dir)
     try:
@@ -540,6 +550,31 @@ def cmd_gc(args, rep) -> int:
         lock.release()
     rep.print(f"gc: removed {entries} cache entr{'y' if entries == 1 else 'ies'} and the records of "
               f"{len(gone)} node(s) no longer in the Nodefile; freed {_fmt_bytes(freed)}")
+    return 0
+
+
+def _gc_store(project, name: str, rep) -> int:
+    """`node gc --store NAME`: remove the store's damaged entries (an explicit act:
+    a build never deletes anything in a store it only reads)."""
+    if name not in project.stores:
+        raise ConfigError(f"--store {name}: no such store" + _dym(name, project.stores))
+    from .stores import StoreError, open_store
+    store = open_store(project.stores[name])
+    store.fs.on_wait = rep.waiting
+    import uuid
+    tmpdir = os.path.join(project.root, ".nodefile", "tmp", f"gc-{uuid.uuid4().hex}")
+    try:
+        manifests, blobs, removed = store.remove_damaged(tmpdir)
+    except (StoreError, OSError) as e:
+        rep.error(f"gc --store {name}: {str(e).splitlines()[0][:200]}")
+        return 1
+    finally:
+        import shutil
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    for rel, why in removed:
+        rep.print(f"removed {rel}: {why}")
+    rep.print(f"gc --store {name}: checked {manifests} manifest(s) and {blobs} blob(s); removed {len(removed)} "
+              f"damaged entr{'y' if len(removed) == 1 else 'ies'}")
     return 0
 
 

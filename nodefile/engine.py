@@ -462,6 +462,7 @@ def _record_cancelled(session, runner, executor) -> None:
 
 def dry_run(project: Project, order, options: Options, reporter, t0) -> Summary:
     session = Session(project, readonly=True)
+    session.on_store_wait = getattr(reporter, "waiting", None)
     try:
         plan = session.plan(order, forced=options.always_make, force=options.force)
         summary = Summary()
@@ -479,6 +480,8 @@ def dry_run(project: Project, order, options: Options, reporter, t0) -> Summary:
             else:
                 summary.up_to_date.append(n)
         summary.elapsed = time.monotonic() - t0
+        for problem in session.store_problems():
+            reporter.warn(problem)
         if not summary.built:
             reporter.print(f"nothing to do: {len(summary.up_to_date)} node(s) up to date")
         else:

@@ -97,6 +97,7 @@ class Store:
     url: str
     push: bool = False
     options: tuple = ()  # fsspec storage options, as (key, value) pairs
+    timeout: float | None = None  # seconds a remote store may stay silent (None: stores.DEFAULT_TIMEOUT)
 
 
 @record(frozen=True)
@@ -212,6 +213,8 @@ class Summary:
     durations: dict = field(default_factory=dict)
     elapsed: float = 0.0
     interrupted: bool = False
+    rejected: list = field(default_factory=list)  # "node: why" of every store entry rejected
+    down: dict = field(default_factory=dict)  # store name -> why it was not asked again
 
     @property
     def ok(self) -> bool:

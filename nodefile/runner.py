@@ -50,6 +50,7 @@ class Runner:
         self.jobdir = os.path.join(session.dir, "jobs")
         self.tmpdir = os.path.join(session.dir, "tmp")
         self.negative: set[tuple[str, str]] = set()  # (store, key): not there, for this build
+        self._push_skipped: set[str] = set()  # stores down: their skipped pushes were reported
         self.uploads = None  # a one-thread pool for cache puts and pushes
         # watch mode: paths reported changed while recipes run (set from another thread)
         import threading
@@ -66,6 +67,7 @@ class Runner:
         self.limits: dict = {}
         self._started: set[str] = set()
         self.base_env = dict(os.environ)  # decoded once per build, copied per recipe
+        session.on_store_wait = getattr(reporter, "waiting", None)
         self._chosen_at: dict[str, int] = {}  # node -> learner.observations when its order was chosen
 
     def makedirs(self, path: str) -> None:
@@ -257,10 +259,16 @@ class Runner:
             if spec.recipe.kind == "fetch":
                 self._after_rebuild(node, key, outputs, stores=False)  # keep a local copy
             return NodeResult(name, Outcome.OK, spec.recipe.name, fin.duration, log=spec.log)
-        if fin.failure == "transient" and "unreachable" in (fin.error or ""):
+        st = self.s.store(store) if spec.recipe.kind == "fetch" else self.s.cache
+        known_down = (store, "*") in self.negative
+        if st.down or (fin.failure == "transient" and "unreachable" in (fin.error or "")):
             self.negative.add((store, "*"))  # down: not asked again in this build
-        if fin.failure == "unavailable":
-            self.negative.add((store, key))
+            self.summary.down.setdefault(store, st.down or fin.error)
+        if fin.failure == "recipe error":
+            self.summary.rejected.append(f"{name}: {fin.error}")
+        if fin.failure == "unavailable" or known_down:
+            if fin.failure == "unavailable":
+                self.negative.add((store, key))
             self.rep.detail(f"     {name}: {fin.error}")
         else:
             self.rep.warn(f"{name}: {fin.error}; trying the next recipe")
@@ -279,8 +287,9 @@ class Runner:
         stores = [st for st in self.s.project.stores.values() if st.push] if stores and self.s.project.stores else []
         if stores:
             for st in [st for st in stores if (st.name, "*") in self.negative]:
-                self.rep.warn(f"{node.name}: could not push to store '{st.name}': it was unreachable earlier in "
-                              "this build")
+                say = self.rep.detail if st.name in self._push_skipped else self.rep.warn
+                self._push_skipped.add(st.name)  # said once per store, then only with -v
+                say(f"{node.name}: could not push to store '{st.name}': it was unreachable earlier in this build")
             stores = [st for st in stores if (st.name, "*") not in self.negative]
         if not (self.s.cache or stores):
             return

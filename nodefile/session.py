@@ -84,6 +84,7 @@ class Session:
         self.dir = self.state.dir
         self._records = None
         self._stores: dict = {}
+        self.on_store_wait = None  # callable(text): a line while a transfer waits on a remote store
         self._cache = None
         self._closure = None
         self._learner = None
@@ -112,8 +113,18 @@ class Session:
     def store(self, name: str):
         if name not in self._stores:
             from .stores import open_store
-            self._stores[name] = open_store(self.project.stores[name])
+            st = self._stores[name] = open_store(self.project.stores[name])
+            if hasattr(st.fs, "on_wait"):
+                st.fs.on_wait = self._store_wait
         return self._stores[name]
+
+    def _store_wait(self, text: str) -> None:
+        if self.on_store_wait is not None:
+            self.on_store_wait(text)
+
+    def store_problems(self) -> list[str]:
+        """What the stores asked so far rejected or failed on, each once, in order."""
+        return list(dict.fromkeys(p for st in self._stores.values() for p in st.problems))
 
     def source_of(self, name: str, key: str | None, options: Options | None = None) -> tuple[str, float | None]:
         """Where a stale node would come from (cache, store NAME, or a rebuild recipe)

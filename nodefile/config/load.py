@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - a pure-Python install: the same parser
 NODEFILE = "Nodefile.toml"
 TOP_KEYS = ("project", "params", "stores", "nodes", "use")
 PROJECT_KEYS = ("name", "default", "jobs", "cache", "python", "params")
-STORE_KEYS = ("url", "push", "options")
+STORE_KEYS = ("url", "push", "options", "timeout")
 RECIPE_OPTS = ("name", "args", "env", "timeout", "retries", "resources", "stdout")
 _RECIPE_KEYS = RECIPE_KINDS + RECIPE_OPTS + ("recipes",)  # what a node's recipes are parsed from
 NODE_KEYS = ("outputs", "inputs", "params", "recipes", "priority", "wildcards", "matrix", "always") \
@@ -284,8 +284,23 @@ class _Builder:
             if not isinstance(opts, dict):
                 ctx.err("options must be a table of fsspec storage options", t, "options")
                 opts = {}
-            out[name] = Store(name, url, bool(st.get("push", False)), tuple(opts.items()))
+            out[name] = Store(name, url, bool(st.get("push", False)), tuple(opts.items()),
+                              self._store_timeout(st, ctx, t, url))
         return out
+
+    @staticmethod
+    def _store_timeout(st: dict, ctx, t: tuple, url: str) -> float | None:
+        timeout = st.get("timeout")
+        if timeout is None:
+            return None
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+            ctx.err("timeout must be a positive number of seconds", t, "timeout")
+            return None
+        if "://" not in url or url.startswith("file://"):
+            ctx.err("timeout applies to remote stores (an fsspec URL such as s3://); this store is a local folder",
+                    t, "timeout")
+            return None
+        return float(timeout)
 
     def _default(self, proj, nodes) -> tuple[str, ...]:
         d = proj.get("default")

@@ -68,6 +68,13 @@ class Console:
         self.err.write(f"warning: {text}\n")
         self.err.flush()
 
+    def waiting(self, text: str) -> None:
+        """A transfer waits on a slow store (called from a transfer thread)."""
+        if self.verbosity >= 0:
+            self._clear()
+            self.err.write(f"... {text}\n")
+            self.err.flush()
+
     def error(self, text: str) -> None:
         self._clear()
         self.err.write(f"error: {text}\n")
@@ -188,6 +195,17 @@ class Console:
             bits.append(f"not built {len(s.skipped)}")
         tail = " (interrupted)" if s.interrupted else ""
         self.print(f"{', '.join(bits)} in {fmt_seconds(s.elapsed)}{tail}")
+        self._stores(s)
+
+    def _stores(self, s: Summary) -> None:
+        """The store entries rejected and the stores found down in this build."""
+        if s.rejected:
+            stores = sorted({r.split("store '", 1)[1].split("'", 1)[0] for r in s.rejected if "store '" in r})
+            self.print(f"rejected {len(s.rejected)} store entr{'y' if len(s.rejected) == 1 else 'ies'}"
+                       + (f" (store {', '.join(repr(x) for x in stores)})" if stores else "")
+                       + "; see the warnings above. `node gc --store NAME` removes damaged entries")
+        for name, why in s.down.items():
+            self.print(why if why.startswith(f"store '{name}'") else f"store '{name}': {why}")
 
 
 def made_counts(s: Summary) -> list[str]:
