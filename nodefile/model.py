@@ -193,6 +193,7 @@ class NodeResult:
     duration: float = 0.0
     message: str = ""
     log: str | None = None
+    warm: bool = False  # its recipe ran in a warm worker
 
 
 @record

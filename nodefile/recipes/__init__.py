@@ -33,6 +33,7 @@ class Spec:
     attempt: int
     index: int = 0  # position of the recipe in the node's order for this build
     func: object = None  # transfers (load, fetch): a callable run in a thread instead of a process
+    warm: str | None = None  # the warm worker that may run it ("python", "r"), or None: always cold
 
 
 def manifest(project: Project, node: Node, recipe: Recipe | None = None, attempt: int = 1,
@@ -185,7 +186,17 @@ def prepare(project: Project, node: Node, recipe: Recipe, attempt: int, log: str
     res = dict(recipe.resources)
     res.setdefault("cores", 1.0)
     return Spec(node.name, recipe, tuple(command(project, node, recipe, ctx)), env, cwd, log, mpath,
-                recipe.timeout, res, attempt, index)
+                recipe.timeout, res, attempt, index, warm=warm_language(project, recipe))
+
+
+def warm_language(project: Project, recipe: Recipe) -> str | None:
+    """Which warm worker may run the recipe: Python recipes run by the interpreter
+    running nodefile, and R recipes (the worker embeds R); None for the rest."""
+    if recipe.kind in ("python", "call") and (project.python is None or project.python == sys.executable):
+        return "python"
+    if recipe.kind == "r":
+        return "r"
+    return None
 
 
 def hand_command(project: Project, node: Node, recipe: Recipe, mpath: str, rpath: str | None) -> str:

@@ -1,0 +1,236 @@
+"""A warm worker: a process that has imported what the recipes use, and forks a
+fresh child per recipe.
+
+    python -m nodefile.workers.zygote REQ_FD REP_FD LANG RUN_LOG PRELOAD_JSON
+
+It speaks the spawn helper's protocol (executors/spawner.py: "run", "sig",
+"drop" in; "ready", "done" out), so the build drives it as it drives that
+helper; only the way a recipe starts differs (`Fork.launch`): a fork of this
+process instead of an exec. Before "ready" it preloads:
+
+- python: imports each module of the preload list (a module that fails to
+  import is skipped: the recipe will meet the same error cold);
+- r: starts R embedded through rpy2 as Rscript has it (non-interactive,
+  keep.source = FALSE), loads each package's namespace (not attached: a recipe
+  attaches what it asks for with library(), as it would cold) and primes the
+  lazy-loaded code a recipe usually touches first (a plot drawn to a null device).
+
+It cannot start (rpy2 missing, R too old for rpy2): it says ("cold", reason)
+and exits; the build runs those recipes cold and `node status -v` shows why.
+
+The child becomes what the cold process would have been: a session of its
+own, stdin from /dev/null, stdout and stderr to the recipe's output pipe, the
+recipe's working directory and environment, `sys.argv` / `commandArgs()`, the
+default signal handlers, and its exit status from `sys.exit`, an uncaught
+exception, R's `quit(status=)` or `stop()`.
+"""
+import json
+import os
+import signal
+import sys
+
+from ..executors.spawner import Procs, frame, serve
+
+R_BOOTSTRAP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "r", "run.R")
+
+
+class Fork(Procs):
+    """Procs whose recipes start as forks of this (preloaded) process."""
+
+    run_child = None  # set by main(): argv -> exit status, run in the child
+
+    def launch(self, exe, argv, env, cwd, w):
+        pid = os.fork()
+        if pid == 0:  # the child never returns from here
+            code = 1
+            try:
+                become_recipe(self.devnull, w, env, cwd)
+                code = self.run_child(list(argv))
+            except SystemExit as e:
+                code = exit_status(e)
+            except BaseException:  # noqa: BLE001 - the child reports and exits, always
+                import traceback
+                traceback.print_exc()
+            finally:
+                flush_std()
+                os._exit(code)
+        return pid, None
+
+
+def become_recipe(devnull: int, out: int, env: dict, cwd: str) -> None:
+    """In the child: the session, file descriptors, folder, environment and signal
+    handlers of a freshly started recipe process."""
+    os.setsid()
+    os.dup2(devnull, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    for fd in (devnull, out):
+        if fd > 2:
+            os.close(fd)
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed stream at exit is the recipe's business
+            pass
+
+
+def exit_status(e: SystemExit) -> int:
+    """What `python script.py` exits with for this SystemExit."""
+    code = e.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+# -- Python ---------------------------------------------------------------------------------------
+def preload_python(modules: list) -> list:
+    """Import each module; the ones that failed, as (module, reason)."""
+    import importlib
+    failed = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except BaseException as e:  # noqa: BLE001 - any failure means: not preloaded
+            failed.append((name, f"{type(e).__name__}: {e}"))
+    return failed
+
+
+def run_python(argv: list, base_path: list) -> int:
+    """Run `python SCRIPT ARGS...` or `python -m MODULE ARGS...` in this process."""
+    import io
+    import types
+    sys.stdin = open(os.devnull)  # noqa: SIM115 - the recipe's stdin for its lifetime
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True,
+                                  errors="backslashreplace")
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if argv[1] == "-m":
+        import runpy
+        sys.argv = [argv[2]] + argv[3:]
+        sys.path[:] = [os.getcwd()] + extra + base_path
+        runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
+        return 0
+    script = os.path.abspath(argv[1])
+    sys.argv = [argv[1]] + argv[2:]
+    sys.path[:] = [os.path.dirname(script)] + extra + base_path
+    with open(script, "rb") as f:
+        code = compile(f.read(), script, "exec", dont_inherit=True)
+    main = types.ModuleType("__main__")
+    main.__file__ = script
+    main.__builtins__ = __builtins__
+    sys.modules["__main__"] = main
+    try:
+        exec(code, main.__dict__)
+    except SystemExit:
+        raise
+    except BaseException as e:  # noqa: BLE001 - printed as python prints it, without this frame
+        import traceback
+        traceback.print_exception(type(e), e, e.__traceback__.tb_next)
+        return 1
+    finally:
+        run_atexit()
+    return 0
+
+
+def run_atexit() -> None:
+    import atexit
+    atexit._run_exitfuncs()  # noqa: SLF001 - what the interpreter does at exit
+
+
+# -- R --------------------------------------------------------------------------------------------
+R_PRIME = """
+local({
+  if ("ggplot2" %in% loadedNamespaces()) {
+    grDevices::pdf(NULL)
+    p <- ggplot2::ggplot(data.frame(x = 1:3, y = 1:3), ggplot2::aes(x, y)) + ggplot2::geom_point()
+    print(p)
+    grDevices::dev.off()
+  } else if ("grDevices" %in% loadedNamespaces()) {
+    grDevices::pdf(NULL)
+    graphics::plot(1:3)
+    grDevices::dev.off()
+  }
+  invisible(NULL)
+})
+"""
+
+
+def start_r(packages: list) -> tuple:
+    """Embed R through rpy2 as Rscript runs it; load the packages' namespaces.
+    Returns (the rinterface module, [(package, reason)] that failed)."""
+    import rpy2.rinterface_lib.embedded as embedded
+    embedded._DEFAULT_R_INTERACTIVE = False  # noqa: SLF001 - Rscript is not interactive
+    import rpy2.rinterface as ri
+    ri.initr_simple()
+    r_eval(ri, "options(keep.source = FALSE)")
+    failed = []
+    for pkg in packages:
+        try:
+            r_eval(ri, f"suppressPackageStartupMessages(loadNamespace({json.dumps(pkg)}))")
+        except Exception as e:  # noqa: BLE001 - not preloaded; cold would fail the same way
+            failed.append((pkg, str(e).strip()))
+    try:
+        r_eval(ri, R_PRIME)
+    except Exception:  # noqa: BLE001 - priming is only a speed-up
+        pass
+    return ri, failed
+
+
+def r_eval(ri, code: str):
+    return ri.baseenv["eval"](ri.parse(code), ri.globalenv)
+
+
+def run_r(ri, argv: list) -> int:
+    """Run `Rscript run.R ARGS...` in this (forked) embedded R."""
+    from rpy2.rinterface_lib import callbacks
+    callbacks.consolewrite_print = lambda s: os.write(1, s.encode())
+    callbacks.consolewrite_warnerror = lambda s: os.write(2, s.encode())
+    args = argv[2:]
+    cmd = ["/usr/lib/R/bin/exec/R", "--no-echo", "--no-restore", f"--file={argv[1]}", "--args"] + args
+    r_eval(ri, "local({ a <- %s; t <- %s; f <- function(trailingOnly = FALSE) if (trailingOnly) t else a;"
+               " unlockBinding('commandArgs', baseenv()); assign('commandArgs', f, envir = baseenv());"
+               " lockBinding('commandArgs', baseenv()) })" % (r_chr(cmd), r_chr(args)))
+    try:
+        r_eval(ri, f"source({json.dumps(argv[1])}, print.eval = TRUE, keep.source = FALSE)")
+    except Exception:  # noqa: BLE001 - R has printed the error, as Rscript does
+        return 1
+    return 0
+
+
+def r_chr(values: list) -> str:
+    return "c(" + ", ".join(json.dumps(v) for v in values) + ")" if values else "character(0)"
+
+
+# -- main -----------------------------------------------------------------------------------------
+def main(req: int, rep: int, lang: str, run_log: str | None, preload: list) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the build's to handle
+    try:
+        if lang == "python":
+            base_path = [p for p in sys.path[1:]]
+            failed = preload_python(preload)
+            Fork.run_child = staticmethod(lambda argv: run_python(argv, base_path))
+        else:
+            ri, failed = start_r(preload)
+            Fork.run_child = staticmethod(lambda argv: run_r(ri, argv))
+    except BaseException as e:  # noqa: BLE001 - any failure: this worker cannot start
+        os.write(rep, frame(("cold", f"{type(e).__name__}: {e}".strip())))
+        return
+    if failed:
+        os.write(rep, frame(("skipped", failed)))
+    serve(req, rep, run_log, procs_class=Fork)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] or None, json.loads(sys.argv[5]))
