@@ -16,6 +16,8 @@ import sys
 from ..executors.helper import Helper
 
 STATE_FILE = "workers.json"
+START_AT = 2  # a worker starts when the second recipe of its language asks: a build of one
+#               recipe would only pay for the worker's imports beside it
 
 
 class Workers:
@@ -28,6 +30,7 @@ class Workers:
         self.preload = preload  # lang -> the modules/packages to preload (called once per worker)
         self.live: dict[str, Helper] = {}
         self.reasons: dict[str, str] = {}  # lang -> why it runs cold
+        self.asked: dict[str, int] = {}  # lang -> recipes that asked before its worker started
         saved = read_state(state_dir)
         self.cold_only: set[tuple[str, str]] = {tuple(x) for x in saved.get("cold_only", [])}
         self._saved = saved
@@ -36,7 +39,8 @@ class Workers:
         """The ready worker for lang, or None (starting it if it was never asked for)."""
         w = self.live.get(lang)
         if w is None:
-            if lang in self.reasons:
+            self.asked[lang] = self.asked.get(lang, 0) + 1
+            if lang in self.reasons or self.asked[lang] < START_AT:
                 return None
             w = self._start(lang)
             if w is None:
@@ -61,7 +65,7 @@ class Workers:
         env["PYTHONPATH"] = os.pathsep.join([code] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         argv = [sys.executable, "-m", "nodefile.workers.zygote", "3", "4", lang, self.run_log or "",
                 json.dumps(preload)]
-        log = os.path.join(self.state_dir, "logs", f"worker-{lang}.log")
+        log = os.path.join(self.state_dir, "workers", f"{lang}.log")
         w = Helper(argv, env=env, log=log)
         self.live[lang] = w
         return w
