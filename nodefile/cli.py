@@ -98,6 +98,8 @@ def _parser(only: str | None = None):
     b.add_argument("--recipe", help="use only recipes of this kind (or name)")
     b.add_argument("--retries", type=int, default=0, help="retry a failed recipe N times")
     b.add_argument("--executor", choices=("local",), default="local")
+    b.add_argument("--cold", action="store_true",
+                   help="start every recipe as a new process (no warm Python or R workers) for this run")
     b.add_argument("--resources", default="", help="limits, e.g. gpu=1,mem_gb=16")
     b.add_argument("--no-wait", action="store_true", help="fail instead of waiting when another build runs")
     cmd("status", "a table: each node, up to date / stale / missing, and why")
@@ -147,7 +149,7 @@ def _simple_build(argv):
     import types
     ns = types.SimpleNamespace(command="build", directory=None, file=None, targets=[], verbose=0, quiet=False,
                                set=[], jobs=None, keep_going=False, dry_run=False, always_make=False, recipe=None,
-                               retries=0, executor="local", resources="", no_wait=False)
+                               retries=0, executor="local", resources="", no_wait=False, cold=False)
     it = iter(argv[1:])
     for a in it:
         if a in ("-k", "--keep-going"):

@@ -27,7 +27,7 @@ def cmd_build(args, rep) -> int:
     opts = Options(jobs=args.jobs, keep_going=args.keep_going, dry_run=args.dry_run,
                    always_make=args.always_make, recipe_kind=args.recipe, retries=args.retries,
                    executor=args.executor, resources=parse_resources(args.resources),
-                   wait_for_lock=not args.no_wait,
+                   wait_for_lock=not args.no_wait, cold=getattr(args, "cold", False),
                    noop_record=(getattr(args, "_argv", None), os.getcwd()) if getattr(args, "_argv", None) else None)
     if opts.jobs is not None and opts.jobs < 1:
         raise ConfigError("-j must be at least 1")
@@ -91,7 +91,19 @@ def cmd_status(args, rep) -> int:
         rep.print(("  ".join(f"{r[i]:<{widths[i]}}" for i in range(4)) + f"  {r[4]}").rstrip())
     stale = sum(1 for n in names if plan[n].stale and not project.nodes[n].is_alias)
     rep.print(f"{stale} of {sum(1 for n in names if not project.nodes[n].is_alias)} node(s) stale")
+    if getattr(args, "verbose", 0):
+        for line in cold_reasons(project, session.dir):
+            rep.print(line)
     return 0
+
+
+def cold_reasons(project, state_dir: str) -> list[str]:
+    """One line per language whose recipes start cold, and why (`status -v`)."""
+    from .workers.pool import read_state
+    if not project.warm:
+        return ["python and R recipes run cold: [project] warm = false"]
+    reasons = read_state(state_dir).get("reasons", {})
+    return [f"{'R' if lang == 'r' else 'python'} recipes run cold: {why}" for lang, why in sorted(reasons.items())]
 
 
 def cmd_explain(args, rep) -> int:

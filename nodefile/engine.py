@@ -165,7 +165,7 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         if end_orphans(run_log):  # a build killed with -9 left recipes running: they must not
             reporter.warn("ended recipes left running by a build that was killed")  # write now
         executor = LocalExecutor(run_log, jobs=int(limits.get("cores", 1)))
-        if not options.cold:
+        if not options.cold and project.warm:
             executor.workers = _workers(session, run_log, executor.token)
         if options.on_runner is not None:
             options.on_runner(runner, executor)
@@ -387,7 +387,9 @@ def _workers(session, run_log: str, token: str):
     """The build's warm workers (started when a recipe first asks for one)."""
     from .workers.pool import Workers
     from .workers.preload import find
-    return Workers(session.dir, run_log, token, lambda lang: find(session.project, lang, session.closure))
+    extra = dict(session.project.preload)
+    return Workers(session.dir, run_log, token,
+                   lambda lang: find(session.project, lang, session.closure, extra.get(lang, ())))
 
 
 def _record_cancelled(session, runner, executor) -> None:

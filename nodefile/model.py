@@ -41,6 +41,7 @@ class Recipe:
     retries: int = 0
     resources: tuple[tuple[str, float], ...] = ()
     label: str = ""  # a portable name for a script outside the project (templates)
+    warm: bool = True  # may run in a warm worker (`warm = false` opts out); not in the key
 
     @property
     def script(self) -> str | None:
@@ -109,6 +110,8 @@ class Project:
     stores: dict = field(default_factory=dict)
     dir_outputs: tuple[tuple[str, str], ...] = ()  # (dir path with trailing /, node)
     sources: tuple[str, ...] = ()  # Nodefile and template files, for watch
+    warm: bool = True  # [project] warm: python and r recipes may run in warm workers
+    preload: tuple[tuple[str, tuple[str, ...]], ...] = ()  # [workers.LANG] preload: (lang, names)
 
 
 class Status(enum.Enum):

@@ -192,6 +192,8 @@ def prepare(project: Project, node: Node, recipe: Recipe, attempt: int, log: str
 def warm_language(project: Project, recipe: Recipe) -> str | None:
     """Which warm worker may run the recipe: Python recipes run by the interpreter
     running nodefile, and R recipes (the worker embeds R); None for the rest."""
+    if not (project.warm and recipe.warm):
+        return None
     if recipe.kind in ("python", "call") and (project.python is None or project.python == sys.executable):
         return "python"
     if recipe.kind == "r":

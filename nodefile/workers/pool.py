@@ -34,18 +34,21 @@ class Workers:
         saved = read_state(state_dir)
         self.cold_only: set[tuple[str, str]] = {tuple(x) for x in saved.get("cold_only", [])}
         self._saved = saved
+        # NODEFILE_WORKER_WAIT=SECONDS: start a worker at the first recipe that asks, and let
+        # recipes wait that long for it instead of running cold (tests, benchmarks)
+        self.wait = float(os.environ.get("NODEFILE_WORKER_WAIT") or 0)
 
     def get(self, lang: str) -> Helper | None:
         """The ready worker for lang, or None (starting it if it was never asked for)."""
         w = self.live.get(lang)
         if w is None:
             self.asked[lang] = self.asked.get(lang, 0) + 1
-            if lang in self.reasons or self.asked[lang] < START_AT:
+            if lang in self.reasons or (self.asked[lang] < START_AT and not self.wait):
                 return None
             w = self._start(lang)
             if w is None:
                 return None
-        if w.up():
+        if w.up(wait=self.wait):
             return w
         if w.dead:
             self.reasons.setdefault(lang, w.reason or f"the {lang} worker exited")

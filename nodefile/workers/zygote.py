@@ -150,6 +150,7 @@ def run_atexit() -> None:
 
 
 # -- R --------------------------------------------------------------------------------------------
+R_ENV: dict = {}  # the environment variables R set when it started (R_HOME, R_SHARE_DIR, ...)
 R_PRIME = """
 local({
   if ("ggplot2" %in% loadedNamespaces()) {
@@ -173,8 +174,11 @@ def start_r(packages: list) -> tuple:
     import rpy2.rinterface_lib.embedded as embedded
     embedded._DEFAULT_R_INTERACTIVE = False  # noqa: SLF001 - Rscript is not interactive
     import rpy2.rinterface as ri
+    before = dict(os.environ)
     ri.initr_simple()
     r_eval(ri, "options(keep.source = FALSE)")
+    names, values = r_eval(ri, "names(Sys.getenv())"), r_eval(ri, "unname(Sys.getenv())")
+    R_ENV.update((k, v) for k, v in zip(names, values) if before.get(k) != v)
     failed = []
     for pkg in packages:
         try:
@@ -195,6 +199,8 @@ def r_eval(ri, code: str):
 def run_r(ri, argv: list) -> int:
     """Run `Rscript run.R ARGS...` in this (forked) embedded R."""
     from rpy2.rinterface_lib import callbacks
+    for k, v in R_ENV.items():  # what R's start-up (etc/Renviron) sets, where the recipe did not
+        os.environ.setdefault(k, v)
     callbacks.consolewrite_print = lambda s: os.write(1, s.encode())
     callbacks.consolewrite_warnerror = lambda s: os.write(2, s.encode())
     args = argv[2:]
