@@ -120,11 +120,13 @@ def run_python(argv: list, base_path: list) -> int:
         import runpy
         sys.argv = [argv[2]] + argv[3:]
         sys.path[:] = [os.getcwd()] + extra + base_path
+        run_start_up_hooks()
         runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
         return 0
     script = os.path.abspath(argv[1])
     sys.argv = [argv[1]] + argv[2:]
     sys.path[:] = [os.path.dirname(script)] + extra + base_path
+    run_start_up_hooks()
     with open(script, "rb") as f:
         code = compile(f.read(), script, "exec", dont_inherit=True)
     main = types.ModuleType("__main__")
@@ -142,6 +144,17 @@ def run_python(argv: list, base_path: list) -> int:
     finally:
         run_atexit()
     return 0
+
+
+def run_start_up_hooks() -> None:
+    """What a starting interpreter runs before the script: sitecustomize and
+    usercustomize, found on the recipe's own path (coverage, counters, ...)."""
+    import site
+    for name in ("sitecustomize", "usercustomize"):
+        sys.modules.pop(name, None)
+    site.execsitecustomize()
+    if site.ENABLE_USER_SITE:
+        site.execusercustomize()
 
 
 def run_atexit() -> None:
