@@ -118,6 +118,7 @@ def _parser(only: str | None = None):
                    "using native file events (for network drives, containers)")
     w.add_argument("--debounce", type=float, default=0.3, metavar="SECONDS",
                    help="quiet period that ends a burst of changes (default 0.3)")
+    w.add_argument("--cold", action="store_true", help="no warm Python or R workers for this session")
     sp = cmd("report", "write an HTML report: the DAG, the last build's timeline, learned estimates", targets=False)
     sp.add_argument("-o", "--output", help="the file to write (default: .nodefile/report.html)")
     sp = cmd("gc", "drop cache entries and state of nodes no longer in the Nodefile", targets=False)

@@ -277,7 +277,7 @@ def cmd_watch(args, rep) -> int:
         raise ConfigError("--poll must be a positive number of seconds")
     if args.debounce < 0:
         raise ConfigError("--debounce must not be negative")
-    opts = Options(jobs=args.jobs, keep_going=args.keep_going)
+    opts = Options(jobs=args.jobs, keep_going=args.keep_going, cold=args.cold)
     from .config import cache
     cache.FREEZE = False  # a long-running process: see cache.gc_paused
     watcher = Watcher(lambda: _project(args), find_nodefile(args.file), args.targets, opts, rep,

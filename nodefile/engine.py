@@ -165,7 +165,11 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         if end_orphans(run_log):  # a build killed with -9 left recipes running: they must not
             reporter.warn("ended recipes left running by a build that was killed")  # write now
         executor = LocalExecutor(run_log, jobs=int(limits.get("cores", 1)))
-        if not options.cold and project.warm:
+        if options.workers is not None:  # node watch: workers that outlive this build
+            executor.workers = options.workers
+            executor.owns_workers = False
+            options.workers.begin_build()
+        elif not options.cold and project.warm:
             executor.workers = _workers(session, run_log, executor.token)
         if options.on_runner is not None:
             options.on_runner(runner, executor)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import select
 import sys
+import time
 
 from .spawner import CHUNK, frame, unframe
 
@@ -40,10 +41,14 @@ class Helper:
         self.dead = False
         self.reason = ""  # why it ended before it was ready ("cold" message)
         self.skipped: list = []  # what a warm worker could not preload
+        self.stamps: list = []  # (path, mtime_ns, size) of what a warm worker preloaded
 
     def up(self, wait: float = 0.0) -> bool:
-        """Has it said it is ready? (Until then recipes start elsewhere.)"""
-        if not self.ready and not self.dead and select.select([self.rep], [], [], wait)[0]:
+        """Has it said it is ready (waiting up to `wait` seconds for it)? Until then
+        recipes start elsewhere."""
+        end = time.monotonic() + wait
+        while not self.ready and not self.dead and select.select([self.rep], [], [],
+                                                                 max(0.0, end - time.monotonic()))[0]:
             self.receive()
         return self.ready
 
@@ -71,6 +76,8 @@ class Helper:
                 self.reason = m[1]
             elif m[0] == "skipped":
                 self.skipped = m[1]
+            elif m[0] == "stamps":
+                self.stamps = m[1]
         return ended
 
     def close(self) -> None:

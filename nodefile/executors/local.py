@@ -123,6 +123,7 @@ class LocalExecutor:
                  workers=None):
         self.run_log = run_log
         self.workers = workers  # workers.pool.Workers, or None: every recipe starts cold
+        self.owns_workers = True  # close them with the build (node watch keeps its own)
         self.via: dict[int, object] = {}  # handle -> the warm worker running it
         self.warm_specs: dict[int, object] = {}  # handle -> its spec (to retry cold)
         self.retried: set[int] = set()  # handles retried cold after dying warm  # where running recipes are recorded (end_orphans)
@@ -260,7 +261,7 @@ class LocalExecutor:
 
     def close(self) -> None:
         """After the build: no recipe runs any more, the record is not needed."""
-        if self.workers is not None and not self.procs:
+        if self.workers is not None and self.owns_workers and not self.procs:
             self.workers.close()
         if self.helper is not None and not self.procs:
             self.helper.close()

@@ -73,6 +73,15 @@ class Workers:
         self.live[lang] = w
         return w
 
+    def begin_build(self) -> None:
+        """Before a build of a session that keeps its workers (node watch): a worker
+        whose preloaded packages changed on disk (an upgrade, an edit) starts again."""
+        for lang, w in list(self.live.items()):
+            if w.dead or changed(w.stamps):
+                w.close()
+                del self.live[lang]
+        self.asked = {}
+
     def fds(self) -> list[int]:
         return [w.rep for w in self.live.values()]
 
@@ -86,6 +95,7 @@ class Workers:
         self.cold_only.add((node, recipe))
 
     def close(self) -> None:
+        """End the workers (they end their running children) and keep the reasons."""
         for lang, w in self.live.items():
             if w.dead and w.reason:
                 self.reasons.setdefault(lang, w.reason)
@@ -94,6 +104,18 @@ class Workers:
         state = {"reasons": self.reasons, "cold_only": sorted(self.cold_only)}
         if state != self._saved:
             write_state(self.state_dir, state)
+
+
+def changed(stamps) -> bool:
+    """Has any of the (path, mtime_ns, size) a worker reported changed since?"""
+    for path, mtime, size in stamps:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return True
+        if (st.st_mtime_ns, st.st_size) != (mtime, size):
+            return True
+    return False
 
 
 def cannot_start(lang: str) -> str | None:

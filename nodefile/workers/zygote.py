@@ -232,10 +232,36 @@ def r_chr(values: list) -> str:
     return "c(" + ", ".join(json.dumps(v) for v in values) + ")" if values else "character(0)"
 
 
+def stamps(lang: str, preload: list, failed: list, ri) -> list:
+    """(path, mtime_ns, size) of a file of each preloaded package that an upgrade
+    rewrites (a module's own file; an R package's DESCRIPTION)."""
+    bad = {name for name, _ in failed}
+    paths = []
+    for name in preload:
+        if name in bad:
+            continue
+        if lang == "python":
+            path = getattr(sys.modules.get(name), "__file__", None)
+        else:
+            found = r_eval(ri, f"system.file('DESCRIPTION', package = {json.dumps(name)})")
+            path = found[0] if len(found) else None
+        if path:
+            paths.append(path)
+    out = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        out.append((path, st.st_mtime_ns, st.st_size))
+    return out
+
+
 # -- main -----------------------------------------------------------------------------------------
 def main(req: int, rep: int, lang: str, run_log: str | None, preload: list) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the build's to handle
     try:
+        ri = None
         if lang == "python":
             base_path = [p for p in sys.path[1:]]
             failed = preload_python(preload)
@@ -248,6 +274,7 @@ def main(req: int, rep: int, lang: str, run_log: str | None, preload: list) -> N
         return
     if failed:
         os.write(rep, frame(("skipped", failed)))
+    os.write(rep, frame(("stamps", stamps(lang, preload, failed, ri if lang == "r" else None))))
     serve(req, rep, run_log, procs_class=Fork)
 
 

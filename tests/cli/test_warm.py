@@ -300,3 +300,34 @@ def _cwd(pid: str) -> str:
         return os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         return ""
+
+
+# -- node watch keeps its workers --------------------------------------------------------------------
+def test_watch_keeps_its_worker_between_builds(tmp_path):
+    write(tmp_path, {
+        "Nodefile.toml": """
+            [nodes.a]
+            outputs = "a.txt"
+            inputs = ["in.txt"]
+            python = "a.py"
+            """,
+        "in.txt": "1",
+        "a.py": "import os, nodefile\nj = nodefile.job()\nopen(j.outputs[0], 'w').write(str(os.getppid()))\n",
+    })
+    proc = subprocess.Popen([sys.executable, "-m", "nodefile", "watch", "--debounce", "0.1"], cwd=tmp_path,
+                            env=WARM, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out = tmp_path / "a.txt"
+        wait_for(out.exists, 60, what="the first build")
+        first = out.read_text()
+        out.unlink()
+        (tmp_path / "in.txt").write_text("2")
+        wait_for(lambda: out.exists() and out.read_text(), 60, what="the rebuild")
+        assert out.read_text() == first  # the same worker forked both recipes
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        text, _ = proc.communicate(timeout=30)
+    assert "(warm)" in text, text
+    left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert left == []
