@@ -45,7 +45,7 @@ def cmd_build(args, rep) -> int:
 
 def cmd_check(args, rep) -> int:
     from .cli import parse_set
-    project = load_project(args.file, parse_set(args.set or []), use_cache=False)
+    project = load_project(args.file, parse_set(args.set or []), use_cache=False, strict=True)
     rep.print(f"{os.path.relpath(project.file)}: ok ({len(project.nodes)} nodes)")
     return 0
 
@@ -63,12 +63,13 @@ def cmd_status(args, rep) -> int:
     from .report.console import fmt_seconds
     session = Session(project, readonly=True)
     rows = []
+    blocked = graph.blocked(project, names)
     try:
         plan = session.plan(names)
         sources: dict[str, tuple[str, float | None]] = {}
         for n in names:
             node = project.nodes[n]
-            if not plan[n].stale or node.is_alias:
+            if not plan[n].stale or node.is_alias or n in blocked:
                 continue
             if any(r.kind is ReasonKind.UPSTREAM for r in plan[n].reasons):
                 # its key is known only once its inputs are rebuilt: no store is asked
@@ -83,14 +84,17 @@ def cmd_status(args, rep) -> int:
         node = project.nodes[n]
         where, expected = sources.get(n, ("", None))
         reason = "; ".join(str(r) for r in v.reasons[:2]) + (" …" if len(v.reasons) > 2 else "")
-        rows.append((n, v.status.value if not node.is_alias else ("alias" if not v.stale else "stale"),
-                     where, fmt_seconds(expected) if expected is not None else "", reason))
+        status = v.status.value if not node.is_alias else ("alias" if not v.stale else "stale")
+        if n in blocked:
+            status, reason = "blocked", blocked[n]
+        rows.append((n, status, where, fmt_seconds(expected) if expected is not None else "", reason))
     head = ("node", "status", "from", "expected", "reason")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
     for r in [head] + rows:
         rep.print(("  ".join(f"{r[i]:<{widths[i]}}" for i in range(4)) + f"  {r[4]}").rstrip())
-    stale = sum(1 for n in names if plan[n].stale and not project.nodes[n].is_alias)
-    rep.print(f"{stale} of {sum(1 for n in names if not project.nodes[n].is_alias)} node(s) stale")
+    stale = sum(1 for n in names if plan[n].stale and not project.nodes[n].is_alias and n not in blocked)
+    rep.print(f"{stale} of {sum(1 for n in names if not project.nodes[n].is_alias)} node(s) stale"
+              + (f"; {len(blocked)} blocked by a missing source" if blocked else ""))
     if getattr(args, "verbose", 0):
         for line in cold_reasons(project, session.dir):
             rep.print(line)
@@ -241,24 +245,32 @@ def cmd_graph(args, rep) -> int:
         plan = session.plan(names)
     finally:
         session.close()
-    color = {"up to date": "palegreen", "stale": "gold", "missing": "lightcoral"}
+    color = {"up to date": "palegreen", "stale": "gold", "missing": "lightcoral", "blocked": "lightgrey"}
+    blocked = graph.blocked(project, names)
+
+    def status(n):
+        return "blocked" if n in blocked else plan[n].status.value
+
     if args.format == "json":
-        rep.print(json.dumps({"nodes": [{"name": n, "status": plan[n].status.value,
+        rep.print(json.dumps({"nodes": [{"name": n, "status": status(n), **({"reason": blocked[n]} if n in blocked
+                                                                             else {}),
                                          "outputs": list(project.nodes[n].output_paths)} for n in names],
                               "edges": [[d, n] for n in names for d in project.nodes[n].deps]}, indent=1))
     elif args.format == "mermaid":
         rep.print("graph LR")
         ids = {n: f"n{i}" for i, n in enumerate(names)}
         for n in names:
-            rep.print(f'  {ids[n]}["{n}"]:::{plan[n].status.name.lower()}')
+            rep.print(f'  {ids[n]}["{n}"]:::{status(n).replace(" ", "_")}')
         for n in names:
             for d in project.nodes[n].deps:
                 rep.print(f"  {ids[d]} --> {ids[n]}")
-        rep.print("  classDef up_to_date fill:#9f9\n  classDef stale fill:#fd0\n  classDef missing fill:#f99")
+        rep.print("  classDef up_to_date fill:#9f9\n  classDef stale fill:#fd0\n  classDef missing fill:#f99"
+                  "\n  classDef blocked fill:#ccc")
     else:
         rep.print("digraph nodefile {\n  rankdir=LR;\n  node [shape=box, style=filled];")
         for n in names:
-            rep.print(f'  "{n}" [fillcolor={color[plan[n].status.value]}];')
+            tip = ', tooltip="' + blocked[n].replace('"', '\\"') + '"' if n in blocked else ""
+            rep.print(f'  "{n}" [fillcolor={color[status(n)]}{tip}];')
         for n in names:
             for d in project.nodes[n].deps:
                 rep.print(f'  "{d}" -> "{n}";')
@@ -368,7 +380,9 @@ def cmd_pull(args, rep) -> int:
     project = _project(args)
     opts = Options(jobs=None, keep_going=True, transfers_only=True)
     summary = build(project, args.targets or list(project.nodes), opts, rep)
-    rep.print(f"pulled {len(summary.built)} node(s); {len(summary.up_to_date)} already up to date"
+    from .report.console import made_counts
+    how = f" ({', '.join(made_counts(summary))})" if summary.built else ""
+    rep.print(f"pulled {len(summary.built)} node(s){how}; {len(summary.up_to_date)} already up to date"
               + (f"; {len(summary.failed)} not found in any store" if summary.failed else ""))
     return 0 if not summary.failed else 1
 

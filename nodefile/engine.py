@@ -51,6 +51,18 @@ def check_resources(project: Project, names, limits: dict) -> None:
         raise ConfigError("\n".join(problems))
 
 
+def check_missing(project: Project, order) -> None:
+    """A missing source blocks only the nodes that need it: an error (exit 2, naming
+    the file and every node needing it) when the build needs one of them."""
+    if not project.missing:
+        return
+    inside = set(order)
+    hit = [msg for _, needers, msg in project.missing if inside.intersection(needers)]
+    if hit:
+        from .errors import Problem
+        raise ConfigError([Problem(m) for m in hit])
+
+
 def check_recipe_kind(project: Project, order, options: Options) -> None:
     """`--recipe KIND` that no node of the build has (as a kind or a recipe name) is a
     usage error, said before anything runs; a node that lacks it fails in the build."""
@@ -70,6 +82,7 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
     t0 = time.monotonic()
     names = resolve_targets(project, targets)
     order = graph.closure(project.nodes, names)
+    check_missing(project, order)
     limits = limits_for(options, project)
     check_resources(project, order, limits)
     check_recipe_kind(project, order, options)
@@ -152,6 +165,8 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         build_id = session.state.start_build(names)
         _remove_tree(os.path.join(session.dir, "tmp"))  # partial fetches of a killed build
         runner = Runner(session, options, reporter, build_id)
+        if project.scans and partial is None:
+            drop_removed_instances(session, reporter)
         prior_paths: list[str] = []
         if partial is not None:
             prior_paths = partial.paths
@@ -237,6 +252,38 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         os.chdir(here)
 
 
+def drop_removed_instances(session: Session, reporter) -> list[str]:
+    """Instances from files (`matrix = "books/{book}.txt"`) whose file is gone: their
+    outputs are moved to .nodefile/previous/NODE/removed/ (nothing is lost) and their
+    records dropped, as the rule that listed them no longer does."""
+    import json
+    from types import SimpleNamespace
+    from .config.filematrix import instance_values
+    from .config.patterns import fill_paths
+    project = session.project
+    dropped = []
+    records = session.records()
+    for name, pattern, _, _, wild in project.scans:
+        for rname in records:
+            if not rname.startswith(name + "[") or rname in project.nodes:
+                continue
+            values = instance_values(rname, name, list(wild))
+            if values is None or os.path.lexists(os.path.join(project.root, fill_paths(pattern, values))):
+                continue  # not an instance of this rule, or its file is there (a constraint left it out)
+            try:
+                outputs = tuple(p for p in json.loads(records[rname]["outputs"])
+                                if not p.startswith(("/", "../", ".nodefile/")))
+            except (TypeError, ValueError, AttributeError):
+                outputs = ()
+            _move_aside(session, SimpleNamespace(name=rname, output_paths=outputs), "previous", "removed")
+            dropped.append(rname)
+            reporter.info(f"drop {rname}: {fill_paths(pattern, values)} is gone (its outputs are kept in "
+                          f".nodefile/previous/)")
+    if dropped:
+        session.state.forget(dropped)
+    return dropped
+
+
 def unaffected(project: Project, order: list[str], argv_cwd) -> set[str]:
     """Nodes still up to date, known without hashing anything: after an all-up-to-date
     build of this command line (its no-op record), only the files listed as changed
@@ -310,6 +357,10 @@ def _record_noop(session: Session, order, argv_cwd, count: int, prior=(), partia
                 folders.add(os.path.dirname(pat.split("*")[0].split("?")[0].split("[")[0]) or ".")
         for s in node.script_inputs:
             folders.add(os.path.dirname(s) or ".")  # a new module there could change import resolution
+    if project.scans:  # instances from files: a file added or removed there changes the project
+        from .config.filematrix import scan_folders
+        for scan in project.scans:
+            folders |= scan_folders(project.root, scan[2])
     paths |= folders
     fresh |= folders  # stat them now; one that changed since the command began is recorded racy
     digest = partial.digest if partial is not None else cache.digest_of(project)

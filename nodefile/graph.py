@@ -101,3 +101,24 @@ class LazyLevels:
             if n not in memo:
                 memo[n] = self.weight(n) + max((memo[u] for u in self.users[n]), default=0.0)
         return memo[name]
+
+
+def blocked(project, names) -> dict[str, str]:
+    """Nodes among `names` (topological) that cannot be built because a source is
+    missing (Project.missing), with the reason: the missing file, or the blocked
+    node they need."""
+    out: dict[str, str] = {}
+    if not project.missing:
+        return out
+    direct: dict[str, list[str]] = {}
+    for path, needers, _ in project.missing:
+        for n in needers:
+            direct.setdefault(n, []).append(path)
+    for n in names:
+        if n in direct:
+            out[n] = "missing source " + ", ".join(f"'{p}'" for p in direct[n])
+        else:
+            up = next((d for d in project.nodes[n].deps if d in out), None)
+            if up is not None:
+                out[n] = f"needs {up}, which is blocked"
+    return out

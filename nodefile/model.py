@@ -42,6 +42,7 @@ class Recipe:
     resources: tuple[tuple[str, float], ...] = ()
     label: str = ""  # a portable name for a script outside the project (templates)
     warm: bool = True  # may run in a warm worker (`warm = false` opts out); not in the key
+    stdout: str = ""  # where standard output goes: a path among the node's outputs, or a placeholder
 
     @property
     def script(self) -> str | None:
@@ -49,8 +50,11 @@ class Recipe:
 
     def signature(self) -> dict:
         """What of the recipe enters the node key (never `name`, never fetch)."""
-        return {"kind": self.kind, "target": self.label or self.target, "args": list(self.args),
-                "env": [list(p) for p in self.env]}
+        sig = {"kind": self.kind, "target": self.label or self.target, "args": list(self.args),
+               "env": [list(p) for p in self.env]}
+        if self.stdout:  # only when set: the keys of recipes without it are unchanged
+            sig["stdout"] = self.stdout
+        return sig
 
 
 @record(frozen=True)
@@ -112,6 +116,8 @@ class Project:
     sources: tuple[str, ...] = ()  # Nodefile and template files, for watch
     warm: bool = True  # [project] warm: python and r recipes may run in warm workers
     preload: tuple[tuple[str, tuple[str, ...]], ...] = ()  # [workers.LANG] preload: (lang, names)
+    missing: tuple = ()  # missing sources: (path, nodes needing it, message); they block only those
+    scans: tuple = ()  # instances from files: (node, pattern, glob, files listed, wildcards), config/filematrix.py
 
 
 class Status(enum.Enum):
@@ -201,7 +207,8 @@ class NodeResult:
 
 @record
 class Summary:
-    built: list = field(default_factory=list)
+    built: list = field(default_factory=list)  # every node made in this build, restored ones too
+    restored: dict = field(default_factory=dict)  # of those, restored ones: node -> None (the local cache) or the store's name
     up_to_date: list = field(default_factory=list)
     failed: list = field(default_factory=list)
     skipped: list = field(default_factory=list)

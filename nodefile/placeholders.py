@@ -138,3 +138,17 @@ def placeholder_context(node) -> dict:
         "wildcards": dict(node.wildcards),
         "node": node.name,
     }
+
+
+def stdout_path(node, template: str) -> str:
+    """The project-relative output a recipe's `stdout = "..."` names (a placeholder such
+    as {outputs.results}, or a path relative to the recipe's folder); PlaceholderError
+    when it is not exactly one of the node's file outputs."""
+    values = expand_args([template], placeholder_context(node))
+    if len(values) != 1:
+        raise PlaceholderError(f"stdout '{template}' names {len(values)} paths; it must name one output")
+    path = posixpath.normpath(posixpath.join(node.cwd, values[0]))
+    if path not in node.output_paths:
+        outs = ", ".join(node.output_paths) or "none"
+        raise PlaceholderError(f"stdout '{template}' is not one of the node's file outputs ({outs})")
+    return path

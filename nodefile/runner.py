@@ -251,6 +251,7 @@ class Runner:
         if fin.exit_code == 0:
             self.s.state.put_record(name, key, parts, outputs, spec.recipe.name, self.build_id)
             self.summary.built.append(name)
+            self.summary.restored[name] = spec.recipe.target if spec.recipe.kind == "fetch" else None
             self.summary.durations[name] = fin.duration
             if spec.recipe.kind == "fetch":
                 self._after_rebuild(node, key, outputs, stores=False)  # keep a local copy

@@ -264,6 +264,16 @@ TRANSFERS = ("load", "fetch")
 LOAD = Recipe(kind="load", target="cache", name="load")
 
 
+def implicit_fetches(session: Session, node, key: str, negative: set, always: bool) -> list:
+    """`node pull`: a fetch from every store the node declares no fetch recipe for, in
+    the Nodefile's order (as `dvc pull` restores by key what `dvc push` sent)."""
+    if always or not key:
+        return []
+    declared = {r.target for r in node.recipes if r.kind == "fetch"}
+    return [Recipe(kind="fetch", target=s, name=f"fetch:{s}") for s in session.project.stores
+            if s not in declared and (s, key) not in negative and (s, "*") not in negative]
+
+
 def candidates(session: Session, node, key: str, options: Options, negative: set, probe: bool = False) -> list:
     """The recipes to try for a stale node, in order: the local cache when it holds
     the key, then the Nodefile's recipes (fetches whose store is known not to hold
@@ -288,7 +298,7 @@ def candidates(session: Session, node, key: str, options: Options, negative: set
                     continue
         out.append(r)
     if options.transfers_only:
-        out = [r for r in out if r.kind in TRANSFERS]
+        out = [r for r in out if r.kind in TRANSFERS] + implicit_fetches(session, node, key, negative, always)
     if options.recipe_kind:
         k = options.recipe_kind
         out = [r for r in out if r.kind == k or r.name == k]

@@ -99,6 +99,10 @@ def watched_paths(project, names) -> frozenset[str]:
                 add(p)
     for src in project.sources:
         out.add(_rel(project.root, src))
+    for scan in project.scans:  # instances from files: a file appearing or vanishing there
+        out.add(scan[2])
+    for path, _, _ in project.missing:  # a missing source arriving unblocks its nodes
+        out.add(path)
     return frozenset(out)
 
 

@@ -112,6 +112,10 @@ def load(root: str, key: str):
         with gc_paused():
             body = pickle.load(buf)
         project = body["project"]
+        if project.scans and not _same_listings(root, project.scans):
+            return None  # a file added or removed: other instances
+        if project.missing and any(os.path.lexists(os.path.join(root, m[0])) for m in project.missing):
+            return None  # a missing source is there now
         if body["globs"]:
             from .load import _Builder
             for pattern, matched in body["globs"]:
@@ -121,6 +125,11 @@ def load(root: str, key: str):
         return None
     _remember(project, data)
     return project
+
+
+def _same_listings(root: str, scans) -> bool:
+    from .filematrix import listing
+    return all(listing(root, scan[2]) == tuple(scan[3]) for scan in scans)
 
 
 def store(project, key: str) -> None:

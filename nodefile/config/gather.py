@@ -154,7 +154,7 @@ class Gatherer:
             if os.path.isabs(folder) or folder.startswith(".."):
                 ctx.err(f"sub-pipeline '{ref}' lies outside the project root", t, "nodefile")
                 return
-            sub_params = data.get("params", {}) if isinstance(data.get("params"), dict) else {}
+            sub_params = self.loader.merged_params(data, sctx, os.path.dirname(path))
             from .load import PROJECT_KEYS, TOP_KEYS
             if isinstance(data.get("project"), dict):
                 sctx.unknown_keys(data["project"], PROJECT_KEYS, ("project",))

@@ -25,9 +25,9 @@ except ImportError:  # pragma: no cover - a pure-Python install: the same parser
 
 NODEFILE = "Nodefile.toml"
 TOP_KEYS = ("project", "params", "stores", "nodes", "use", "workers")
-PROJECT_KEYS = ("name", "default", "jobs", "cache", "python", "warm")
+PROJECT_KEYS = ("name", "default", "jobs", "cache", "python", "params", "warm")
 STORE_KEYS = ("url", "push", "options")
-RECIPE_OPTS = ("name", "args", "env", "timeout", "retries", "resources", "warm")
+RECIPE_OPTS = ("name", "args", "env", "timeout", "retries", "resources", "stdout", "warm")
 _RECIPE_KEYS = RECIPE_KINDS + RECIPE_OPTS + ("recipes",)  # what a node's recipes are parsed from
 NODE_KEYS = ("outputs", "inputs", "params", "recipes", "priority", "wildcards", "matrix") \
     + RECIPE_KINDS + RECIPE_OPTS[1:]
@@ -98,10 +98,12 @@ class _Ctx:
 
 
 def load_project(path: str | None = None, overrides: dict | None = None,
-                 check_sources: bool = True, requests=(), use_cache: bool = True) -> Project:
+                 check_sources: bool = True, requests=(), use_cache: bool = True, strict: bool = False) -> Project:
     """Load and validate the project. `requests`: target paths (relative to the
     current folder) that may name instances of pattern nodes. With use_cache, a
-    project parsed before from the same files is reused (config/cache.py)."""
+    project parsed before from the same files is reused (config/cache.py). strict
+    (node check): a missing source is an error; otherwise it is kept in
+    Project.missing and blocks only the nodes that need it (engine.check_missing)."""
     from . import cache
     nodefile = find_nodefile(path)
     root = os.path.dirname(nodefile)
@@ -114,7 +116,9 @@ def load_project(path: str | None = None, overrides: dict | None = None,
     with cache.gc_paused():
         data, text = read_toml(nodefile, display)
         ctx = _Ctx(display, text, path=nodefile)
-        project = _Builder(root, nodefile, data, ctx, overrides or {}, check_sources, requests).build()
+        builder = _Builder(root, nodefile, data, ctx, overrides or {}, check_sources, requests)
+        builder.strict = strict
+        project = builder.build()
     if key is not None:
         cache.store(project, key)
     return project
@@ -151,6 +155,12 @@ class _Builder:
         self._checked: set[str] = set()
         self._recipe_memo: dict = {}  # a node's recipe keys, as written -> its Recipes (when valid)
         self._placeholders_ok: set = set()  # (templates, node shape) whose placeholders resolve
+        self.params_failed = False
+        self.scans: list[tuple] = []  # instances from files (Project.scans)
+        self.strict = False  # node check: a missing source is an error (else Project.missing)
+        self.missing: list[tuple] = []  # (path, nodes needing it, message): Project.missing
+        self.missing_problems: list[Problem] = []  # the same, said with the Nodefile's other errors
+        self.param_files: list[str] = []  # `[project] params` files read: sources of the project
 
     # -- files -------------------------------------------------------------------------
     def locate_use(self, ref: str, ctx, cwd: str, is_template: bool):
@@ -190,7 +200,7 @@ class _Builder:
         c.unknown_keys(self.data, TOP_KEYS, (), "top-level table")
         proj = self._table(self.data.get("project", {}), ("project",))
         c.unknown_keys(proj, PROJECT_KEYS, ("project",))
-        params = dict(self._table(self.data.get("params", {}), ("params",)))
+        params = self.merged_params(self.data, c, self.root)
         for k, v in self.overrides.items():
             if k not in params:
                 c.problems.append(Problem(
@@ -200,6 +210,8 @@ class _Builder:
                 params[k] = v
         self.params = params
         gathered = Gatherer(self).run(self.data, c, "", params)
+        if self.params_failed:  # every node's params would be reported unknown: say only why
+            raise ConfigError(problems_dedup(c.problems))
         stores = self._stores(gathered.stores)
         nodes = self._nodes(gathered, stores)
         default = self._default(proj, nodes)
@@ -214,14 +226,41 @@ class _Builder:
             c.err("python must be a string (an interpreter path)", ("project",), "python")
         warm, preload = workers_options(self.data, proj, c)
         if c.problems:
-            raise ConfigError(problems_dedup(c.problems))
+            raise ConfigError(problems_dedup(c.problems + self.missing_problems))
         producers = {p.rstrip("/"): n.name for n in nodes.values() if n.recipes for p in n.output_paths}
         dirs = tuple((p, n.name) for n in nodes.values() if n.recipes for p in n.output_paths if p.endswith("/"))
         return Project(root=self.root, file=self.nodefile, name=str(proj.get("name") or os.path.basename(self.root)),
                        nodes=nodes, producers=producers, params=params, default=default,
                        jobs=jobs, cache=cache, python=python, stores=stores, dir_outputs=dirs,
                        warm=warm, preload=preload,
-                       sources=tuple(dict.fromkeys(gathered.sources)))
+                       sources=tuple(dict.fromkeys(gathered.sources + self.param_files)), scans=tuple(self.scans),
+                       missing=tuple(self.missing))
+
+    def merged_params(self, data: dict, ctx, folder: str) -> dict:
+        """A Nodefile's [params] over the values of its `[project] params` file (if any)."""
+        params = data.get("params", {})
+        if not isinstance(params, dict):
+            ctx.err(f"must be a table, not {type(params).__name__}", (), "params")
+            params = {}
+        proj = data.get("project")
+        ref = proj.get("params") if isinstance(proj, dict) else None
+        if ref is None:
+            return dict(params)
+        if not isinstance(ref, str) or not ref:
+            ctx.err("params must name a file of params (TOML, JSON or YAML)", ("project",), "params")
+            return dict(params)
+        from .paramfile import read_params
+        path = os.path.normpath(os.path.join(folder, ref))
+        self.param_files.append(path)
+        try:
+            from_file = read_params(path, os.path.relpath(path))
+        except ConfigError as e:
+            self.params_failed = True
+            for p in e.problems:  # where the Nodefile names the file, when the file says no more
+                ctx.problems.append(p if p.file else Problem(p.message, ctx.display,
+                                                             ctx.loc.line(("project",), "params"), "project.params"))
+            return dict(params)
+        return {**from_file, **params}
 
     def _table(self, value, table: tuple) -> dict:
         if not isinstance(value, dict):
@@ -354,9 +393,26 @@ class _Builder:
                     return None
             outs.append(Entry(e.name, paths, e.many, e.source))
         d.outputs = tuple(outs)
-        d.recipes, d.params, d.priority = pat.recipes, pat.params, pat.priority
+        d.recipes, d.params, d.priority = _instance_recipes(pat.recipes, values), pat.params, pat.priority
         d.is_pattern, d.wild_names, d.regexes, d.constraints = False, pat.wild_names, [], {}
         return d
+
+    def _file_instances(self, d: _Draft, text: str) -> list[dict]:
+        """`matrix = "books/{book}.txt"`: the wildcard values of the files that exist."""
+        from . import filematrix, patterns
+        c, t = d.decl.ctx, d.decl.table
+        pat = norm(text, d.decl.cwd) if text else ""
+        wild = patterns.wildcards_in(pat)
+        if not wild or set(wild) != set(d.wild_names):
+            c.err(f"matrix '{text}': a pattern of files must use the outputs' wildcards "
+                  f"({', '.join(d.wild_names)}), e.g. matrix = \"books/{{{d.wild_names[0]}}}.txt\"", t, "matrix")
+            return []
+        if pat.startswith("../") or os.path.isabs(pat):
+            c.err(f"matrix '{text}' lies outside the project root", t, "matrix")
+            return []
+        glob, files, values = filematrix.scan(self.root, pat, d.constraints)
+        self.scans.append((d.name, pat, glob, files, tuple(d.wild_names)))
+        return [{w: v[w] for w in d.wild_names} for v in values]
 
     def _nodes(self, gathered, stores: dict) -> dict:
         from . import patterns
@@ -378,7 +434,8 @@ class _Builder:
                 spec = decl.spec
                 members: list[str] = []
                 if "matrix" in spec:
-                    inst = patterns.matrix_instances(spec["matrix"])
+                    inst = self._file_instances(d, spec["matrix"]) if isinstance(spec["matrix"], str) \
+                        else patterns.matrix_instances(spec["matrix"])
                     if isinstance(inst, str):
                         decl.ctx.err(inst, decl.table, "matrix")
                         inst = []
@@ -498,8 +555,14 @@ class _Builder:
             who = ", ".join(sorted({n for n, _, _ in needers}))
             names = [n for n in drafts]
             hint = did_you_mean(path, names)
-            needers[0][2].err(f"missing source '{path}' (no node produces it), needed by {who}{hint}",
-                              needers[0][1], "inputs")
+            msg = f"missing source '{path}' (no node produces it), needed by {who}{hint}"
+            if self.strict:  # node check: every problem; other commands: only the nodes needing it
+                needers[0][2].err(msg, needers[0][1], "inputs")
+            else:
+                cx, tt = needers[0][2], needers[0][1]
+                problem = Problem(msg, cx.display, cx.loc.line(tt, "inputs"), ".".join(tt + ("inputs",)))
+                self.missing.append((path, tuple(sorted({n for n, _, _ in needers})), str(problem)))
+                self.missing_problems.append(problem)
         from ..graph import find_cycle
         cyc = find_cycle(nodes)
         if cyc:
@@ -568,7 +631,8 @@ class _Builder:
                 if owner:
                     deps.append(owner)
                 elif self.check_sources and not os.path.isfile(os.path.join(self.root, r.script)):
-                    c.err(f"{r.kind} script '{r.label or r.script}' does not exist", t,
+                    who = f" (for instance {d.name})" if decl.pattern is not None else ""
+                    c.err(f"{r.kind} script '{r.label or r.script}' does not exist{who}", t,
                           r.kind if r.kind in decl.spec else "recipes")
                 script_inputs.append(r.script)
         if d.name in deps:
@@ -577,6 +641,12 @@ class _Builder:
                     cwd=decl.cwd, file=c.display, line=c.loc.line(t), wildcards=decl.wildcards,
                     priority=d.priority, order=d.order, deps=tuple(dict.fromkeys(x for x in deps if x != d.name)),
                     script_inputs=tuple(script_inputs))
+        for r in node.recipes:
+            if r.stdout:
+                try:
+                    placeholders.stdout_path(node, r.stdout)
+                except placeholders.PlaceholderError as e:
+                    c.err(str(e), t, "stdout" if "stdout" in decl.spec else "recipes")
         if decl.pattern is None or decl.pattern not in self._checked:
             self._check_placeholders(node, t, c)  # instances of one pattern share their templates
             if decl.pattern is not None:
@@ -735,7 +805,12 @@ class _Builder:
             warm = r.get("warm", True)
             if not isinstance(warm, bool):
                 c.err("warm must be true or false", tt, "warm" if "warm" in spec else where)
-            recipes.append(Recipe(kind=kind, target=target, name=name, label=label, warm=warm is not False,
+            stdout = r.get("stdout", "") if kind != "fetch" else ""  # a fetch restores, prints nothing
+            if not isinstance(stdout, str) or (not stdout and "stdout" in r and kind != "fetch"):
+                c.err("stdout must name one of the node's outputs, e.g. stdout = \"{outputs.results}\"", tt,
+                      "stdout" if "stdout" in spec else where)
+                stdout = ""
+            recipes.append(Recipe(kind=kind, target=target, name=name, label=label, stdout=stdout, warm=warm is not False,
                                   args=tuple(placeholders.toml_text(a) for a in args),
                                   env=tuple((str(k), placeholders.toml_text(v)) for k, v in env.items()),
                                   timeout=float(timeout) if timeout else None, retries=retries,
@@ -781,6 +856,21 @@ def _fullmatch(rx: str, value: str) -> bool:
         return re.fullmatch(rx, value) is not None
     except re.error:
         return True
+
+
+def _instance_recipes(recipes, values: dict) -> tuple:
+    """A pattern's recipes for one instance: wildcards in a script's path filled in
+    (`r = "src/figures/{figure}.R"`), so each instance runs, and is keyed by, its own."""
+    from . import patterns
+    from ..records import replace
+    out = []
+    for r in recipes:
+        if r.script and patterns.has_wildcards(r.target):
+            target = patterns.fill_paths(r.target, values)
+            label = f"{os.path.basename(os.path.dirname(target))}/{os.path.basename(target)}" if r.label else ""
+            r = replace(r, target=target, label=label)
+        out.append(r)
+    return tuple(out)
 
 
 def _scoped(item: str, scopes, drafts) -> str | None:

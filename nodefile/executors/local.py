@@ -200,7 +200,9 @@ class LocalExecutor:
         w = self.workers.get(lang)
         if w is None:
             return False
-        w.send(("run", handle, spec.argv[0], list(spec.argv), spec.env, spec.cwd, spec.log))
+        from ..recipes import unwrapped
+        argv = unwrapped(spec.argv)  # `stdout = ...`: the worker's child redirects itself
+        w.send(("run", handle, argv[0], argv, spec.env, spec.cwd, spec.log))
         self.via[handle] = w
         self.warm_specs[handle] = spec
         start = time.monotonic()

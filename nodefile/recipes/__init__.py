@@ -160,6 +160,28 @@ def python_path(project: Project, node: Node) -> list[str]:
     return [here] if here == project.root else [here, project.root]
 
 
+def interpreter_first(project: Project, path: str | None) -> str:
+    """PATH for a shell recipe: the folder of the project's Python (`[project] python`,
+    else the interpreter running nodefile) first, so `python` there is the one the
+    python recipes beside it run with, venv activated or not."""
+    folder = os.path.dirname(interpreter(project))
+    rest = path if path is not None else os.defpath
+    if not folder or rest.split(os.pathsep, 1)[0] == folder:
+        return rest
+    return folder + os.pathsep + rest if rest else folder
+
+
+def interpreter(project: Project) -> str:
+    """The Python that python recipes run with, as an absolute path when it can be found."""
+    exe = project.python
+    if not exe:
+        return sys.executable
+    if os.sep in exe:
+        return exe if os.path.isabs(exe) else os.path.normpath(os.path.join(project.root, exe))
+    import shutil
+    return shutil.which(exe) or exe
+
+
 def rscript() -> str:
     import shutil
     return shutil.which("Rscript") or "Rscript"
@@ -182,11 +204,32 @@ def prepare(project: Project, node: Node, recipe: Recipe, attempt: int, log: str
     if recipe.kind == "r":
         env["NODEFILE_JOB_R"] = rpath
         env["NODEFILE_SCRIPT"] = relative_to(recipe.target, node.cwd)
+    if recipe.kind == "shell" and not any(k == "PATH" for k, _ in recipe.env):
+        env["PATH"] = interpreter_first(project, env.get("PATH"))
     cwd = os.path.join(project.root, node.cwd) if node.cwd else project.root
     res = dict(recipe.resources)
     res.setdefault("cores", 1.0)
-    return Spec(node.name, recipe, tuple(command(project, node, recipe, ctx)), env, cwd, log, mpath,
-                recipe.timeout, res, attempt, index, warm=warm_language(project, recipe))
+    argv = command(project, node, recipe, ctx)
+    if recipe.stdout:
+        env["NODEFILE_STDOUT"] = os.path.join(project.root, placeholders.stdout_path(node, recipe.stdout))
+        argv = to_stdout_file(argv)
+    return Spec(node.name, recipe, tuple(argv), env, cwd, log, mpath, recipe.timeout, res, attempt, index,
+                warm=warm_language(project, recipe))
+
+
+def to_stdout_file(argv: list[str]) -> list[str]:
+    """argv run with its standard output in the file $NODEFILE_STDOUT (`stdout = ...`);
+    standard error stays on the log."""
+    return list(STDOUT_WRAPPER) + argv
+
+
+STDOUT_WRAPPER = ("/bin/sh", "-c", 'exec "$@" > "$NODEFILE_STDOUT"', "sh")
+
+
+def unwrapped(argv) -> list[str]:
+    """The recipe's own argv, without the `stdout` wrapper (a warm worker redirects itself)."""
+    n = len(STDOUT_WRAPPER)
+    return list(argv[n:]) if tuple(argv[:n]) == STDOUT_WRAPPER else list(argv)
 
 
 def warm_language(project: Project, recipe: Recipe) -> str | None:
@@ -214,4 +257,8 @@ def hand_command(project: Project, node: Node, recipe: Recipe, mpath: str, rpath
     if recipe.kind == "r":
         env += f" NODEFILE_JOB_R={shlex.quote(os.path.relpath(rpath, os.path.join(project.root, node.cwd)))}"
         env += f" NODEFILE_SCRIPT={shlex.quote(relative_to(recipe.target, node.cwd))}"
-    return env + " " + " ".join(shlex.quote(a) for a in argv)
+    line = env + " " + " ".join(shlex.quote(a) for a in argv)
+    if recipe.stdout:
+        out = placeholders.stdout_path(node, recipe.stdout)
+        line += " > " + shlex.quote(relative_to(out, node.cwd))
+    return line

@@ -132,7 +132,7 @@ class Console:
         if not s.built and not s.failed and not s.skipped and not s.interrupted:
             self.print(f"nothing to do: {len(s.up_to_date)} node(s) up to date ({fmt_seconds(s.elapsed)})")
             return
-        bits = [f"built {len(s.built)}"]
+        bits = made_counts(s)
         if s.up_to_date:
             bits.append(f"up to date {len(s.up_to_date)}")
         if s.failed:
@@ -141,3 +141,17 @@ class Console:
             bits.append(f"not built {len(s.skipped)}")
         tail = " (interrupted)" if s.interrupted else ""
         self.print(f"{', '.join(bits)} in {fmt_seconds(s.elapsed)}{tail}")
+
+
+def made_counts(s: Summary) -> list[str]:
+    """What a build made, restores told from builds: ["built 3", "restored 25 from the
+    cache", "fetched 2 from nas"] ("built 0" only when nothing was restored either)."""
+    restored = [n for n in s.built if n in s.restored]
+    bits = [f"built {len(s.built) - len(restored)}"] if len(restored) < len(s.built) or not restored else []
+    by: dict = {}
+    for n in restored:
+        by[s.restored[n]] = by.get(s.restored[n], 0) + 1
+    if None in by:
+        bits.append(f"restored {by.pop(None)} from the cache")
+    bits.extend(f"fetched {k} from {name}" for name, k in sorted(by.items()))
+    return bits

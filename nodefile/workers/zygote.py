@@ -70,6 +70,10 @@ def become_recipe(devnull: int, out: int, env: dict, cwd: str) -> None:
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
+    if env.get("NODEFILE_STDOUT"):  # the recipe's `stdout = ...`: standard output to that file
+        fd = os.open(env["NODEFILE_STDOUT"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        os.dup2(fd, 1)
+        os.close(fd)
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -43,8 +43,8 @@ def project(tmp_path, monkeypatch):
 
         def problems(self, overrides=None):
             from nodefile.errors import ConfigError
-            with pytest.raises(ConfigError) as ei:
-                self.load(overrides)
+            with pytest.raises(ConfigError) as ei:  # every problem, as `node check` reports them
+                load_project(str(tmp_path), overrides, True, strict=True)
             return ei.value.problems
 
         def line_of(self, needle: str, nth: int = 1) -> int:
