@@ -8,7 +8,7 @@ import os
 import sys
 
 COMMANDS = ("build", "status", "explain", "check", "watch", "graph", "report", "job", "touch",
-            "clean", "gc", "push", "pull", "log", "help")
+            "clean", "gc", "push", "pull", "log", "import", "help")
 VERSION = "0.1.0"
 
 
@@ -126,6 +126,12 @@ def _parser(only: str | None = None):
     sp = cmd("push", "upload the outputs of up-to-date nodes to stores")
     sp.add_argument("--store", help="this store only (default: every store with push = true)")
     cmd("pull", "restore stale nodes from the local cache or stores, without running recipes")
+    sp = cmd("import", "write a Nodefile from a doit dodo.py, listing what does not convert", targets=False)
+    sp.add_argument("dodo", metavar="DODO", help="the dodo file (e.g. dodo.py)")
+    sp.add_argument("-o", "--output", help="the Nodefile to write, beside the dodo file (default: Nodefile.toml; "
+                    "- prints it)")
+    sp.add_argument("--strict", action="store_true", help="fail (exit 2) when anything cannot be converted")
+    sp.add_argument("--force", action="store_true", help="replace an existing output file")
     if only is None or only == "help":
         sub.add_parser("help", help="show this help")
     return p

@@ -370,6 +370,11 @@ def cmd_push(args, rep) -> int:
     return 1 if failed else 0
 
 
+def cmd_import(args, rep) -> int:
+    from .doit_import import import_dodo  # imports doit, an optional extra
+    return import_dodo(args.dodo, args.output, args.strict, args.force, rep)
+
+
 def _dym(word, choices) -> str:
     from .config.load import did_you_mean
     return did_you_mean(word, choices)

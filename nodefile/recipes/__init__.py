@@ -14,7 +14,8 @@ from ..placeholders import placeholder_context, relative_to
 from ..model import Node, Project, Recipe
 
 _JOB_JSON = json_encoder((",", ":"), default=str)
-R_BOOTSTRAP = os.path.join(os.path.dirname(os.path.dirname(__file__)), "r", "run.R")
+R_BOOTSTRAP = os.path.join(os.path.dirname(os.path.dirname(__file__)), "r", "run.R")  # read as R_PROFILE_USER
+R_NODE = os.path.join(os.path.dirname(R_BOOTSTRAP), "node.R")
 
 
 @record(frozen=True)
@@ -65,24 +66,31 @@ def manifest(project: Project, node: Node, recipe: Recipe | None = None, attempt
 
 
 def r_job_source(m: dict) -> str:
-    """R code that defines the list `node` from a manifest."""
+    """R code that defines the list `node` from a manifest (strict lists: r/node.R)."""
     from .rlang import r_named_list, r_string, r_value  # R recipes only (it imports datetime)
-    def lst(es):
-        return r_named_list([(e["name"], e["value"]) for e in es])
+
+    def strict(field, code):
+        return f'structure({code}, class = c("nodefile_{field}", "nodefile_entries", "list"))'
+
+    def values(v):
+        return r_value(v) if v else "structure(list(), names = character(0))"
 
     fields = [
         ("node", r_string(m["node"])),
-        ("inputs", lst(m["inputs"])),
-        ("outputs", lst(m["outputs"])),
-        ("params", r_value(m["params"]) if m["params"] else "structure(list(), names = character(0))"),
-        ("wildcards", r_value(m["wildcards"]) if m["wildcards"] else "structure(list(), names = character(0))"),
+        ("inputs", strict("inputs", r_named_list([(e["name"], e["value"]) for e in m["inputs"]]))),
+        ("outputs", strict("outputs", r_named_list([(e["name"], e["value"]) for e in m["outputs"]]))),
+        ("params", strict("params", values(m["params"]))),
+        ("wildcards", strict("wildcards", values(m["wildcards"]))),
         ("attempt", r_value(m["attempt"])),
         ("log", r_value(m["log"])),
         ("project", r_string(m["project"])),
         ("root", r_string(m["root"])),
     ]
     body = ",\n  ".join(f"{k} = {v}" for k, v in fields)
-    return f"# written by nodefile for node {m['node']}\nnode <- list(\n  {body}\n)\n"
+    with open(R_NODE, encoding="utf-8") as f:
+        strict_lists = f.read()
+    node = strict("node", f"list(\n  {body}\n)")
+    return f"# written by nodefile for node {m['node']}\n{strict_lists}node <- {node}\n"
 
 
 def write_job(jobdir: str, m: dict, with_r: bool) -> tuple[str, str | None]:
@@ -110,7 +118,7 @@ def command(project: Project, node: Node, recipe: Recipe, ctx: dict | None = Non
     if recipe.kind == "python":
         return [project.python or sys.executable, relative_to(recipe.target, node.cwd)] + args
     if recipe.kind == "r":
-        return [rscript(), R_BOOTSTRAP] + args
+        return [rscript(), relative_to(recipe.target, node.cwd)] + args
     if recipe.kind == "shell":
         line = placeholders.substitute(recipe.target, ctx, quote=True)
         if not any(k == "PATH" for k, _ in recipe.env):
@@ -187,6 +195,16 @@ def rscript() -> str:
     return shutil.which("Rscript") or "Rscript"
 
 
+def r_env(env, rpath: str) -> dict:
+    """What an `r` recipe adds to its environment: Rscript reads the bootstrap as
+    the user profile (R_PROFILE_USER); the bootstrap puts the user's own
+    R_PROFILE_USER back (from NODEFILE_R_PROFILE_USER) and loads that profile."""
+    out = {"NODEFILE_JOB_R": rpath, "R_PROFILE_USER": R_BOOTSTRAP}
+    if "R_PROFILE_USER" in env:
+        out["NODEFILE_R_PROFILE_USER"] = env["R_PROFILE_USER"]
+    return out
+
+
 def prepare(project: Project, node: Node, recipe: Recipe, attempt: int, log: str, jobdir: str,
             index: int = 0, base_env: dict | None = None) -> Spec:
     m = manifest(project, node, recipe, attempt, log)
@@ -202,8 +220,8 @@ def prepare(project: Project, node: Node, recipe: Recipe, attempt: int, log: str
         pp = env.get("PYTHONPATH")
         env["PYTHONPATH"] = os.pathsep.join(python_path(project, node) + ([pp] if pp else []))
     if recipe.kind == "r":
-        env["NODEFILE_JOB_R"] = rpath
-        env["NODEFILE_SCRIPT"] = relative_to(recipe.target, node.cwd)
+        env.pop("NODEFILE_R_PROFILE_USER", None)
+        env.update(r_env(env, rpath))
     if recipe.kind == "shell" and not any(k == "PATH" for k, _ in recipe.env):
         env["PATH"] = interpreter_first(project, env.get("PATH"))
     cwd = os.path.join(project.root, node.cwd) if node.cwd else project.root
@@ -255,8 +273,8 @@ def hand_command(project: Project, node: Node, recipe: Recipe, mpath: str, rpath
         rels = ":".join(os.path.relpath(p, here) for p in python_path(project, node))
         env += f" PYTHONPATH={shlex.quote(rels)}${{PYTHONPATH:+:$PYTHONPATH}}"
     if recipe.kind == "r":
-        env += f" NODEFILE_JOB_R={shlex.quote(os.path.relpath(rpath, os.path.join(project.root, node.cwd)))}"
-        env += f" NODEFILE_SCRIPT={shlex.quote(relative_to(recipe.target, node.cwd))}"
+        rel = os.path.relpath(rpath, os.path.join(project.root, node.cwd))
+        env += "".join(f" {k}={shlex.quote(v)}" for k, v in r_env(os.environ, rel).items())
     line = env + " " + " ".join(shlex.quote(a) for a in argv)
     if recipe.stdout:
         out = placeholders.stdout_path(node, recipe.stdout)

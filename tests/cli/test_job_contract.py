@@ -165,7 +165,7 @@ facts <- c(
   opts_names = paste(names(p$opts), collapse = "|"),
   opts_depth_is_integer = is.integer(p$opts$depth),
   opts_my_key = p$opts[["my key"]],
-  has_unused = !is.null(p$unused),
+  has_unused = "unused" %in% names(p),
   args = paste(commandArgs(trailingOnly = TRUE), collapse = "|"),
   raw_text = readLines(node$inputs$raw),
   cwd = normalizePath(getwd())
