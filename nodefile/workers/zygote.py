@@ -31,8 +31,6 @@ import sys
 
 from ..executors.spawner import Procs, frame, serve
 
-R_BOOTSTRAP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "r", "run.R")
-
 
 class Fork(Procs):
     """Procs whose recipes start as forks of this (preloaded) process."""
@@ -214,22 +212,105 @@ def r_eval(ri, code: str):
 
 
 def run_r(ri, argv: list) -> int:
-    """Run `Rscript run.R ARGS...` in this (forked) embedded R."""
+    """Run `Rscript SCRIPT ARGS...` in this (forked) embedded R: the profile named by
+    R_PROFILE_USER (nodefile's bootstrap, which loads the user's own), then the
+    script's top-level expressions as R's REPL runs a file (R_REPL below)."""
     from rpy2.rinterface_lib import callbacks
-    for k, v in R_ENV.items():  # what R's start-up (etc/Renviron) sets, where the recipe did not
-        os.environ.setdefault(k, v)
     callbacks.consolewrite_print = lambda s: os.write(1, s.encode())
     callbacks.consolewrite_warnerror = lambda s: os.write(2, s.encode())
-    args = argv[2:]
-    cmd = ["/usr/lib/R/bin/exec/R", "--no-echo", "--no-restore", f"--file={argv[1]}", "--args"] + args
+    for k, v in R_ENV.items():  # what R's start-up (etc/Renviron) sets, where the recipe did not
+        os.environ.setdefault(k, v)
+    script, args = argv[1], argv[2:]
+    cmd = [os.path.join(R_ENV.get("R_HOME", "/usr/lib/R"), "bin", "exec", "R"), "--no-echo", "--no-restore",
+           f"--file={script}", "--args"] + args
     r_eval(ri, "local({ a <- %s; t <- %s; f <- function(trailingOnly = FALSE) if (trailingOnly) t else a;"
                " unlockBinding('commandArgs', baseenv()); assign('commandArgs', f, envir = baseenv());"
                " lockBinding('commandArgs', baseenv()) })" % (r_chr(cmd), r_chr(args)))
     try:
-        r_eval(ri, f"source({json.dumps(argv[1])}, print.eval = TRUE, keep.source = FALSE)")
+        profile = os.environ.get("R_PROFILE_USER")
+        if profile:
+            r_eval(ri, f"sys.source({json.dumps(profile)}, envir = globalenv(), keep.source = FALSE)")
+        r_eval(ri, R_REPL % json.dumps(script))
     except Exception:  # noqa: BLE001 - R has printed the error, as Rscript does
+        os.write(2, b"Execution halted\n")
         return 1
     return 0
+
+
+# Rscript's loop over a file (R_ReplFile), in R: each top-level expression is
+# evaluated in the global environment, printed when visible, and followed by the
+# warnings it raised; an error prints R's message (with the call R would show:
+# none at top level), then the bootstrap's `options(error =)` handler (file and
+# line), then "Execution halted" and status 1. The bootstrap's count of completed
+# top-level expressions (normally kept by a task callback, which only R's own
+# REPL runs) is set here.
+R_REPL = """
+local({
+  script <- %s
+  halt <- function() {
+    h <- getOption("error")  # the bootstrap's `  at FILE:LINE` (R keeps it as a call)
+    if (is.function(h)) h() else if (is.language(h)) eval(h, globalenv())
+    cat("Execution halted\\n", file = stderr())
+    quit(save = "no", status = 1L)
+  }
+  exprs <- tryCatch(parse(script, keep.source = FALSE), error = function(e) e)
+  bad <- NULL
+  if (inherits(exprs, "error")) {  # R runs what parses before a syntax error, then stops there
+    bad <- exprs
+    at <- regmatches(conditionMessage(bad), regexec(":([0-9]+):([0-9]+): ([^\\n]*)", conditionMessage(bad)))[[1L]]
+    lines <- readLines(script, warn = FALSE)
+    exprs <- expression()
+    for (m in rev(seq_len(max(0L, as.integer(at[2L]) - 1L)))) {
+      got <- tryCatch(parse(text = lines[seq_len(m)], keep.source = FALSE), error = function(e) NULL)
+      if (!is.null(got)) { exprs <- got; break }
+    }
+    bad <- if (length(at) == 4L) sprintf("Error: %%s in \\"%%s\\"", at[4L],
+                                         substr(lines[as.integer(at[2L])], 1L, as.integer(at[3L])))
+           else paste0("Error: ", conditionMessage(bad))
+  }
+  said <- function(call, msg, bare, with) {  # R's "Error in f(x) : msg", wrapped as R wraps it
+    if (is.null(call)) return(paste0(bare, msg))
+    head <- paste0(with, deparse(call, nlines = 1L)[1L])
+    paste0(head, if (nchar(head) + nchar(msg) > 74L) " : \\n  " else " : ", msg)
+  }
+  shown <- function(call) {  # no call at top level, as R shows none there
+    top <- is.call(call) && identical(call[[1L]], quote(eval)) && identical(call[[2L]], quote(exprs[[i]]))
+    if (top) NULL else call
+  }
+  state <- getOption("nodefile.state")
+  for (i in seq_along(exprs)) {
+    if (is.environment(state)) state$done <- i - 1L
+    warned <- list()
+    r <- withCallingHandlers(withVisible(eval(exprs[[i]], globalenv())), error = function(e) {
+      cat(said(shown(conditionCall(e)), conditionMessage(e), "Error: ", "Error in "), "\\n", sep = "",
+          file = stderr())
+      if (is.environment(state)) state$cond <- e
+      halt()
+    }, warning = function(w) {
+      if (getOption("warn", 0L) >= 1L) return()  # R prints (or, at 2, errs) at once
+      warned[[length(warned) + 1L]] <<- w
+      invokeRestart("muffleWarning")
+    })
+    if (r$visible) { if (isS4(r$value)) methods::show(r$value) else print(r$value) }
+    if (length(warned) == 1L) {
+      w <- warned[[1L]]
+      cat("Warning message:\\n", said(shown(conditionCall(w)), conditionMessage(w), "", "In "), "\\n", sep = "",
+          file = stderr())
+    } else if (length(warned) > 10L) {
+      cat("There were ", length(warned), " warnings (use warnings() to see them)\\n", sep = "", file = stderr())
+    } else if (length(warned) > 1L) {
+      cat("Warning messages:\\n", file = stderr())
+      for (k in seq_along(warned)) cat(k, ": ", said(shown(conditionCall(warned[[k]])),
+                                                   conditionMessage(warned[[k]]), "", "In "), "\\n", sep = "",
+                                       file = stderr())
+    }
+  }
+  if (!is.null(bad)) {
+    cat(bad, "\\n", sep = "", file = stderr())
+    halt()
+  }
+})
+"""
 
 
 def r_chr(values: list) -> str:
