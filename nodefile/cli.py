@@ -220,6 +220,8 @@ def make_parser(only: str | None = None):
                    help="where recipes run: local processes (the only executor in this version)")
     b.add_argument("--resources", default="", metavar="R=N,...",
                    help="what this machine offers, e.g. gpu=1,mem_gb=16 (default: cores and memory detected)")
+    b.add_argument("--cold", action="store_true",
+                   help="start every recipe as a new process (no warm Python or R workers) for this run")
     b.add_argument("--no-wait", action="store_true", help="fail instead of waiting when another build runs")
     s = cmd("status", "a table: each node, up to date / stale / missing, and why")
     s.add_argument("--check", action="store_true", help="exit 1 when a node is stale or missing (for CI)")
@@ -241,6 +243,7 @@ def make_parser(only: str | None = None):
                    "using native file events (for network drives, containers)")
     w.add_argument("--debounce", type=float, default=0.3, metavar="SECONDS",
                    help="quiet period that ends a burst of changes (default 0.3)")
+    w.add_argument("--cold", action="store_true", help="no warm Python or R workers for this session")
     sp = cmd("report", "write an HTML report: the DAG, the last build's timeline, learned estimates", targets=False)
     sp.add_argument("-o", "--output", metavar="FILE", help="the file to write (default: .nodefile/report.html)")
     sp = cmd("gc", "drop cache entries and state of nodes no longer in the Nodefile", targets=False)
@@ -290,7 +293,7 @@ def _simple_build(argv):
     ns = types.SimpleNamespace(command="build", directory=None, file=None, targets=[], verbose=0, quiet=False,
                                set=[], jobs=None, keep_going=False, dry_run=False, always_make=False, recipe=None,
                                retries=0, executor="local", resources="", no_wait=False, check=False,
-                               force=False, json=False)
+                               force=False, json=False, cold=False)
     it = iter(argv[1:])
     for a in it:
         if a in ("-k", "--keep-going"):

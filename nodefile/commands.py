@@ -41,7 +41,7 @@ def cmd_build(args, rep) -> int:
     opts = Options(jobs=args.jobs, keep_going=args.keep_going, dry_run=args.dry_run,
                    always_make=args.always_make, recipe_kind=args.recipe, retries=args.retries,
                    executor=args.executor, resources=parse_resources(args.resources),
-                   wait_for_lock=not args.no_wait,
+                   wait_for_lock=not args.no_wait, cold=getattr(args, "cold", False),
                    noop_record=(getattr(args, "_argv", None), os.getcwd()) if getattr(args, "_argv", None) else None)
     if opts.jobs is not None and opts.jobs < 1:
         raise ConfigError("-j must be at least 1")
@@ -143,11 +143,23 @@ def cmd_status(args, rep) -> int:
         rep.print(("  ".join(f"{r[i]:<{widths[i]}}" for i in range(4)) + f"  {r[4]}").rstrip())
     rep.print(f"{stale} of {sum(1 for n in names if not project.nodes[n].is_alias)} node(s) stale"
               + (f"; {len(blocked)} blocked by a missing source" if blocked else ""))
+    if getattr(args, "verbose", 0):
+        for line in cold_reasons(project, session.dir):
+            rep.print(line)
     return 1 if args.check and stale else 0
 
 
 def _round(x):
     return None if x is None else round(x, 3)
+
+
+def cold_reasons(project, state_dir: str) -> list[str]:
+    """One line per language whose recipes start cold, and why (`status -v`)."""
+    from .workers.pool import read_state
+    if not project.warm:
+        return ["python and R recipes run cold: [project] warm = false"]
+    reasons = read_state(state_dir).get("reasons", {})
+    return [f"{'R' if lang == 'r' else 'python'} recipes run cold: {why}" for lang, why in sorted(reasons.items())]
 
 
 def cmd_explain(args, rep) -> int:
@@ -413,7 +425,7 @@ def cmd_watch(args, rep) -> int:
         raise ConfigError("--poll must be a positive number of seconds")
     if args.debounce < 0:
         raise ConfigError("--debounce must not be negative")
-    opts = Options(jobs=args.jobs, keep_going=args.keep_going)
+    opts = Options(jobs=args.jobs, keep_going=args.keep_going, cold=args.cold)
     from .config import cache
     cache.FREEZE = False  # a long-running process: see cache.gc_paused
     watcher = Watcher(lambda: _project(args), find_nodefile(args.file), args.targets, opts, rep,

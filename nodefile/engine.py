@@ -186,6 +186,12 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         if end_orphans(run_log):  # a build killed with -9 left recipes running: they must not
             reporter.warn("ended recipes left running by a build that was killed")  # write now
         executor = LocalExecutor(run_log, jobs=int(limits.get("cores", 1)))
+        if options.workers is not None:  # node watch: workers that outlive this build
+            executor.workers = options.workers
+            executor.owns_workers = False
+            options.workers.begin_build()
+        elif not options.cold and project.warm:
+            executor.workers = _workers(session, run_log, executor.token)
         if options.on_runner is not None:
             options.on_runner(runner, executor)
         runner.limits = limits
@@ -445,6 +451,15 @@ def _remove_tree(path: str) -> None:
 
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+def _workers(session, run_log: str, token: str):
+    """The build's warm workers (started when a recipe first asks for one)."""
+    from .workers.pool import Workers
+    from .workers.preload import find
+    extra = dict(session.project.preload)
+    return Workers(session.dir, run_log, token,
+                   lambda lang: find(session.project, lang, session.closure, extra.get(lang, ())))
 
 
 def _record_cancelled(session, runner, executor) -> None:

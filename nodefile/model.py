@@ -41,6 +41,7 @@ class Recipe:
     retries: int = 0
     resources: tuple[tuple[str, float], ...] = ()
     label: str = ""  # a portable name for a script outside the project (templates)
+    warm: bool = True  # may run in a warm worker (`warm = false` opts out); not in the key
     stdout: str = ""  # where standard output goes: a path among the node's outputs, or a placeholder
 
     @property
@@ -115,6 +116,8 @@ class Project:
     stores: dict = field(default_factory=dict)
     dir_outputs: tuple[tuple[str, str], ...] = ()  # (dir path with trailing /, node)
     sources: tuple[str, ...] = ()  # Nodefile and template files, for watch
+    warm: bool = True  # [project] warm: python and r recipes may run in warm workers
+    preload: tuple[tuple[str, tuple[str, ...]], ...] = ()  # [workers.LANG] preload: (lang, names)
     missing: tuple = ()  # missing sources: (path, nodes needing it, message); they block only those
     scans: tuple = ()  # instances from files: (node, pattern, glob, files listed, wildcards), config/filematrix.py
 
@@ -201,6 +204,7 @@ class NodeResult:
     duration: float = 0.0
     message: str = ""
     log: str | None = None
+    warm: bool = False  # its recipe ran in a warm worker
 
 
 @record

@@ -26,6 +26,8 @@ class Options:
     recipe_kind: str | None = None
     retries: int = 0
     executor: str = "local"
+    cold: bool = False  # --cold: no warm workers for this run
+    workers: object = None  # warm workers shared by successive builds (node watch); None: the build's own
     resources: dict = field(default_factory=dict)
     wait_for_lock: bool = True
     transfers_only: bool = False  # node pull: restore from the cache or stores, never rebuild

@@ -426,8 +426,10 @@ class Watcher:
     def run(self) -> int:
         previous = signal.signal(signal.SIGTERM, _interrupt)
         last = Cycle()
+        workers = None
         try:
             self._start()
+            workers = self._workers()
             last = self.cycle(None)
             while not last.interrupted:
                 last = self.cycle(*self.wait())
@@ -437,8 +439,24 @@ class Watcher:
             signal.signal(signal.SIGTERM, previous)
             if self.observers is not None:
                 self.observers.stop()
+            if workers is not None:
+                workers.close()
         self.rep.info("stopped watching" + (" (a build was interrupted)" if last.interrupted else ""))
         return 130 if last.interrupted else last.status
+
+    def _workers(self):
+        """Warm workers that live for the whole session (started when recipes ask)."""
+        if self.options.cold or (self.project is not None and not self.project.warm):
+            return None
+        from .workers.pool import Workers
+        from .workers.preload import find
+
+        def preload(lang):
+            project = self.project
+            return find(project, lang, None, dict(project.preload).get(lang, ())) if project else []
+        workers = Workers(os.path.join(self.root, ".nodefile"), None, f"watch.{os.getpid()}", preload)
+        self.options = replace(self.options, workers=workers)
+        return workers
 
     def _start(self) -> None:
         """Load the project and begin observing before the first build, so that a

@@ -24,10 +24,10 @@ except ImportError:  # pragma: no cover - a pure-Python install: the same parser
     import tomllib
 
 NODEFILE = "Nodefile.toml"
-TOP_KEYS = ("project", "params", "stores", "nodes", "use")
-PROJECT_KEYS = ("name", "default", "jobs", "cache", "python", "params")
+TOP_KEYS = ("project", "params", "stores", "nodes", "use", "workers")
+PROJECT_KEYS = ("name", "default", "jobs", "cache", "python", "params", "warm")
 STORE_KEYS = ("url", "push", "options", "timeout")
-RECIPE_OPTS = ("name", "args", "env", "timeout", "retries", "resources", "stdout")
+RECIPE_OPTS = ("name", "args", "env", "timeout", "retries", "resources", "stdout", "warm")
 _RECIPE_KEYS = RECIPE_KINDS + RECIPE_OPTS + ("recipes",)  # what a node's recipes are parsed from
 NODE_KEYS = ("outputs", "inputs", "params", "recipes", "priority", "wildcards", "matrix", "always") \
     + RECIPE_KINDS + RECIPE_OPTS[1:]
@@ -224,6 +224,7 @@ class _Builder:
         python = proj.get("python")
         if python is not None and not isinstance(python, str):
             c.err("python must be a string (an interpreter path)", ("project",), "python")
+        warm, preload = workers_options(self.data, proj, c)
         if c.problems:
             raise ConfigError(problems_dedup(c.problems + self.missing_problems))
         producers = {p.rstrip("/"): n.name for n in nodes.values() if n.recipes for p in n.output_paths}
@@ -231,6 +232,7 @@ class _Builder:
         return Project(root=self.root, file=self.nodefile, name=str(proj.get("name") or os.path.basename(self.root)),
                        nodes=nodes, producers=producers, params=params, default=default,
                        jobs=jobs, cache=cache, python=python, stores=stores, dir_outputs=dirs,
+                       warm=warm, preload=preload,
                        sources=tuple(dict.fromkeys(gathered.sources + self.param_files)), scans=tuple(self.scans),
                        missing=tuple(self.missing))
 
@@ -819,12 +821,15 @@ class _Builder:
                 c.err("resources must be a table of name = number, e.g. { cores = 2, mem_gb = 8 }", tt,
                       "resources" if "resources" in spec else where)
                 res = {}
+            warm = r.get("warm", True)
+            if not isinstance(warm, bool):
+                c.err("warm must be true or false", tt, "warm" if "warm" in spec else where)
             stdout = r.get("stdout", "") if kind != "fetch" else ""  # a fetch restores, prints nothing
             if not isinstance(stdout, str) or (not stdout and "stdout" in r and kind != "fetch"):
                 c.err("stdout must name one of the node's outputs, e.g. stdout = \"{outputs.results}\"", tt,
                       "stdout" if "stdout" in spec else where)
                 stdout = ""
-            recipes.append(Recipe(kind=kind, target=target, name=name, label=label, stdout=stdout,
+            recipes.append(Recipe(kind=kind, target=target, name=name, label=label, stdout=stdout, warm=warm is not False,
                                   args=tuple(placeholders.toml_text(a) for a in args),
                                   env=tuple((str(k), placeholders.toml_text(v)) for k, v in env.items()),
                                   timeout=float(timeout) if timeout else None, retries=retries,
@@ -913,3 +918,30 @@ def _producer_of(path: str, producers: dict, dirs) -> str | None:
         if p.startswith(d):
             return owner
     return None
+
+
+def workers_options(data: dict, proj: dict, c) -> tuple[bool, tuple]:
+    """`[project] warm` and `[workers.python|r] preload = [...]` (SPEC §2, §5)."""
+    warm = proj.get("warm", True)
+    if not isinstance(warm, bool):
+        c.err("warm must be true or false", ("project",), "warm")
+    workers = data.get("workers", {})
+    if not isinstance(workers, dict):
+        c.err("workers must be a table, e.g. [workers.python] preload = [\"pandas\"]", (), "workers")
+        return warm is not False, ()
+    preload = []
+    for lang, table in workers.items():
+        t = ("workers", lang)
+        if lang not in ("python", "r"):
+            c.err(f"unknown worker '{lang}'{did_you_mean(lang, ('python', 'r'))}", ("workers",), lang)
+            continue
+        if not isinstance(table, dict):
+            c.err("must be a table with preload = [...]", ("workers",), lang)
+            continue
+        c.unknown_keys(table, ("preload",), t)
+        names = table.get("preload", [])
+        if not isinstance(names, list) or not all(isinstance(x, str) and x for x in names):
+            c.err("preload must be a list of module (python) or package (r) names", t, "preload")
+            continue
+        preload.append((lang, tuple(names)))
+    return warm is not False, tuple(preload)

@@ -15,7 +15,8 @@ import sys
 import threading
 import time
 from ..records import record
-from .spawner import CHUNK, GRACE, Procs, _signal_group, frame, unframe
+from .helper import Helper, spawn_helper_argv
+from .spawner import GRACE, Procs, signal_group
 
 # what to install when a recipe's interpreter is not on PATH
 INSTALL = {"Rscript": "install R (Debian: apt-get install r-base-core)",
@@ -48,6 +49,7 @@ class Finished:
     failure: str | None = None  # for transfers: unavailable | transient | recipe error
     payload: object = None  # for transfers: what the callable returned
     output_bytes: int = 0  # what a process wrote to its log (0: no log file unless it failed)
+    warm: bool = False  # it ran in a warm worker (a fork of a preloaded process)
 
 
 class _Proc:
@@ -91,14 +93,14 @@ def end_orphans(run_log: str) -> int:
     ended = []
     for pid in sorted(live) if token else ():
         if mark in _environ(pid):
-            _signal_group(pid, signal.SIGTERM)
+            signal_group(pid, signal.SIGTERM)
             ended.append(pid)
     if ended:
         deadline = time.monotonic() + GRACE
         while time.monotonic() < deadline and any(mark in _environ(p) for p in ended):
             time.sleep(0.05)
         for p in ended:
-            _signal_group(p, signal.SIGKILL)
+            signal_group(p, signal.SIGKILL)
     try:
         os.remove(run_log)
     except OSError:
@@ -134,8 +136,14 @@ class LocalExecutor:
     starts, signals and reaps."""
     name = "local"
 
-    def __init__(self, run_log: str | None = None, helper_after: int | None = None, jobs: int = 2):
-        self.run_log = run_log  # where running recipes are recorded (end_orphans)
+    def __init__(self, run_log: str | None = None, helper_after: int | None = None, jobs: int = 2,
+                 workers=None):
+        self.run_log = run_log
+        self.workers = workers  # workers.pool.Workers, or None: every recipe starts cold
+        self.owns_workers = True  # close them with the build (node watch keeps its own)
+        self.via: dict[int, object] = {}  # handle -> the warm worker running it
+        self.warm_specs: dict[int, object] = {}  # handle -> its spec (to retry cold)
+        self.retried: set[int] = set()  # handles retried cold after dying warm  # where running recipes are recorded (end_orphans)
         self._run_fd: int | None = None
         self._found: dict = {}
         if run_log:
@@ -158,10 +166,10 @@ class LocalExecutor:
             # with -j 1 nothing runs beside a spawn: the helper would only add a hop
             helper_after = int(os.environ.get("NODEFILE_SPAWN_HELPER_AFTER", HELPER_AFTER if jobs >= 2 else -1))
         self.helper_after = helper_after  # < 0: never; 0: every process, from the first (tests)
-        self.helper: _Helper | None = None
+        self.helper: Helper | None = None
         self._successor: dict[int, int] = {}  # handle -> the handle started in its place when it ends
         if helper_after == 0:
-            self.helper = _Helper(run_log)
+            self.helper = Helper(spawn_helper_argv(run_log))
             self.helper.up(wait=10.0)
 
     def _run_thread(self, handle: int, spec, start: float) -> None:
@@ -197,11 +205,33 @@ class LocalExecutor:
         handle = self._next_proc
         self._next_proc += 1
         spec.env["NODEFILE_RUN"] = self.token
+        if self._submit_warm(handle, spec):
+            return handle
+        return self._submit_cold(handle, spec)
+
+    def _submit_warm(self, handle: int, spec) -> bool:
+        """Hand the recipe to a ready warm worker of its language, if there is one."""
+        lang = getattr(spec, "warm", None)
+        if not lang or self.workers is None or (spec.node, spec.recipe.name) in self.workers.cold_only:
+            return False
+        w = self.workers.get(lang)
+        if w is None:
+            return False
+        from ..recipes import unwrapped
+        argv = unwrapped(spec.argv)  # `stdout = ...`: the worker's child redirects itself
+        w.send(("run", handle, argv[0], argv, spec.env, spec.cwd, spec.log))
+        self.via[handle] = w
+        self.warm_specs[handle] = spec
+        start = time.monotonic()
+        self.procs[handle] = _Proc(start, start + spec.timeout if spec.timeout else None)
+        return True
+
+    def _submit_cold(self, handle: int, spec) -> int:
         argv = list(spec.argv)
         try:
             exe = argv[0] if os.sep in argv[0] else self._which(argv[0], spec.env.get("PATH"))
             if handle == self.helper_after and self.helper_after >= 0:
-                self.helper = _Helper(self.run_log)
+                self.helper = Helper(spawn_helper_argv(self.run_log))
             if self.helper is not None and self.helper.up():
                 self.helper.send(("run", handle, exe, argv, spec.env, spec.cwd, spec.log))
                 start = time.monotonic()
@@ -222,6 +252,8 @@ class LocalExecutor:
         milliseconds leaves a slot idle about a third of the time. None when that cannot
         be promised (no helper, `earlier` not a started helper process, or it already
         has a successor): then submit() it when resources free up, as usual."""
+        if getattr(spec, "warm", None) and self.workers is not None and self.workers.live.get(spec.warm):
+            return None  # its worker starts it when a slot frees
         if (spec.func is not None or self.helper is None or not self.helper.ready or earlier in self._successor
                 or earlier in self.inline.procs or earlier not in self.procs or self.procs[earlier].start is None):
             return None
@@ -248,6 +280,8 @@ class LocalExecutor:
 
     def close(self) -> None:
         """After the build: no recipe runs any more, the record is not needed."""
+        if self.workers is not None and self.owns_workers and not self.procs:
+            self.workers.close()
         if self.helper is not None and not self.procs:
             self.helper.close()
             self.helper = None
@@ -301,6 +335,8 @@ class LocalExecutor:
         watched = self.inline.watched()
         if self.helper is not None:
             watched.append(self.helper.rep)
+        if self.workers is not None:
+            watched += self.workers.fds()
         watched.append(self._wake_r)
         try:
             ready, _, _ = select.select(watched, [], [], limit)
@@ -317,15 +353,36 @@ class LocalExecutor:
                               for h in self.procs if h not in self.inline.procs]
                     self.helper.close()
                     self.helper = None
+            elif self.workers is not None and self.workers.by_fd(fd) is not None:
+                ended += self._from_worker(self.workers.by_fd(fd))
         if polling:
             ended += self.inline.poll()
-        done = [self._finish(*e) for e in ended]
+        done = [f for f in (self._finish(*e) for e in ended) if f is not None]
         if self._wake_r in ready or self._thread_done:
             done += self._collect_threads()
         self._enforce_deadlines()
         return done
 
-    def _finish(self, handle, code, duration, nbytes, error="") -> Finished:
+    def _from_worker(self, w) -> list:
+        """What a warm worker reports ended; if it died, what it ran is lost (retried cold)."""
+        ended = w.receive()
+        if w.dead:
+            ended += [(h, -signal.SIGKILL, 0.0, 0, "") for h, via in self.via.items() if via is w]
+            self.workers.reasons.setdefault(w_lang(self.workers, w), "the worker process died")
+        return ended
+
+    def _finish(self, handle, code, duration, nbytes, error="") -> Finished | None:
+        warm = self.via.pop(handle, None) is not None
+        if warm:
+            spec = self.warm_specs.pop(handle)
+            p = self.procs[handle]
+            if code is not None and code < 0 and not (p.timed_out or p.cancelled):
+                return self._retry_cold(handle, spec, code)  # a crash of the fork, not the recipe's verdict
+        elif handle in self.retried:
+            self.retried.discard(handle)
+            spec = self.warm_specs.pop(handle)
+            if code == 0:
+                self.workers.remember_cold(spec.node, spec.recipe.name)
         p = self.procs.pop(handle)
         nxt = self._successor.pop(handle, None)
         if nxt is not None and nxt in self.procs and code == 0:  # the helper started it in its place
@@ -333,13 +390,35 @@ class LocalExecutor:
             q.start = time.monotonic()
             if q.timeout:
                 q.deadline = q.start + q.timeout
-        return Finished(handle, code, duration, p.timed_out, p.cancelled, error=error, output_bytes=nbytes)
+        return Finished(handle, code, duration, p.timed_out, p.cancelled, error=error, output_bytes=nbytes,
+                        warm=warm)
+
+    def _retry_cold(self, handle: int, spec, code: int) -> None:
+        """A warm attempt that died of a signal runs again, cold, once, under the same handle."""
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        note = f"nodefile: the warm run was killed by {name}; running the recipe again, cold\n"
+        try:
+            os.makedirs(os.path.dirname(spec.log), exist_ok=True)
+            with open(spec.log, "a") as f:
+                f.write(note)
+        except OSError:
+            pass
+        del self.procs[handle]
+        self.retried.add(handle)
+        self.warm_specs[handle] = spec
+        self._submit_cold(handle, spec)
+        return None
 
     def _signal(self, handle: int, sig: int) -> None:
         p = self.procs.get(handle)
         if p is None:
             return
-        if handle in self.inline.procs:
+        if handle in self.via:
+            self.via[handle].send(("sig", handle, int(sig)))
+        elif handle in self.inline.procs:
             self.inline.signal(handle, sig)
         elif self.helper is not None:
             self.helper.send(("sig", handle, int(sig)))
@@ -380,58 +459,5 @@ class LocalExecutor:
         return done
 
 
-class _Helper:
-    """The spawn helper process and the two pipes to it."""
-
-    def __init__(self, run_log: str | None):
-        req_r, self.req = os.pipe()
-        self.rep, rep_w = os.pipe()
-        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spawner.py")
-        argv = [sys.executable, "-I", "-S", script, "3", "4"] + ([run_log] if run_log else [])
-        try:
-            self.pid = os.posix_spawn(sys.executable, argv, os.environ,
-                                      file_actions=[(os.POSIX_SPAWN_DUP2, req_r, 3),
-                                                    (os.POSIX_SPAWN_DUP2, rep_w, 4)])
-        finally:
-            os.close(req_r)
-            os.close(rep_w)
-        self.buf = b""
-        self.ready = False
-        self.dead = False
-
-    def up(self, wait: float = 0.0) -> bool:
-        """Has it said it is ready? (Until then recipes start in the build.)"""
-        if not self.ready and not self.dead and select.select([self.rep], [], [], wait)[0]:
-            self.receive()
-        return self.ready
-
-    def send(self, msg) -> None:
-        try:
-            os.write(self.req, frame(msg))
-        except BrokenPipeError:
-            pass  # it died: receive() reports what it ran
-
-    def receive(self) -> list:
-        """The recipes it reports ended, as (handle, code, duration, nbytes, error).
-        At end of file it has died (it never should): `dead` is set."""
-        data = os.read(self.rep, CHUNK)
-        if not data:
-            self.dead, self.ready = True, False
-            return []
-        msgs, self.buf = unframe(self.buf + data)
-        ended = []
-        for m in msgs:
-            if m[0] == "ready":
-                self.ready = True
-            elif m[0] == "done":
-                ended.append(m[1:])
-        return ended
-
-    def close(self) -> None:
-        os.close(self.req)
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
-        os.close(self.rep)
-
+def w_lang(workers, w) -> str:
+    return next((lang for lang, x in workers.live.items() if x is w), "?")

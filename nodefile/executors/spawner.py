@@ -60,22 +60,7 @@ class Procs:
         r, w = os.pipe()
         try:
             start = time.monotonic()
-            popen = None
-            if cwd == self.cwd or self.can_chdir:
-                actions = [(os.POSIX_SPAWN_DUP2, self.devnull, 0), (os.POSIX_SPAWN_DUP2, w, 1),
-                           (os.POSIX_SPAWN_DUP2, w, 2)]
-                if cwd != self.cwd:
-                    os.chdir(cwd)
-                try:
-                    pid = os.posix_spawn(exe, argv, env, file_actions=actions, setsid=True)
-                finally:
-                    if cwd != self.cwd:
-                        os.chdir(self.cwd)
-            else:  # posix_spawn cannot chdir, and this process may have threads
-                import subprocess
-                popen = subprocess.Popen(argv, executable=exe, cwd=cwd, env=env, stdin=self.devnull, stdout=w,
-                                         stderr=w, start_new_session=True, close_fds=True)
-                pid = popen.pid
+            pid, popen = self.launch(exe, argv, env, cwd, w)
         except BaseException:
             os.close(r)
             os.close(w)
@@ -95,6 +80,27 @@ class Procs:
             self.fds[pidfd] = (p, True)
         self._note(f"+ {pid}\n")
         return start
+
+    def launch(self, exe, argv, env, cwd, w):
+        """Start the process in a session of its own, stdin from /dev/null, stdout and
+        stderr to w; return (pid, Popen or None). A warm worker overrides this (it forks)."""
+        popen = None
+        if cwd == self.cwd or self.can_chdir:
+            actions = [(os.POSIX_SPAWN_DUP2, self.devnull, 0), (os.POSIX_SPAWN_DUP2, w, 1),
+                       (os.POSIX_SPAWN_DUP2, w, 2)]
+            if cwd != self.cwd:
+                os.chdir(cwd)
+            try:
+                pid = os.posix_spawn(exe, argv, env, file_actions=actions, setsid=True)
+            finally:
+                if cwd != self.cwd:
+                    os.chdir(self.cwd)
+        else:  # posix_spawn cannot chdir, and this process may have threads
+            import subprocess
+            popen = subprocess.Popen(argv, executable=exe, cwd=cwd, env=env, stdin=self.devnull, stdout=w,
+                                     stderr=w, start_new_session=True, close_fds=True)
+            pid = popen.pid
+        return pid, popen
 
     def close(self):
         if self.devnull is not None:
@@ -127,7 +133,7 @@ class Procs:
     def signal(self, handle, sig):
         p = self.procs.get(handle)
         if p is not None:
-            _signal_group(p.pid, sig)
+            signal_group(p.pid, sig)
 
     def _drain(self, p):
         """Copy what the recipe wrote to its log; at end of file stop watching the pipe."""
@@ -161,7 +167,7 @@ class Procs:
         if p.popen is not None:
             p.popen.returncode = code
         duration = time.monotonic() - p.start
-        _signal_group(p.pid, signal.SIGKILL)  # the recipe's children may outlive it: end the group
+        signal_group(p.pid, signal.SIGKILL)  # the recipe's children may outlive it: end the group
         if p.pidfd is not None:
             del self.fds[p.pidfd]
             os.close(p.pidfd)
@@ -185,7 +191,7 @@ class Procs:
                 pass
 
 
-def _signal_group(pid, sig):
+def signal_group(pid, sig):
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
@@ -210,7 +216,7 @@ def unframe(buf):
     return msgs, buf[pos:]
 
 
-def serve(req, rep, run_log):
+def serve(req, rep, run_log, procs_class=None):
     """The helper's loop. Requests:
       ("run", handle, exe, argv, env, cwd, log);
       ("after", earlier, handle, exe, argv, env, cwd, log): start it the moment the
@@ -224,7 +230,7 @@ def serve(req, rep, run_log):
     then SIGKILL after GRACE seconds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the build's to handle
     run_fd = os.open(run_log, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC) if run_log else None
-    procs = Procs(run_fd, can_chdir=True)
+    procs = (procs_class or Procs)(run_fd, can_chdir=True)
     successor = {}  # handle of a running process -> the request to start when it ends
     out = bytearray(frame(("ready",)))
 

@@ -40,6 +40,7 @@ local({
   path <- normalizePath(script, mustWork = FALSE)  # the script may change the working directory
   state <- new.env(parent = emptyenv())
   state$done <- 0L
+  options(nodefile.state = state)  # a warm R worker's loop keeps the count (no task callbacks there)
   addTaskCallback(function(...) {
     state$done <- state$done + 1L
     state$cond <- NULL

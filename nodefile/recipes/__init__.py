@@ -34,6 +34,7 @@ class Spec:
     attempt: int
     index: int = 0  # position of the recipe in the node's order for this build
     func: object = None  # transfers (load, fetch): a callable run in a thread instead of a process
+    warm: str | None = None  # the warm worker that may run it ("python", "r"), or None: always cold
 
 
 def manifest(project: Project, node: Node, recipe: Recipe | None = None, attempt: int = 1,
@@ -230,13 +231,35 @@ def prepare(project: Project, node: Node, recipe: Recipe, attempt: int, log: str
     if recipe.stdout:
         env["NODEFILE_STDOUT"] = os.path.join(project.root, placeholders.stdout_path(node, recipe.stdout))
         argv = to_stdout_file(argv)
-    return Spec(node.name, recipe, tuple(argv), env, cwd, log, mpath, recipe.timeout, res, attempt, index)
+    return Spec(node.name, recipe, tuple(argv), env, cwd, log, mpath, recipe.timeout, res, attempt, index,
+                warm=warm_language(project, recipe))
 
 
 def to_stdout_file(argv: list[str]) -> list[str]:
     """argv run with its standard output in the file $NODEFILE_STDOUT (`stdout = ...`);
     standard error stays on the log."""
-    return ["/bin/sh", "-c", 'exec "$@" > "$NODEFILE_STDOUT"', "sh"] + argv
+    return list(STDOUT_WRAPPER) + argv
+
+
+STDOUT_WRAPPER = ("/bin/sh", "-c", 'exec "$@" > "$NODEFILE_STDOUT"', "sh")
+
+
+def unwrapped(argv) -> list[str]:
+    """The recipe's own argv, without the `stdout` wrapper (a warm worker redirects itself)."""
+    n = len(STDOUT_WRAPPER)
+    return list(argv[n:]) if tuple(argv[:n]) == STDOUT_WRAPPER else list(argv)
+
+
+def warm_language(project: Project, recipe: Recipe) -> str | None:
+    """Which warm worker may run the recipe: Python recipes run by the interpreter
+    running nodefile, and R recipes (the worker embeds R); None for the rest."""
+    if not (project.warm and recipe.warm):
+        return None
+    if recipe.kind in ("python", "call") and (project.python is None or project.python == sys.executable):
+        return "python"
+    if recipe.kind == "r":
+        return "r"
+    return None
 
 
 def hand_command(project: Project, node: Node, recipe: Recipe, mpath: str, rpath: str | None) -> str:

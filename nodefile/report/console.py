@@ -139,6 +139,7 @@ class Console:
         if o is Outcome.OK:
             if self.verbosity >= 0:
                 via = f" via {result.recipe}" if result.recipe else ""
+                via += " (warm)" if result.warm else ""
                 self.print(f"ok   {result.node}  {fmt_seconds(result.duration)}{via}")
         elif o is Outcome.FAILED:
             self._clear()
