@@ -123,8 +123,8 @@ R_PROJECT = {
 @pytest.mark.needs_r
 def test_r_recipes_give_the_same_bytes_warm_and_cold_and_share_nothing(tmp_path):
     needs_rpy2()
-    warm = write(tmp_path / "a", R_PROJECT)
-    cold = write(tmp_path / "b", R_PROJECT)
+    warm = write(tmp_path / "warm" / "p", R_PROJECT)  # the same folder name: the recipe saves it
+    cold = write(tmp_path / "cold" / "p", R_PROJECT)
     proc = run(warm, "build", "-j", "1", env=WARM, check=0)
     assert all("(warm)" in line for line in ok_lines(proc).values()), describe(proc)
     run(cold, "build", "-j", "1", "--cold", env=WARM, check=0)
