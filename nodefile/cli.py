@@ -97,7 +97,10 @@ def _parser(only: str | None = None):
     b.add_argument("-B", "--always-make", action="store_true", help="rebuild the targets and their dependencies")
     b.add_argument("--recipe", help="use only recipes of this kind (or name)")
     b.add_argument("--retries", type=int, default=0, help="retry a failed recipe N times")
-    b.add_argument("--executor", choices=("local",), default="local")
+    b.add_argument("--executor", choices=("local", "dask"), default=None,
+                   help="where recipes run: local processes (default), or a Dask cluster "
+                        "(e.g. --executor dask --dask tcp://10.0.0.5:8786; no address: a LocalCluster of -j workers)")
+    b.add_argument("--dask", metavar="ADDRESS", help="the Dask scheduler's address, with --executor dask")
     b.add_argument("--resources", default="", help="limits, e.g. gpu=1,mem_gb=16")
     b.add_argument("--no-wait", action="store_true", help="fail instead of waiting when another build runs")
     cmd("status", "a table: each node, up to date / stale / missing, and why")
@@ -147,7 +150,7 @@ def _simple_build(argv):
     import types
     ns = types.SimpleNamespace(command="build", directory=None, file=None, targets=[], verbose=0, quiet=False,
                                set=[], jobs=None, keep_going=False, dry_run=False, always_make=False, recipe=None,
-                               retries=0, executor="local", resources="", no_wait=False)
+                               retries=0, executor=None, dask=None, resources="", no_wait=False)
     it = iter(argv[1:])
     for a in it:
         if a in ("-k", "--keep-going"):

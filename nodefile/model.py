@@ -113,6 +113,7 @@ class Project:
     stores: dict = field(default_factory=dict)
     dir_outputs: tuple[tuple[str, str], ...] = ()  # (dir path with trailing /, node)
     sources: tuple[str, ...] = ()  # Nodefile and template files, for watch
+    executor: tuple = ("local", None)  # [executor] (kind, address)
     missing: tuple = ()  # missing sources: (path, nodes needing it, message); they block only those
     scans: tuple = ()  # instances from files: (node, pattern, glob, files listed, wildcards), config/filematrix.py
 

@@ -25,7 +25,8 @@ class Options:
     always_make: bool = False
     recipe_kind: str | None = None
     retries: int = 0
-    executor: str = "local"
+    executor: str | None = None  # local | dask; None: the Nodefile's [executor], else local
+    dask_address: str | None = None  # --dask ADDRESS
     resources: dict = field(default_factory=dict)
     wait_for_lock: bool = True
     transfers_only: bool = False  # node pull: restore from the cache or stores, never rebuild

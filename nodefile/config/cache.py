@@ -26,7 +26,7 @@ import time
 from ..fsclock import racy_ns
 from ..model import FORMAT_VERSION
 
-VERSION = 2  # 2: header and body pickled apart
+VERSION = 4  # 2: header and body pickled apart; 4: [executor]
 
 
 def _path(root: str, key: str) -> str:

@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - a pure-Python install: the same parser
     import tomllib
 
 NODEFILE = "Nodefile.toml"
-TOP_KEYS = ("project", "params", "stores", "nodes", "use")
+TOP_KEYS = ("project", "params", "stores", "nodes", "use", "executor")
 PROJECT_KEYS = ("name", "default", "jobs", "cache", "python", "params")
 STORE_KEYS = ("url", "push", "options")
 RECIPE_OPTS = ("name", "args", "env", "timeout", "retries", "resources", "stdout")
@@ -224,13 +224,14 @@ class _Builder:
         python = proj.get("python")
         if python is not None and not isinstance(python, str):
             c.err("python must be a string (an interpreter path)", ("project",), "python")
+        executor = executor_table(self.data, c)
         if c.problems:
             raise ConfigError(problems_dedup(c.problems + self.missing_problems))
         producers = {p.rstrip("/"): n.name for n in nodes.values() if n.recipes for p in n.output_paths}
         dirs = tuple((p, n.name) for n in nodes.values() if n.recipes for p in n.output_paths if p.endswith("/"))
         return Project(root=self.root, file=self.nodefile, name=str(proj.get("name") or os.path.basename(self.root)),
                        nodes=nodes, producers=producers, params=params, default=default,
-                       jobs=jobs, cache=cache, python=python, stores=stores, dir_outputs=dirs,
+                       jobs=jobs, cache=cache, python=python, stores=stores, dir_outputs=dirs, executor=executor,
                        sources=tuple(dict.fromkeys(gathered.sources + self.param_files)), scans=tuple(self.scans),
                        missing=tuple(self.missing))
 
@@ -894,3 +895,22 @@ def _producer_of(path: str, producers: dict, dirs) -> str | None:
         if p.startswith(d):
             return owner
     return None
+
+
+def executor_table(data: dict, c) -> tuple[str, str | None]:
+    """`[executor] kind = "local" | "dask"` and `address = "tcp://HOST:8786"` (SPEC §2, §5)."""
+    table = data.get("executor", {})
+    if not isinstance(table, dict):
+        c.err("executor must be a table: [executor] kind = \"dask\"", (), "executor")
+        return ("local", None)
+    c.unknown_keys(table, ("kind", "address"), ("executor",))
+    kind = table.get("kind", "local")
+    if kind not in ("local", "dask"):
+        c.err(f"kind must be \"local\" or \"dask\", not {kind!r}", ("executor",), "kind")
+        kind = "local"
+    address = table.get("address")
+    if address is not None and (not isinstance(address, str) or not address):
+        c.err("address must be the Dask scheduler's address, e.g. \"tcp://10.0.0.5:8786\"", ("executor",), "address")
+        address = None
+    return (kind, address)
+
