@@ -202,7 +202,8 @@ class DaskExecutor:
         self._forget(handle)
         if r["code"] == 0:
             wait_visible(spec.manifest)
-        return Finished(handle, r["code"], r["duration"], timed_out=r["timed_out"], output_bytes=len(r["output"]))
+        return Finished(handle, r["code"], r["duration"], timed_out=r["timed_out"], output_bytes=len(r["output"]),
+                        started_ns=int(r["start"] * 1e9), worker=r["worker"])
 
     def _lost(self, handle: int, spec, error) -> Finished | None:
         n = self.lost.get(handle, 0)

@@ -31,6 +31,8 @@ class Finished:
     failure: str | None = None  # for transfers: unavailable | transient | recipe error
     payload: object = None  # for transfers: what the callable returned
     output_bytes: int = 0  # what a process wrote to its log (0: no log file unless it failed)
+    started_ns: int = 0  # when it started, wall clock (0: its end less its duration)
+    worker: str = ""  # the Dask worker that ran it
 
 
 class _Proc:
