@@ -127,12 +127,15 @@ def dask_executor(project: Project, order, options: Options, address: str | None
         raise ConfigError(str(e)) from None
 
 
+IN_FLIGHT = 4  # attempts in flight per worker thread on a cluster (bench/dask_overhead.py)
+
+
 def cluster_limits(limits: dict, offers: dict) -> dict:
     """The build's limits on a cluster: its workers' threads and resources. A few more
     attempts than threads are kept in flight, so a worker that finishes one finds the
     next already queued on the scheduler (no round trip to the driver)."""
     cores = offers.get("cores", 1.0)
-    out = {"cores": cores + max(1.0, cores // 2), "transfers": limits["transfers"], "mem_gb": float("inf")}
+    out = {"cores": cores * IN_FLIGHT, "transfers": limits["transfers"], "mem_gb": float("inf")}
     out.update({k: v for k, v in offers.items() if k != "cores"})
     return out
 
