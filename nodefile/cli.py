@@ -216,8 +216,10 @@ def make_parser(only: str | None = None):
                    help="re-run the recipes of the TARGETs named (not of their inputs), even if up to date")
     b.add_argument("--recipe", metavar="KIND", help="use only recipes of this kind or name (--recipe r)")
     b.add_argument("--retries", type=int, default=0, metavar="N", help="retry a failed recipe N times")
-    b.add_argument("--executor", choices=("local",), default="local",
-                   help="where recipes run: local processes (the only executor in this version)")
+    b.add_argument("--executor", choices=("local", "dask"), default=None,
+                   help="where recipes run: local processes (default), or a Dask cluster "
+                        "(e.g. --executor dask --dask tcp://10.0.0.5:8786; no address: a LocalCluster of -j workers)")
+    b.add_argument("--dask", metavar="ADDRESS", help="the Dask scheduler's address, with --executor dask")
     b.add_argument("--resources", default="", metavar="R=N,...",
                    help="what this machine offers, e.g. gpu=1,mem_gb=16 (default: cores and memory detected)")
     b.add_argument("--cold", action="store_true",
@@ -292,7 +294,7 @@ def _simple_build(argv):
     import types
     ns = types.SimpleNamespace(command="build", directory=None, file=None, targets=[], verbose=0, quiet=False,
                                set=[], jobs=None, keep_going=False, dry_run=False, always_make=False, recipe=None,
-                               retries=0, executor="local", resources="", no_wait=False, check=False,
+                               retries=0, executor=None, dask=None, resources="", no_wait=False, check=False,
                                force=False, json=False, cold=False)
     it = iter(argv[1:])
     for a in it:

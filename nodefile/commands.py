@@ -40,7 +40,8 @@ def cmd_build(args, rep) -> int:
     from .cli import parse_resources
     opts = Options(jobs=args.jobs, keep_going=args.keep_going, dry_run=args.dry_run,
                    always_make=args.always_make, recipe_kind=args.recipe, retries=args.retries,
-                   executor=args.executor, resources=parse_resources(args.resources),
+                   executor=args.executor, dask_address=getattr(args, "dask", None),
+                   resources=parse_resources(args.resources),
                    wait_for_lock=not args.no_wait, cold=getattr(args, "cold", False),
                    noop_record=(getattr(args, "_argv", None), os.getcwd()) if getattr(args, "_argv", None) else None)
     if opts.jobs is not None and opts.jobs < 1:

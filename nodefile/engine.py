@@ -37,7 +37,7 @@ def _memory_gb() -> float:
 _ORIGIN = {"mem_gb": "this machine's memory", "transfers": "max(4, -j)"}  # limits not given by --resources
 
 
-def check_resources(project: Project, names, limits: dict, given=()) -> None:
+def check_resources(project: Project, names, limits: dict, given=(), cluster: bool = False) -> None:
     """given: the resources --resources set (the others' limits are the machine's)."""
     problems = []
     for n in names:
@@ -45,7 +45,10 @@ def check_resources(project: Project, names, limits: dict, given=()) -> None:
             for k, v in r.resources:
                 if k == "cores":
                     continue  # more cores than -j allows runs alone rather than never
-                if k not in limits:
+                if k not in limits and cluster:
+                    problems.append(f"node '{n}' recipe '{r.name}' asks for {k} = {v:g}, but no Dask worker "
+                                    f"offers {k} (start workers with `dask worker ... --resources {k}=N`)")
+                elif k not in limits:
                     problems.append(f"node '{n}' recipe '{r.name}' asks for {k} = {v:g}, but no {k} limit "
                                     f"is given (use --resources {k}=N)")
                 elif k in limits and v > limits[k]:
@@ -90,11 +93,57 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
     order = graph.closure(project.nodes, names)
     check_missing(project, order)
     limits = limits_for(options, project)
+    kind, address = executor_choice(options, project)
+    if kind == "dask" and not options.dry_run:
+        check_recipe_kind(project, order, options)
+        executor = dask_executor(project, order, options, address)
+        limits = cluster_limits(limits, executor.offers())
+        try:
+            check_resources(project, order, limits, cluster=True)
+        except ConfigError:
+            executor.close()
+            raise
+        return _run(project, names, order, limits, options, reporter, t0, executor=executor)
     check_resources(project, order, limits, options.resources)
     check_recipe_kind(project, order, options)
     if options.dry_run:
         return dry_run(project, order, options, reporter, t0)
     return _run(project, names, order, limits, options, reporter, t0)
+
+
+def executor_choice(options: Options, project: Project) -> tuple[str, str | None]:
+    """(kind, address): --executor / --dask, else the Nodefile's [executor], else local."""
+    kind = options.executor or project.executor[0]
+    address = options.dask_address or (project.executor[1] if project.executor[0] == "dask" else None)
+    if options.dask_address and kind != "dask":
+        raise ConfigError("--dask ADDRESS goes with --executor dask")
+    return kind, address
+
+
+def dask_executor(project: Project, order, options: Options, address: str | None):
+    """Connect to (or start) the Dask cluster; a clear error when it cannot be used."""
+    try:
+        from .executors.cluster import ClusterError, DaskExecutor
+    except ImportError as e:
+        raise ConfigError(f"--executor dask needs Dask distributed: pip install 'nodefile[dask]' ({e})") from None
+    jobs = options.jobs or project.jobs or os.cpu_count() or 1
+    try:
+        return DaskExecutor(address, jobs, os.path.join(project.root, ".nodefile"))
+    except ClusterError as e:
+        raise ConfigError(str(e)) from None
+
+
+IN_FLIGHT = 4  # attempts in flight per worker thread on a cluster (bench/dask_overhead.py)
+
+
+def cluster_limits(limits: dict, offers: dict) -> dict:
+    """The build's limits on a cluster: its workers' threads and resources. A few more
+    attempts than threads are kept in flight, so a worker that finishes one finds the
+    next already queued on the scheduler (no round trip to the driver)."""
+    cores = offers.get("cores", 1.0)
+    out = {"cores": cores * IN_FLIGHT, "transfers": limits["transfers"], "mem_gb": float("inf")}
+    out.update({k: v for k, v in offers.items() if k != "cores"})
+    return out
 
 
 class _Partial:
@@ -115,7 +164,8 @@ def build_incremental(options: Options, reporter) -> Summary | None:
     no node owns changed, or too many nodes affected): then the normal build runs."""
     from . import fastpath
     t0 = time.monotonic()
-    if not options.noop_record or options.always_make or options.dry_run or options.recipe_kind or options.force:
+    if (not options.noop_record or options.always_make or options.dry_run or options.recipe_kind or options.force
+            or options.executor == "dask"):
         return None
     argv, cwd = options.noop_record
     seen = fastpath.PENDING
@@ -160,7 +210,7 @@ def _incremental(ix, options, reporter, t0, root, rec, paths, argv, cwd):
 
 
 def _run(project: Project, names, order, limits, options: Options, reporter, t0: float,
-         partial: _Partial | None = None) -> Summary:
+         partial: _Partial | None = None, executor=None) -> Summary:
     from .scheduler import Scheduler
     session = Session(project, lazy=partial is not None)
     lock = ProjectLock(session.dir)
@@ -185,13 +235,14 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         run_log = os.path.join(session.dir, "running.log")
         if end_orphans(run_log):  # a build killed with -9 left recipes running: they must not
             reporter.warn("ended recipes left running by a build that was killed")  # write now
-        executor = LocalExecutor(run_log, jobs=int(limits.get("cores", 1)))
-        if options.workers is not None:  # node watch: workers that outlive this build
-            executor.workers = options.workers
-            executor.owns_workers = False
-            options.workers.begin_build()
-        elif not options.cold and project.warm:
-            executor.workers = _workers(session, run_log, executor.token)
+        if executor is None:
+            executor = LocalExecutor(run_log, jobs=int(limits.get("cores", 1)))
+            if options.workers is not None:  # node watch: workers that outlive this build
+                executor.workers = options.workers
+                executor.owns_workers = False
+                options.workers.begin_build()
+            elif not options.cold and project.warm:
+                executor.workers = _workers(session, run_log, executor.token)
         if options.on_runner is not None:
             options.on_runner(runner, executor)
         runner.limits = limits
@@ -208,6 +259,8 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
 
         def priority(n):
             return (-project.nodes[n].priority, -levels[n])
+        if executor.name == "dask":  # Dask runs higher numbers first
+            executor.priority = lambda n: int(project.nodes[n].priority * 10 ** 9 + levels[n] * 1000)
 
         sched = Scheduler(order, {n: project.nodes[n].deps for n in order}, priority, limits, executor, runner,
                           keep_going=options.keep_going)
@@ -255,6 +308,8 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         summary.elapsed = time.monotonic() - t0
         return summary
     finally:
+        if executor is not None and executor.name == "dask":
+            executor.close()  # also when the build stopped early: no cluster left behind
         from . import fastpath
         fastpath.PENDING = None  # used up: later commands in this process stat afresh
         session.close()

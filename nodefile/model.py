@@ -118,6 +118,7 @@ class Project:
     sources: tuple[str, ...] = ()  # Nodefile and template files, for watch
     warm: bool = True  # [project] warm: python and r recipes may run in warm workers
     preload: tuple[tuple[str, tuple[str, ...]], ...] = ()  # [workers.LANG] preload: (lang, names)
+    executor: tuple = ("local", None)  # [executor] (kind, address)
     missing: tuple = ()  # missing sources: (path, nodes needing it, message); they block only those
     scans: tuple = ()  # instances from files: (node, pattern, glob, files listed, wildcards), config/filematrix.py
 

@@ -25,7 +25,8 @@ class Options:
     always_make: bool = False
     recipe_kind: str | None = None
     retries: int = 0
-    executor: str = "local"
+    executor: str | None = None  # local | dask; None: the Nodefile's [executor], else local
+    dask_address: str | None = None  # --dask ADDRESS
     cold: bool = False  # --cold: no warm workers for this run
     workers: object = None  # warm workers shared by successive builds (node watch); None: the build's own
     resources: dict = field(default_factory=dict)

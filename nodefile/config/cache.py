@@ -26,7 +26,7 @@ import time
 from ..fsclock import racy_ns
 from ..model import FORMAT_VERSION
 
-VERSION = 3  # 2: header and body pickled apart; 3: warm options
+VERSION = 5  # 2: header and body pickled apart; 3: warm options; 4: [executor]; 5: both
 
 
 def _path(root: str, key: str) -> str:

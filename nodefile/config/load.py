@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - a pure-Python install: the same parser
     import tomllib
 
 NODEFILE = "Nodefile.toml"
-TOP_KEYS = ("project", "params", "stores", "nodes", "use", "workers")
+TOP_KEYS = ("project", "params", "stores", "nodes", "use", "workers", "executor")
 PROJECT_KEYS = ("name", "default", "jobs", "cache", "python", "params", "warm")
 STORE_KEYS = ("url", "push", "options", "timeout")
 RECIPE_OPTS = ("name", "args", "env", "timeout", "retries", "resources", "stdout", "warm")
@@ -225,6 +225,7 @@ class _Builder:
         if python is not None and not isinstance(python, str):
             c.err("python must be a string (an interpreter path)", ("project",), "python")
         warm, preload = workers_options(self.data, proj, c)
+        executor = executor_table(self.data, c)
         if c.problems:
             raise ConfigError(problems_dedup(c.problems + self.missing_problems))
         producers = {p.rstrip("/"): n.name for n in nodes.values() if n.recipes for p in n.output_paths}
@@ -232,7 +233,7 @@ class _Builder:
         return Project(root=self.root, file=self.nodefile, name=str(proj.get("name") or os.path.basename(self.root)),
                        nodes=nodes, producers=producers, params=params, default=default,
                        jobs=jobs, cache=cache, python=python, stores=stores, dir_outputs=dirs,
-                       warm=warm, preload=preload,
+                       warm=warm, preload=preload, executor=executor,
                        sources=tuple(dict.fromkeys(gathered.sources + self.param_files)), scans=tuple(self.scans),
                        missing=tuple(self.missing))
 
@@ -945,3 +946,22 @@ def workers_options(data: dict, proj: dict, c) -> tuple[bool, tuple]:
             continue
         preload.append((lang, tuple(names)))
     return warm is not False, tuple(preload)
+
+
+def executor_table(data: dict, c) -> tuple[str, str | None]:
+    """`[executor] kind = "local" | "dask"` and `address = "tcp://HOST:8786"` (SPEC §2, §5)."""
+    table = data.get("executor", {})
+    if not isinstance(table, dict):
+        c.err("executor must be a table: [executor] kind = \"dask\"", (), "executor")
+        return ("local", None)
+    c.unknown_keys(table, ("kind", "address"), ("executor",))
+    kind = table.get("kind", "local")
+    if kind not in ("local", "dask"):
+        c.err(f"kind must be \"local\" or \"dask\", not {kind!r}", ("executor",), "kind")
+        kind = "local"
+    address = table.get("address")
+    if address is not None and (not isinstance(address, str) or not address):
+        c.err("address must be the Dask scheduler's address, e.g. \"tcp://10.0.0.5:8786\"", ("executor",), "address")
+        address = None
+    return (kind, address)
+

@@ -50,6 +50,8 @@ class Finished:
     payload: object = None  # for transfers: what the callable returned
     output_bytes: int = 0  # what a process wrote to its log (0: no log file unless it failed)
     warm: bool = False  # it ran in a warm worker (a fork of a preloaded process)
+    started_ns: int = 0  # when it started, wall clock (0: its end less its duration)
+    worker: str = ""  # the Dask worker that ran it
 
 
 class _Proc:
