@@ -26,7 +26,7 @@ CHAIN = {"Nodefile.toml": """
     [nodes.b]
     outputs = "b.txt"
     inputs = ["a"]
-    shell = "echo b >> runs.log; cat {inputs} > {outputs}"
+    shell = "echo b >> runs.log; sleep 0.2; cat {inputs} > {outputs}"  # slower than a restore
 
     [nodes.c]
     outputs = "c.txt"
