@@ -206,6 +206,7 @@ class NodeResult:
     message: str = ""
     log: str | None = None
     warm: bool = False  # its recipe ran in a warm worker
+    worker: str = ""  # the Dask worker that ran its recipe
 
 
 @record

@@ -406,7 +406,8 @@ class Runner:
             self.summary.built.append(name)
             self.summary.durations[name] = fin.duration
             self._after_rebuild(node, key, outputs)
-            return NodeResult(name, Outcome.OK, spec.recipe.name, fin.duration, log=spec.log, warm=fin.warm)
+            return NodeResult(name, Outcome.OK, spec.recipe.name, fin.duration, log=spec.log, warm=fin.warm,
+                              worker=fin.worker)
         _move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
         what = f"{spec.recipe.kind} {spec.recipe.target}" if spec.recipe.kind != "shell" else "shell recipe"
         rel_log = os.path.relpath(spec.log)

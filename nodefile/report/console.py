@@ -140,6 +140,7 @@ class Console:
             if self.verbosity >= 0:
                 via = f" via {result.recipe}" if result.recipe else ""
                 via += " (warm)" if result.warm else ""
+                via += f" on {result.worker}" if result.worker else ""
                 self.print(f"ok   {result.node}  {fmt_seconds(result.duration)}{via}")
         elif o is Outcome.FAILED:
             self._clear()

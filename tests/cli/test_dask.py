@@ -106,6 +106,7 @@ def test_the_mixed_example_builds_on_a_scheduler_and_two_workers(cluster, tmp_pa
                  f'\n[executor]\nkind = "dask"\naddress = "{cluster}"\n'})
     proc = run(dask, "build", check=0, timeout=180)
     assert "built 4" in proc.stdout, describe(proc)
+    assert f"via python on {cluster.rsplit(':', 1)[0]}" in proc.stdout, describe(proc)  # which worker ran it
     assert keys(dask) == keys(local)
     assert outputs(dask)["out/fit.json"] == outputs(local)["out/fit.json"]
     assert outputs(dask)["out/mtcars.csv"] == outputs(local)["out/mtcars.csv"]
