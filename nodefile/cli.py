@@ -8,7 +8,7 @@ import os
 import sys
 
 COMMANDS = ("build", "status", "explain", "check", "watch", "graph", "report", "job", "touch",
-            "clean", "gc", "push", "pull", "log", "help")
+            "clean", "gc", "push", "pull", "log", "help", "init", "completion")
 VERSION = "0.1.0"
 
 
@@ -21,11 +21,64 @@ class ExitCode:
 
 
 # -- the Node.js pass-through ----------------------------------------------------------
-def is_ours(argv: list[str]) -> bool:
-    if not argv:
-        return True
-    first = argv[0]
-    return first in COMMANDS or first in ("-h", "--help", "-C", "--directory", "-f", "--file")
+# Called as `node`, nodefile claims a command line only when its first word (after
+# -C DIR / -f FILE) is a nodefile command, or close to one, and a command that needs a
+# project finds a Nodefile; everything else goes to the next `node` on PATH (Node.js).
+# scripts/node, the installed `node`, decides the plainly-Node.js lines in the shell.
+NO_PROJECT = ("help", "init", "completion", "import")  # commands that need no Nodefile
+_GLOBAL = ("-C", "--directory", "-f", "--file")
+
+
+def _names_file(word: str) -> bool:
+    """Whether Node.js would find a script for `node WORD`."""
+    return any(os.path.exists(word + ext) for ext in ("", ".js", ".mjs", ".cjs"))
+
+
+def _nodefile_near(start: str) -> bool:
+    d = os.path.abspath(start)
+    while True:
+        if os.path.isfile(os.path.join(d, "Nodefile.toml")):
+            return True
+        parent = os.path.dirname(d)
+        if parent == d:
+            return False
+        d = parent
+
+
+def _globals(argv: list[str]) -> tuple[int, bool]:
+    """The index of the first word after the leading -C/-f options, and whether there were any."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in _GLOBAL:
+            i += 2
+        elif a.startswith(("-C", "-f")) or a.startswith(("--directory=", "--file=")):
+            i += 1
+        else:
+            break
+    return i, i > 0
+
+
+def claim(argv: list[str]) -> bool | str:
+    """Whose command line is `node ARGV`: True nodefile's, False Node.js's, or a string,
+    the nodefile command a mistyped first word is close to (for a "did you mean")."""
+    i, explicit = _globals(argv)
+    if i >= len(argv):
+        return explicit  # `node -C DIR` alone: ours (usage); bare `node`: Node.js's REPL
+    first = argv[i]
+    if first in COMMANDS:
+        if explicit:
+            return True
+        if first in NO_PROJECT:
+            return not _names_file(first)
+        return _nodefile_near(".")
+    if first.startswith("-") or first == "" or _names_file(first):
+        return False
+    import difflib
+    close = difflib.get_close_matches(first, COMMANDS, n=1, cutoff=0.6)
+    if close and (explicit or close[0] in NO_PROJECT or _nodefile_near(".")):
+        return close[0]
+    return False
 
 
 def _is_self(path: str) -> bool:
@@ -36,12 +89,16 @@ def _is_self(path: str) -> bool:
             head = f.read(4096)
     except OSError:
         return True
-    # our console script, or a pyenv shim that would run it again
+    # our console script or launcher, or a pyenv shim that would run it again
     return b"nodefile" in head or (b"pyenv" in head and b"exec" in head)
 
 
 def find_next_node() -> str | None:
-    skip = set(filter(None, os.environ.get("NODEFILE_PASSTHROUGH_SKIP", "").split(os.pathsep)))
+    """The next `node` on PATH that is not nodefile's. NODEFILE_PASSTHROUGH_SKIP holds
+    "PID=PATH" entries: a wrapper this process already exec'd (an exec keeps the id)."""
+    pid = str(os.getpid())
+    skip = {e.partition("=")[2] for e in os.environ.get("NODEFILE_PASSTHROUGH_SKIP", "").split(os.pathsep)
+            if e.partition("=")[0] == pid}
     for d in os.environ.get("PATH", "").split(os.pathsep):
         cand = os.path.join(d or ".", "node")
         if cand in skip or not (os.path.isfile(cand) and os.access(cand, os.X_OK)):
@@ -58,78 +115,154 @@ def passthrough(argv: list[str]) -> int | None:
     if target is None:
         return None
     skip = os.environ.get("NODEFILE_PASSTHROUGH_SKIP", "")
-    os.environ["NODEFILE_PASSTHROUGH_SKIP"] = (skip + os.pathsep if skip else "") + target
+    os.environ["NODEFILE_PASSTHROUGH_SKIP"] = (skip + os.pathsep if skip else "") + f"{os.getpid()}={target}"
     os.execv(target, [target] + argv)
 
 
 # -- argument parsing ---------------------------------------------------------------------
-def _parser(only: str | None = None):
+EXAMPLES = {
+    "build": "node build                    # the default targets\n"
+             "node build report -j 4        # report and what it needs, 4 recipes at once\n"
+             "node build -n --check         # CI: exit 1 when something would run\n"
+             "node build --force fit        # re-run fit's recipe (not its inputs')\n"
+             "node build --set n_rows=20 -v # a param for this run; recipe output on the terminal",
+    "status": "node status                   # the default targets and what they need\n"
+              "node status --check           # CI: exit 1 when something is stale\n"
+              "node status --json report",
+    "explain": "node explain report           # which part of report's key changed, old -> new",
+    "check": "node check                    # every error of the Nodefile at once (exit 2)\n"
+             "node check --json",
+    "watch": "node watch report -j 2\n"
+             "node watch --poll 1           # on a network drive",
+    "graph": "node graph | dot -Tsvg > dag.svg\n"
+             "node graph --format mermaid\n"
+             "node graph --json",
+    "report": "node report -o report.html",
+    "job": "node job fit                  # write fit's job manifest, print how to run it by hand",
+    "touch": "node touch report             # accept report's current outputs (and its inputs')\n"
+             "node touch --set n_rows=20    # accept them for the params of that build",
+    "clean": "node clean model              # remove model's outputs",
+    "gc": "node gc --older-than 30",
+    "push": "node push --store shared",
+    "pull": "node pull report",
+    "log": "node log fit                  # the logs of fit's last build\n"
+           "node log -f fit               # follow the running attempt",
+    "init": "node init                     # Nodefile.toml and a Python recipe\n"
+            "node init --r                 # ... an R recipe",
+    "completion": 'eval "$(node completion bash)"     # in ~/.bashrc\n'
+                  'node completion zsh > "${fpath[1]}/_node"',
+    "help": "node help build",
+}
+JSON_COMMANDS = ("build", "status", "explain", "check", "graph", "log")
+
+
+def make_parser(only: str | None = None):
     """The command line parser; with `only`, just that command's subparser (argparse
-    and its gettext lookups cost ~10 ms for all fifteen, on every start)."""
+    and its gettext lookups cost ~10 ms for all of them, on every start)."""
     import argparse
-    p = argparse.ArgumentParser(prog="node", description="nodefile: a Make-like build tool for data projects "
-                                "in Python and R. Reads Nodefile.toml in this folder or the nearest parent.")
+    raw = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog="node", formatter_class=raw,
+                                description="nodefile: a Make-like build tool for data projects in Python and R. "
+                                "Reads Nodefile.toml in this folder or the nearest parent.",
+                                epilog="examples:\n  node build -j 4\n  node -C analysis status\n"
+                                       "  node help build              # a command's options, with examples")
     p.add_argument("--version", action="version", version=f"nodefile {VERSION}")
-    p.add_argument("-C", "--directory", help="run as if started in this folder")
-    p.add_argument("-f", "--file", help="the Nodefile to use (default: Nodefile.toml, searched upwards)")
+    p.add_argument("-C", "--directory", metavar="DIR", help="run as if started in DIR (node -C analysis build)")
+    p.add_argument("-f", "--file", metavar="FILE",
+                   help="the Nodefile to use (default: Nodefile.toml here or in a parent folder)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    p.commands = {}
 
     class _Skipped:  # a command other than `only`: its arguments are not needed
         def add_argument(self, *a, **k):
             pass
 
-    def cmd(name, help, targets=True):
+        def add_mutually_exclusive_group(self, *a, **k):
+            return self
+
+    def cmd(name, help, targets=True, common=True):
         if only is not None and name != only:
             return _Skipped()
-        sp = sub.add_parser(name, help=help, description=help)
+        example = EXAMPLES.get(name)
+        sp = sub.add_parser(name, help=help, description=help, formatter_class=raw,
+                            epilog="examples:\n" + "\n".join("  " + ln for ln in example.splitlines())
+                            if example else None)
+        p.commands[name] = sp
         if targets:
-            sp.add_argument("targets", nargs="*", metavar="TARGET")
-        sp.add_argument("-v", "--verbose", action="count", default=0)
-        sp.add_argument("-q", "--quiet", action="store_true")
-        sp.add_argument("--set", action="append", default=[], metavar="K=V",
-                        help="override a [params] value for this run (a TOML value)")
+            sp.add_argument("targets", nargs="*", metavar="TARGET",
+                            help="node names, output paths or pattern instances (default: the default targets)")
+        if common:
+            sp.add_argument("-v", "--verbose", action="count", default=0,
+                            help="say more: up-to-date nodes, why each node is stale, recipe output as it comes "
+                                 "(prefixed by the node's name)")
+            sp.add_argument("-q", "--quiet", action="store_true", help="print only failures")
+            sp.add_argument("--set", action="append", default=[], metavar="K=V",
+                            help="override a [params] value for this run (a TOML value): --set n_rows=20")
+        if name in JSON_COMMANDS:
+            sp.add_argument("--json", action="store_true",
+                            help="print JSON instead (schema: docs/nodefile-reference.md, JSON output)")
         return sp
 
     b = cmd("build", "build targets (node names or output paths); default: [project] default")
-    b.add_argument("-j", "--jobs", type=int, help="run up to N recipes at once")
+    b.add_argument("-j", "--jobs", type=int, metavar="N", help="run up to N recipes at once (-j 4)")
     b.add_argument("-k", "--keep-going", action="store_true", help="build everything not downstream of a failure")
-    b.add_argument("-n", "--dry-run", action="store_true", help="say what would run, and why")
-    b.add_argument("-B", "--always-make", action="store_true", help="rebuild the targets and their dependencies")
-    b.add_argument("--recipe", help="use only recipes of this kind (or name)")
-    b.add_argument("--retries", type=int, default=0, help="retry a failed recipe N times")
-    b.add_argument("--executor", choices=("local",), default="local")
-    b.add_argument("--resources", default="", help="limits, e.g. gpu=1,mem_gb=16")
+    b.add_argument("-n", "--dry-run", action="store_true", help="say what would run, and why; run nothing")
+    b.add_argument("--check", action="store_true",
+                   help="with -n: exit 1 when something would run, 0 when everything is up to date")
+    b.add_argument("-B", "--always-make", action="store_true", help="rebuild the targets and everything they need")
+    b.add_argument("--force", action="store_true",
+                   help="re-run the recipes of the TARGETs named (not of their inputs), even if up to date")
+    b.add_argument("--recipe", metavar="KIND", help="use only recipes of this kind or name (--recipe r)")
+    b.add_argument("--retries", type=int, default=0, metavar="N", help="retry a failed recipe N times")
+    b.add_argument("--executor", choices=("local",), default="local",
+                   help="where recipes run: local processes (the only executor in this version)")
+    b.add_argument("--resources", default="", metavar="R=N,...",
+                   help="what this machine offers, e.g. gpu=1,mem_gb=16 (default: cores and memory detected)")
     b.add_argument("--no-wait", action="store_true", help="fail instead of waiting when another build runs")
-    cmd("status", "a table: each node, up to date / stale / missing, and why")
-    sp = cmd("explain", "why a node is stale: which part of its key changed, old -> new")
+    s = cmd("status", "a table: each node, up to date / stale / missing, and why")
+    s.add_argument("--check", action="store_true", help="exit 1 when a node is stale or missing (for CI)")
+    cmd("explain", "why a node is stale: which part of its key changed, old -> new")
     cmd("check", "validate the Nodefile: every error at once", targets=False)
     sp = cmd("graph", "the DAG as DOT, Mermaid or JSON, coloured by status")
-    sp.add_argument("--format", choices=("dot", "mermaid", "json"), default="dot")
+    sp.add_argument("--format", choices=("dot", "mermaid", "json"), default="dot",
+                    help="the output format (default: dot)")
     cmd("job", "write the job manifest of a node and print how to run its recipe by hand")
     cmd("touch", "accept the current outputs as up to date")
     cmd("clean", "remove the outputs of targets (default: every node)")
-    cmd("log", "the logs of the attempts of a node's last build, newest last")
+    sp = cmd("log", "the logs of the attempts of a node's last build, newest last")
+    sp.add_argument("-f", "--follow", action="store_true",
+                    help="follow the running attempt's log until it ends (like tail -f)")
     w = cmd("watch", "build, then rebuild what a change to inputs, scripts or the Nodefile makes stale")
-    w.add_argument("-j", "--jobs", type=int, help="run up to N recipes at once")
+    w.add_argument("-j", "--jobs", type=int, metavar="N", help="run up to N recipes at once")
     w.add_argument("-k", "--keep-going", action="store_true", help="build everything not downstream of a failure")
     w.add_argument("--poll", type=float, metavar="SECONDS", help="poll for changes every SECONDS instead of "
                    "using native file events (for network drives, containers)")
     w.add_argument("--debounce", type=float, default=0.3, metavar="SECONDS",
                    help="quiet period that ends a burst of changes (default 0.3)")
     sp = cmd("report", "write an HTML report: the DAG, the last build's timeline, learned estimates", targets=False)
-    sp.add_argument("-o", "--output", help="the file to write (default: .nodefile/report.html)")
+    sp.add_argument("-o", "--output", metavar="FILE", help="the file to write (default: .nodefile/report.html)")
     sp = cmd("gc", "drop cache entries and state of nodes no longer in the Nodefile", targets=False)
     sp.add_argument("--older-than", type=float, metavar="DAYS", help="also drop cache entries older than this")
     sp = cmd("push", "upload the outputs of up-to-date nodes to stores")
-    sp.add_argument("--store", help="this store only (default: every store with push = true)")
+    sp.add_argument("--store", metavar="NAME", help="this store only (default: every store with push = true)")
     cmd("pull", "restore stale nodes from the local cache or stores, without running recipes")
-    if only is None or only == "help":
-        sub.add_parser("help", help="show this help")
+    sp = cmd("init", "scaffold Nodefile.toml and one example recipe here (never overwrites)",
+             targets=False, common=False)
+    lang = sp.add_mutually_exclusive_group()
+    lang.add_argument("--python", dest="lang", action="store_const", const="python",
+                      help="the example recipe is a Python script (the default)")
+    lang.add_argument("--r", dest="lang", action="store_const", const="r", help="the example recipe is an R script")
+    sp = cmd("completion", "print a shell completion script (commands, options, node names)",
+             targets=False, common=False)
+    sp.add_argument("shell", choices=("bash", "zsh", "names"), metavar="SHELL",
+                    help="bash or zsh (`names` lists the project's node names, for the scripts)")
+    sp = cmd("help", "show help, or a command's help with examples", targets=False, common=False)
+    sp.add_argument("topic", nargs="?", metavar="COMMAND", help="the command to explain")
     return p
 
 
 _FAST_FLAGS_OFF = ("-n", "--dry-run", "-B", "--always-make", "-C", "--directory", "-f", "--file", "-h", "--help",
-                   "-v", "--verbose", "-vv")
+                   "-v", "--verbose", "-vv", "--check", "--force", "--json")
 
 
 def _fast_ok(argv) -> bool:
@@ -147,7 +280,8 @@ def _simple_build(argv):
     import types
     ns = types.SimpleNamespace(command="build", directory=None, file=None, targets=[], verbose=0, quiet=False,
                                set=[], jobs=None, keep_going=False, dry_run=False, always_make=False, recipe=None,
-                               retries=0, executor="local", resources="", no_wait=False)
+                               retries=0, executor="local", resources="", no_wait=False, check=False,
+                               force=False, json=False)
     it = iter(argv[1:])
     for a in it:
         if a in ("-k", "--keep-going"):
@@ -166,6 +300,31 @@ def _simple_build(argv):
         else:
             ns.targets.append(a)
     return ns
+
+
+def _help(parser, topic: str | None, command: str | None) -> int:
+    if topic is None:
+        parser.print_help()
+        return ExitCode.OK if command == "help" else ExitCode.USAGE
+    if topic not in parser.commands:
+        import difflib
+        return _unknown(topic, next(iter(difflib.get_close_matches(topic, COMMANDS, n=1, cutoff=0.6)), None))
+    parser.commands[topic].print_help()
+    return ExitCode.OK
+
+
+def _chdir(directory: str) -> None:
+    from .errors import ConfigError
+    try:
+        os.chdir(directory)
+    except OSError as e:
+        raise ConfigError(f"-C {directory}: {e.strerror or e}") from None
+
+
+def _unknown(word: str, close: str | None) -> int:
+    sys.stderr.write(f"node: '{word}' is not a nodefile command" + (f" (did you mean {close}?)" if close else "")
+                     + "\nnodefile commands: " + ", ".join(COMMANDS) + " (node help COMMAND for one)\n")
+    return ExitCode.USAGE
 
 
 def parse_set(items) -> dict:
@@ -201,14 +360,23 @@ def parse_resources(text: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     prog = os.path.basename(sys.argv[0]) if sys.argv else "node"
-    if prog == "node" and argv and not is_ours(argv):
-        if passthrough(argv) is None and argv[0] not in ("--version", "-v"):
-            sys.stderr.write(f"node: '{argv[0]}' is not a nodefile command, and no Node.js `node` is on PATH\n"
-                             f"nodefile commands: {', '.join(COMMANDS)}\n")
-            return ExitCode.USAGE
-    if argv[:1] in (["--version"], ["-v"]) and prog == "node":
-        print(f"nodefile {VERSION}")
-        return ExitCode.OK
+    as_node = os.environ.pop("NODEFILE_AS_NODE", "") == "1" or prog == "node"
+    if as_node:
+        mine = claim(argv)
+        if isinstance(mine, str):
+            return _unknown(argv[_globals(argv)[0]], mine)
+        if not mine and passthrough(argv) is None:  # no Node.js: nodefile answers what it can
+            if argv[:1] in (["--version"], ["-v"]):
+                print(f"nodefile {VERSION}")
+                return ExitCode.OK
+            if argv and argv[0] not in ("-h", "--help") and argv[0] not in COMMANDS:
+                sys.stderr.write(f"node: '{argv[0]}' is not a nodefile command, and no Node.js `node` is on PATH\n"
+                                 f"nodefile commands: {', '.join(COMMANDS)}\n")
+                return ExitCode.USAGE
+    i = _globals(argv)[0]
+    if i < len(argv) and argv[i] not in COMMANDS and not argv[i].startswith("-"):
+        import difflib
+        return _unknown(argv[i], next(iter(difflib.get_close_matches(argv[i], COMMANDS, n=1, cutoff=0.6)), None))
     if argv[:1] == ["build"] and _fast_ok(argv):
         from .fastpath import try_noop
         msg = try_noop(argv)
@@ -219,19 +387,28 @@ def main(argv: list[str] | None = None) -> int:
     args = _simple_build(argv)
     if args is None:
         only = argv[0] if argv and argv[0] in COMMANDS and argv[0] != "help" else None
-        parser = _parser(only)
+        parser = make_parser(only)
         args = parser.parse_args(argv)
     if _fast_ok(argv):
         args._argv = list(argv)
     if args.command in (None, "help"):
-        parser.print_help()
-        return ExitCode.OK if args.command == "help" else ExitCode.USAGE
+        return _help(parser, getattr(args, "topic", None), args.command)
     from .errors import NodefileError
     from .report.console import Console
-    rep = Console(verbosity=-1 if args.quiet else args.verbose)
+    if getattr(args, "json", False):  # the document alone on stdout; errors and failures on stderr
+        import io
+        rep = Console(verbosity=-1, out=io.StringIO())
+    else:
+        rep = Console(verbosity=-1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
     try:
         if args.directory:
-            os.chdir(args.directory)
+            _chdir(args.directory)
+        if args.file and not os.path.exists(args.file):
+            from .errors import ConfigError
+            raise ConfigError(f"-f {args.file}: no such file")
+        if args.command in ("init", "completion"):  # no project: not the build machinery
+            from . import scaffold
+            return int(getattr(scaffold, "cmd_" + args.command)(args, rep))
         from . import commands
         return int(getattr(commands, "cmd_" + args.command)(args, rep))
     except NodefileError as e:

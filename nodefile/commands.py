@@ -22,6 +22,20 @@ def _project(args, check_sources: bool = True):
                         requests=tuple(getattr(args, "targets", None) or ()))
 
 
+JSON_SCHEMA = 1  # the version of every --json document (docs/nodefile-reference.md, JSON output)
+
+
+def emit(command: str, doc: dict) -> None:
+    """Print one --json document: {"schema": 1, "command": ..., ...} on stdout."""
+    import sys
+    sys.stdout.write(json.dumps({"schema": JSON_SCHEMA, "command": command, **doc}, indent=1) + "\n")
+    sys.stdout.flush()
+
+
+def reason_doc(r) -> dict:
+    return {"kind": r.kind.name.lower(), "subject": r.subject, "old": r.old, "new": r.new, "text": str(r)}
+
+
 def cmd_build(args, rep) -> int:
     from .cli import parse_resources
     opts = Options(jobs=args.jobs, keep_going=args.keep_going, dry_run=args.dry_run,
@@ -31,12 +45,24 @@ def cmd_build(args, rep) -> int:
                    noop_record=(getattr(args, "_argv", None), os.getcwd()) if getattr(args, "_argv", None) else None)
     if opts.jobs is not None and opts.jobs < 1:
         raise ConfigError("-j must be at least 1")
+    opts.dry_run = args.dry_run or args.check  # --check never runs anything
     from .engine import build_incremental
-    summary = build_incremental(opts, rep)  # a few nodes changed: without loading the project
+    summary = None if args.force else build_incremental(opts, rep)  # a few nodes changed: without loading
     if summary is None:
-        summary = build(_project(args), args.targets, opts, rep)
-    if args.dry_run:
-        return 0
+        project = _project(args)
+        if args.force:
+            from .engine import expand_aliases
+            opts.force = frozenset(expand_aliases(project, resolve_targets(project, args.targets)))
+        summary = build(project, args.targets, opts, rep)
+    if args.json:
+        emit("build", {"dry_run": opts.dry_run, "ok": summary.ok, "interrupted": summary.interrupted,
+                       "elapsed_seconds": round(summary.elapsed, 3),
+                       "would_run": list(summary.built) if opts.dry_run else [],
+                       "built": [] if opts.dry_run else list(summary.built), "up_to_date": list(summary.up_to_date),
+                       "failed": list(summary.failed), "skipped": list(summary.skipped),
+                       "durations": {n: round(d, 3) for n, d in summary.durations.items()}})
+    if opts.dry_run:
+        return 1 if args.check and summary.built else 0
     rep.summary(summary)
     if summary.interrupted:
         return 130
@@ -45,7 +71,17 @@ def cmd_build(args, rep) -> int:
 
 def cmd_check(args, rep) -> int:
     from .cli import parse_set
-    project = load_project(args.file, parse_set(args.set or []), use_cache=False, strict=True)
+    try:
+        project = load_project(args.file, parse_set(args.set or []), use_cache=False, strict=True)
+    except ConfigError as e:
+        if args.json:
+            emit("check", {"ok": False, "file": None, "nodes": None,
+                           "problems": [{"message": p.message, "file": p.file or None, "line": p.line,
+                                         "key": p.key or None} for p in e.problems]})
+        raise
+    if args.json:
+        emit("check", {"ok": True, "file": os.path.relpath(project.file), "nodes": len(project.nodes), "problems": []})
+        return 0
     rep.print(f"{os.path.relpath(project.file)}: ok ({len(project.nodes)} nodes)")
     return 0
 
@@ -58,7 +94,7 @@ def _names(project, targets) -> list[str]:
 
 def cmd_status(args, rep) -> int:
     project = _project(args)
-    names = _names(project, args.targets)
+    names = graph.closure(project.nodes, resolve_targets(project, args.targets))  # default: what build builds
     from .model import ReasonKind
     from .report.console import fmt_seconds
     session = Session(project, readonly=True)
@@ -88,14 +124,26 @@ def cmd_status(args, rep) -> int:
         if n in blocked:
             status, reason = "blocked", blocked[n]
         rows.append((n, status, where, fmt_seconds(expected) if expected is not None else "", reason))
+    stale = sum(1 for n in names if plan[n].stale and not project.nodes[n].is_alias and n not in blocked)
+    if args.json:
+        emit("status", {"nodes": [{"name": n, "status": rows[i][1], "stale": plan[n].stale,
+                                   "from": sources.get(n, (None,))[0],
+                                   "expected_seconds": _round(sources.get(n, (None, None))[1]),
+                                   "reasons": [reason_doc(r) for r in plan[n].reasons]}
+                                  for i, n in enumerate(names)],
+                        "stale": stale, "total": sum(1 for n in names if not project.nodes[n].is_alias)})
+        return 1 if args.check and stale else 0
     head = ("node", "status", "from", "expected", "reason")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
     for r in [head] + rows:
         rep.print(("  ".join(f"{r[i]:<{widths[i]}}" for i in range(4)) + f"  {r[4]}").rstrip())
-    stale = sum(1 for n in names if plan[n].stale and not project.nodes[n].is_alias and n not in blocked)
     rep.print(f"{stale} of {sum(1 for n in names if not project.nodes[n].is_alias)} node(s) stale"
               + (f"; {len(blocked)} blocked by a missing source" if blocked else ""))
-    return 0
+    return 1 if args.check and stale else 0
+
+
+def _round(x):
+    return None if x is None else round(x, 3)
 
 
 def cmd_explain(args, rep) -> int:
@@ -105,13 +153,17 @@ def cmd_explain(args, rep) -> int:
     targets = resolve_targets(project, args.targets)
     names = graph.closure(project.nodes, targets)
     session = Session(project, readonly=True)
+    docs = []
     try:
         plan = session.plan(names)
         for t in targets:
             v = plan[t]
             node = project.nodes[t]
             rec = session.records().get(t)
-            rep.print(f"{t}: {v.status.value}")
+            doc = {"name": t, "status": v.status.value, "stale": v.stale, "key": v.key,
+                   "recorded_key": rec["key"] if rec else None, "reasons": [reason_doc(r) for r in v.reasons],
+                   "recipes": [], "estimates": [], "unavailable": []}
+            docs.append(doc)
             if v.key:
                 rep.print(f"  key {v.key}" + (f" (recorded {rec['key']})" if rec and rec["key"] != v.key else ""))
             for r in v.reasons:
@@ -122,6 +174,10 @@ def cmd_explain(args, rep) -> int:
                 parts = session.parts(t)
                 from .engine import Options
                 choice = session.choose(node, v.key or "", parts, Options(), probe=True)
+                doc["recipes"] = list(choice.order)
+                doc["estimates"] = [{"recipe": e.recipe, "kind": e.kind, "seconds": _round(e.duration),
+                                     "p_success": round(e.p, 3)} for e in choice.estimates]
+                doc["unavailable"] = [r.name for r in node.recipes if r not in choice.recipes]
                 rep.print("  recipes, in the order they would be tried (learned estimates):"
                           if v.stale else "  recipes, in the order they would be tried if it were stale:")
                 for line in choice.explain():
@@ -131,6 +187,8 @@ def cmd_explain(args, rep) -> int:
                     rep.print(f"    not available for this key: {', '.join(skipped)}")
     finally:
         session.close()
+    if args.json:
+        emit("explain", {"nodes": docs})
     return 0
 
 
@@ -144,7 +202,29 @@ def cmd_touch(args, rep) -> int:
     record = (["build"], os.getcwd()) if plain else None
     done = touch(project, args.targets or list(project.default), noop_record=record)
     rep.print(f"accepted current outputs of {len(done)} node(s): {', '.join(done)}")
+    _still_stale(project, done, args, rep)
     return 0
+
+
+def _still_stale(project, done: list[str], args, rep) -> None:
+    """Say which touched nodes `status` still calls stale (a stale input upstream), and why."""
+    from .model import ReasonKind
+    session = Session(project, readonly=True)
+    try:
+        plan = session.plan(graph.closure(project.nodes, done))
+    finally:
+        session.close()
+    stale = [n for n in done if plan[n].stale]
+    if not stale:
+        return
+    upstream = [n for n in plan if plan[n].stale and n not in done and not project.nodes[n].is_alias]
+    roots = [n for n in upstream if any(r.kind is not ReasonKind.UPSTREAM for r in plan[n].reasons)]
+    why = "; ".join(f"{n}: {'; '.join(str(r) for r in plan[n].reasons if r.kind is not ReasonKind.UPSTREAM)}"
+                    for n in roots[:3]) + (" …" if len(roots) > 3 else "")
+    rep.print(f"still stale: {', '.join(stale)}, because a node upstream is stale ({why})")
+    sets = " ".join(f"--set {s}" for s in getattr(args, "set", None) or [])
+    rep.print(f"  accept those too: node touch {sets + ' ' if sets else ''}{' '.join(upstream + done)}"
+              + ("" if sets else "  (or give touch the --set of the build that made them)"))
 
 
 def cmd_job(args, rep) -> int:
@@ -198,31 +278,78 @@ def cmd_log(args, rep) -> int:
     if len(args.targets) != 1:
         raise UnknownTargetError("log needs exactly one TARGET")
     (name,) = resolve_targets(project, args.targets)
+    if args.follow:
+        from .logs import follow
+        code = follow(project, name, rep)
+        if code is not None:
+            return code
+        rep.print(f"== {name}: no build is running; the logs of its last build:")
     session = Session(project, readonly=True)
     try:
         attempts = session.state.attempts(node=name)
     finally:
         session.close()
-    if not attempts:
+    last = max((a["build_id"] for a in attempts), default=None)
+    shown = [a for a in attempts if a["build_id"] == last]
+    maker = _maker(attempts, shown)
+    if args.json:
+        emit("log", {"node": name, "build_id": last, "attempts": [_attempt_doc(project, a) for a in shown],
+                     "restored": maker is not None,
+                     "built_by": _attempt_doc(project, maker) if maker else None})
+        return 0
+    if not shown:
         rep.print(f"{name}: no attempts recorded")
         return 0
-    last = max(a["build_id"] for a in attempts)
-    for a in [a for a in attempts if a["build_id"] == last]:
-        what = f"recipe {a['recipe']} ({a['kind']})" if a["recipe"] else "the build was interrupted"
-        rep.print(f"== {name}: attempt {a['attempt']}, {what}: {a['outcome']}"
-                  + (f" - {a['message']}" if a["message"] else "") + f", {a['duration']:.2f}s")
-        if a["log"]:
-            path = os.path.join(project.root, a["log"])
-            rep.print(f"   {a['log']}")
-            try:
-                with open(path, errors="replace") as f:
-                    text = f.read()
-                rep.print(text.rstrip("\n")) if text else rep.print("   (empty)")
-            except OSError:
-                rep.print("   (log file is gone)")
-        elif a["recipe"] and a["kind"] not in ("load", "fetch"):
-            rep.print("   (no output)")  # a quiet attempt that succeeded leaves no log file
+    for a in shown:
+        _print_attempt(project, name, a, rep)
+    if maker is not None:
+        where = "the cache" if shown[-1]["kind"] == "load" else f"store {shown[-1]['recipe']}"
+        rep.print(f"== {name}: restored from {where}; the artifact was built in build {maker['build_id']}:")
+        _print_attempt(project, name, maker, rep)
+    elif shown[-1]["kind"] in ("load", "fetch") and shown[-1]["outcome"] == "ok":
+        rep.print(f"== {name}: restored; the attempt that built it is not recorded here (built elsewhere, "
+                  "or before nodefile kept its key)")
     return 0
+
+
+def _maker(attempts: list[dict], shown: list[dict]) -> dict | None:
+    """After a restore, the attempt (of an earlier build) that built the restored key."""
+    if not shown or shown[-1]["kind"] not in ("load", "fetch") or shown[-1]["outcome"] != "ok":
+        return None
+    key = shown[-1].get("key")
+    made = [a for a in attempts if key and a.get("key") == key and a["outcome"] == "ok"
+            and a["kind"] not in ("load", "fetch")]
+    return made[-1] if made else None
+
+
+def _attempt_doc(project, a: dict) -> dict:
+    text = None
+    if a["log"]:
+        try:
+            with open(os.path.join(project.root, a["log"]), errors="replace") as f:
+                text = f.read()
+        except OSError:
+            pass
+    return {"build_id": a["build_id"], "attempt": a["attempt"], "recipe": a["recipe"], "kind": a["kind"],
+            "outcome": a["outcome"], "message": a["message"], "exit_code": a["exit_code"],
+            "duration_seconds": _round(a["duration"]), "key": a.get("key"), "log": a["log"], "text": text}
+
+
+def _print_attempt(project, name: str, a: dict, rep) -> None:
+    what = f"recipe {a['recipe']} ({a['kind']})" if a["recipe"] else "the build was interrupted"
+    rep.print(f"== {name}: attempt {a['attempt']}, {what}: {a['outcome']}"
+              + (f" - {a['message']}" if a["message"] else "") + f", {a['duration']:.2f}s")
+    if a["log"]:
+        path = os.path.join(project.root, a["log"])
+        rep.print(f"   {a['log']}")
+        try:
+            with open(path, errors="replace") as f:
+                text = f.read()
+            rep.print(text.rstrip("\n")) if text else rep.print("   (empty)")
+        except OSError:
+            rep.print("   (log file is gone: node gc keeps the logs of the last 20 builds)")
+    elif a["recipe"] and a["kind"] not in ("load", "fetch"):
+        rep.print("   (no output)")  # a quiet attempt that succeeded leaves no log file
 
 
 def cmd_graph(args, rep) -> int:
@@ -239,11 +366,12 @@ def cmd_graph(args, rep) -> int:
     def status(n):
         return "blocked" if n in blocked else plan[n].status.value
 
-    if args.format == "json":
-        rep.print(json.dumps({"nodes": [{"name": n, "status": status(n), **({"reason": blocked[n]} if n in blocked
-                                                                             else {}),
-                                         "outputs": list(project.nodes[n].output_paths)} for n in names],
-                              "edges": [[d, n] for n in names for d in project.nodes[n].deps]}, indent=1))
+    if args.format == "json" or args.json:
+        emit("graph", {"nodes": [{"name": n, "status": status(n), **({"reason": blocked[n]} if n in blocked else {}),
+                                  "alias": project.nodes[n].is_alias,
+                                  "outputs": list(project.nodes[n].output_paths),
+                                  "deps": list(project.nodes[n].deps)} for n in names],
+                       "edges": [[d, n] for n in names for d in project.nodes[n].deps]})
     elif args.format == "mermaid":
         rep.print("graph LR")
         ids = {n: f"n{i}" for i, n in enumerate(names)}

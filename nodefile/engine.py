@@ -34,7 +34,11 @@ def _memory_gb() -> float:
         return float("inf")
 
 
-def check_resources(project: Project, names, limits: dict) -> None:
+_ORIGIN = {"mem_gb": "this machine's memory", "transfers": "max(4, -j)"}  # limits not given by --resources
+
+
+def check_resources(project: Project, names, limits: dict, given=()) -> None:
+    """given: the resources --resources set (the others' limits are the machine's)."""
     problems = []
     for n in names:
         for r in project.nodes[n].recipes:
@@ -45,8 +49,10 @@ def check_resources(project: Project, names, limits: dict) -> None:
                     problems.append(f"node '{n}' recipe '{r.name}' asks for {k} = {v:g}, but no {k} limit "
                                     f"is given (use --resources {k}=N)")
                 elif k in limits and v > limits[k]:
+                    whence = ("--resources" if k in given else f"{_ORIGIN.get(k, 'the default')}; "
+                              f"--resources {k}=N sets another")
                     problems.append(f"node '{n}' recipe '{r.name}' asks for {k} = {v:g}, more than the "
-                                    f"limit {limits[k]:g}")
+                                    f"limit {k} = {round(limits[k], 1):g} ({whence})")
     if problems:
         raise ConfigError("\n".join(problems))
 
@@ -84,7 +90,7 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
     order = graph.closure(project.nodes, names)
     check_missing(project, order)
     limits = limits_for(options, project)
-    check_resources(project, order, limits)
+    check_resources(project, order, limits, options.resources)
     check_recipe_kind(project, order, options)
     if options.dry_run:
         return dry_run(project, order, options, reporter, t0)
@@ -109,7 +115,7 @@ def build_incremental(options: Options, reporter) -> Summary | None:
     no node owns changed, or too many nodes affected): then the normal build runs."""
     from . import fastpath
     t0 = time.monotonic()
-    if not options.noop_record or options.always_make or options.dry_run or options.recipe_kind:
+    if not options.noop_record or options.always_make or options.dry_run or options.recipe_kind or options.force:
         return None
     argv, cwd = options.noop_record
     seen = fastpath.PENDING
@@ -147,7 +153,7 @@ def _incremental(ix, options, reporter, t0, root, rec, paths, argv, cwd):
     except Exception:  # written by another version of nodefile: no shortcut
         return None
     limits = limits_for(options, project)
-    check_resources(project, order, limits)
+    check_resources(project, order, limits, options.resources)
     chosen = set(order)
     partial = _Partial(paths, rec[3], rec[6], [n for n in names if n not in chosen])
     return _run(project, order, order, limits, options, reporter, t0, partial)
@@ -231,7 +237,7 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         if session._learner is not None:
             session._learner.end_build()  # the medians' lists, for the next lazy build
         session.state.end_build(build_id, status)
-        if options.noop_record and status == 0 and not summary.skipped:
+        if options.noop_record and status == 0 and not summary.skipped and not volatile(project, order):
             # every node is up to date now: record it (nodes skipped as unaffected were
             # checked through the previous record, so its paths are part of this one)
             count = partial.count if partial is not None else sum(1 for n in order if not project.nodes[n].is_alias)
@@ -276,6 +282,11 @@ def drop_removed_instances(session: Session, reporter) -> list[str]:
     if dropped:
         session.state.forget(dropped)
     return dropped
+
+
+def volatile(project: Project, order) -> bool:
+    """Whether a node of `order` has `always = true`: a build that needs it is never a no-op."""
+    return any(project.nodes[n].always for n in order)
 
 
 def unaffected(project: Project, order: list[str], argv_cwd) -> set[str]:
@@ -448,7 +459,7 @@ def _record_cancelled(session, runner, executor) -> None:
 def dry_run(project: Project, order, options: Options, reporter, t0) -> Summary:
     session = Session(project, readonly=True)
     try:
-        plan = session.plan(order, forced=options.always_make)
+        plan = session.plan(order, forced=options.always_make, force=options.force)
         summary = Summary()
         for n in order:
             v = plan[n]
@@ -514,7 +525,7 @@ def touch(project: Project, targets, noop_record: tuple | None = None) -> list[s
         if noop_record is not None:
             order = graph.closure(project.nodes, resolve_targets(project, noop_record[0][1:]))
             real = [n for n in order if not project.nodes[n].is_alias]
-            if set(real) <= set(names):  # every node that build needs is accepted now
+            if set(real) <= set(names) and not volatile(project, order):  # every node that build needs is accepted
                 _record_noop(session, order, noop_record, len(real))
         return names
     finally:

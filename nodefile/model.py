@@ -72,6 +72,7 @@ class Node:
     deps: tuple[str, ...] = ()  # names of nodes whose outputs this node reads
     # extra file dependencies discovered statically (recipe scripts)
     script_inputs: tuple[str, ...] = ()
+    always: bool = False  # `always = true`: volatile, its recipe runs at every build that needs it
 
     @cached
     def output_paths(self) -> tuple[str, ...]:
@@ -125,7 +126,7 @@ class Status(enum.Enum):
 
 class ReasonKind(enum.Enum):
     NEVER_BUILT = "never built"
-    FORCED = "forced (-B)"
+    FORCED = "forced"
     INCOMPLETE = "previous build was interrupted"
     OUTPUT_MISSING = "output missing"
     OUTPUT_CHANGED = "output edited since it was built"

@@ -168,7 +168,8 @@ class Runner:
         if name in self.known_up_to_date:  # engine.unaffected: nothing it reads moved
             self.summary.up_to_date.append(name)
             return NodeResult(name, Outcome.UP_TO_DATE)
-        verdict, parts = self.s.verdict(name, forced=self.o.always_make, building=True)
+        forced = "--force" if name in self.o.force else self.o.always_make
+        verdict, parts = self.s.verdict(name, forced=forced, building=True)
         if None in parts.values():  # rare: look for what is missing only then
             missing = [k[6:] for k, v in parts.items() if k.startswith("input:") and v is None]
             missing += [k[7:] for k, v in parts.items() if k.startswith("script:") and v is None]
@@ -246,7 +247,7 @@ class Runner:
                                  attempt=spec.attempt, start_ns=time.time_ns() - int(fin.duration * 1e9),
                                  duration=fin.duration, outcome="ok" if fin.exit_code == 0 else "failed",
                                  failure=fin.failure, bytes=size, log=os.path.relpath(spec.log, self.s.project.root),
-                                 exit_code=fin.exit_code, message=fin.error or None, script_hash=store)
+                                 exit_code=fin.exit_code, message=fin.error or None, script_hash=store, key=key)
         self.observe(name, spec, fin.exit_code == 0, fin.duration, size or None, None)
         if fin.exit_code == 0:
             self.s.state.put_record(name, key, parts, outputs, spec.recipe.name, self.build_id)
@@ -388,7 +389,7 @@ class Runner:
                                  attempt=spec.attempt, start_ns=time.time_ns() - int(fin.duration * 1e9),
                                  duration=fin.duration, outcome=outcome, failure=failure, bytes=size,
                                  log=log, exit_code=fin.exit_code,
-                                 message=problem or None, script_hash=script_hash)
+                                 message=problem or None, script_hash=script_hash, key=key)
         self.observe(name, spec, not problem, fin.duration, size or None, script_hash)
         if not problem:
             self.s.state.put_record(name, key, parts, outputs, spec.recipe.name, self.build_id)
@@ -399,7 +400,8 @@ class Runner:
         _move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
         what = f"{spec.recipe.kind} {spec.recipe.target}" if spec.recipe.kind != "shell" else "shell recipe"
         rel_log = os.path.relpath(spec.log)
-        detail = f"{what} {problem}\n{_tail(spec.log)}\n  log: {rel_log}"
+        detail = (f"{what}: {problem}\n  log: {rel_log}" if fin.error  # did not start: the log says only that
+                  else f"{what} {problem}\n{_tail(spec.log)}\n  log: {rel_log}")
         if fin.cancelled:
             return NodeResult(name, Outcome.CANCELLED, spec.recipe.name, fin.duration, "cancelled", spec.log)
         retries = max(spec.recipe.retries, self.o.retries)

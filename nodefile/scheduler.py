@@ -28,7 +28,19 @@ class Scheduler:
         self.keep_going = keep_going
         self.tick_every = tick_every
         self.results: dict[str, NodeResult] = {}
+        self.causes: dict[str, str] = {}  # a skipped node -> the failure upstream ("fit failed")
         self.stopped = False
+
+    def _why_skipped(self, name: str, dep: str) -> str:
+        """Why `name`, whose input `dep` was not built, is skipped: dep failed, was
+        cancelled, or was itself skipped (then the failure upstream that began it)."""
+        outcome = self.results[dep].outcome
+        if outcome is Outcome.SKIPPED:
+            self.causes[name] = self.causes.get(dep, "")
+            return f"needs {dep}, which was skipped" + (f" ({self.causes[name]})" if self.causes[name] else "")
+        what = "failed" if outcome is Outcome.FAILED else "was cancelled"
+        self.causes[name] = f"{dep} {what}"
+        return f"needs {dep}, which {what}"
 
     def run(self) -> dict[str, NodeResult]:
         waiting = {n: 0 for n in self.order}
@@ -168,7 +180,7 @@ class Scheduler:
                 failed = [d for d in self.deps[name] if d in self.results
                           and self.results[d].outcome in (Outcome.FAILED, Outcome.SKIPPED, Outcome.CANCELLED)]
                 if failed:
-                    settle(name, NodeResult(name, Outcome.SKIPPED, message=f"needs {failed[0]}, which failed"))
+                    settle(name, NodeResult(name, Outcome.SKIPPED, message=self._why_skipped(name, failed[0])))
                     continue
                 if self.stopped:
                     continue

@@ -31,6 +31,7 @@ class Options:
     transfers_only: bool = False  # node pull: restore from the cache or stores, never rebuild
     on_runner: object = None  # called with the Runner once a build starts (watch mode uses it)
     noop_record: tuple | None = None  # (argv, cwd): record a no-op for the fast path (fastpath.py)
+    force: frozenset = frozenset()  # node build --force: these nodes' recipes run (not a restore)
 
 
 # -- targets ----------------------------------------------------------------------------
@@ -154,9 +155,13 @@ class Session:
     def output_hashes(self, name: str) -> dict:
         return {p: self.hasher.hash(p) for p in self.project.nodes[name].output_paths}
 
-    def verdict(self, name: str, forced: bool = False, building: bool = False) -> tuple[Verdict, dict]:
+    def verdict(self, name: str, forced: bool | str = False, building: bool = False) -> tuple[Verdict, dict]:
         """building: for a build, which runs a node never built whatever its outputs
-        are, so they are not looked at (its verdict says STALE, never MISSING)."""
+        are, so they are not looked at (its verdict says STALE, never MISSING).
+        forced: why the node runs whatever its record says (-B, --force); a node with
+        `always = true` is always forced."""
+        if not forced and self.project.nodes[name].always:
+            forced = "always = true"
         parts = self.parts(name)
         key = hashing.key_of(parts)
         rec = self.state.record(name) if self.lazy else self.records().get(name)
@@ -164,9 +169,10 @@ class Session:
             return Verdict(name, Status.STALE, (Reason(ReasonKind.NEVER_BUILT),), key), parts
         return stale.check(name, parts, key, rec, self.output_hashes(name), forced), parts
 
-    def plan(self, names: list[str], forced: bool = False) -> dict[str, Verdict]:
+    def plan(self, names: list[str], forced: bool = False, force=frozenset()) -> dict[str, Verdict]:
         """Verdicts for every node in `names` (topological), as a dry run sees them:
-        a node whose input will be rebuilt is stale because of it."""
+        a node whose input will be rebuilt is stale because of it. force: nodes
+        named to `--force`."""
         out: dict[str, Verdict] = {}
         for n in names:
             node = self.project.nodes[n]
@@ -175,7 +181,7 @@ class Session:
                 status = Status.STALE if up else Status.UP_TO_DATE
                 out[n] = Verdict(n, status, tuple(Reason(ReasonKind.UPSTREAM, d) for d in up))
                 continue
-            v, _ = self.verdict(n, forced)
+            v, _ = self.verdict(n, "--force" if n in force else forced)
             if up:
                 reasons = tuple(r for r in v.reasons if r.kind not in (
                     ReasonKind.INPUT_CHANGED, ReasonKind.INPUT_MISSING, ReasonKind.INPUT_ADDED))
@@ -190,7 +196,8 @@ class ProjectLock:
     """One build per project at a time; a second one waits and says who holds it."""
 
     def __init__(self, state_dir: str):
-        os.makedirs(state_dir, exist_ok=True)
+        from . import statedir
+        statedir.make(state_dir)
         self.path = os.path.join(state_dir, "lock")
         self.fd = None
 
@@ -277,7 +284,7 @@ def candidates(session: Session, node, key: str, options: Options, negative: set
     the key, then the Nodefile's recipes (fetches whose store is known not to hold
     the key are left out). With probe, a fetch is kept only if its store has the key."""
     out = []
-    always = options.always_make
+    always = options.always_make or node.always or node.name in options.force  # run the recipe itself
     if session.cache is not None and not always and key:
         try:
             if session.cache.manifest(key) is not None:

@@ -30,13 +30,13 @@ CREATE TABLE IF NOT EXISTS attempts(
   id INTEGER PRIMARY KEY AUTOINCREMENT, build_id INTEGER, node TEXT, recipe TEXT,
   kind TEXT, attempt INTEGER, start_ns INTEGER, duration REAL, outcome TEXT,
   failure TEXT, bytes INTEGER, log TEXT, exit_code INTEGER, message TEXT,
-  script_hash TEXT);
+  script_hash TEXT, key TEXT);
 CREATE INDEX IF NOT EXISTS attempts_node ON attempts(node, build_id);
 """
 
 
 _ATTEMPT_COLS = ("build_id", "node", "recipe", "kind", "attempt", "start_ns", "duration", "outcome",
-                 "failure", "bytes", "log", "exit_code", "message", "script_hash")
+                 "failure", "bytes", "log", "exit_code", "message", "script_hash", "key")
 _ADD_ATTEMPT = f"INSERT INTO attempts({','.join(_ATTEMPT_COLS)}) VALUES ({','.join('?' * len(_ATTEMPT_COLS))})"
 
 
@@ -54,7 +54,8 @@ class State:
             self.db = sqlite3.connect(":memory:")
             self.db.executescript(_SCHEMA)
         else:
-            os.makedirs(self.dir, exist_ok=True)
+            from . import statedir
+            statedir.make(self.dir)
             self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
             self.db.execute("PRAGMA busy_timeout=60000")
             if not self.exists or not readonly:
@@ -88,12 +89,24 @@ class State:
                     self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript(_SCHEMA)
+                self._add_key_column()
                 return
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
+
+    def _add_key_column(self) -> None:
+        """attempts.key (the node key an attempt built: `node log` after a restore finds
+        the attempt that made the artifact) in a state.db made before it existed."""
+        if any(r[1] == "key" for r in self.db.execute("PRAGMA table_info(attempts)")):
+            return
+        try:
+            self.db.execute("ALTER TABLE attempts ADD COLUMN key TEXT")
+        except sqlite3.OperationalError as e:
+            if "duplicate column" not in str(e):
+                raise
 
     def close(self) -> None:
         self.flush_stamps()
@@ -197,6 +210,19 @@ class State:
             cur = self.db.execute("INSERT INTO builds(started_ns, targets, pid) VALUES (?,?,?)",
                                   (time.time_ns(), json.dumps(list(targets)), os.getpid()))
             return cur.lastrowid
+
+    def running_build(self) -> int | None:
+        """The id of the build running now (not ended, its process alive), if any."""
+        row = self.db.execute("SELECT id, pid, ended_ns FROM builds ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None or row[2] is not None:
+            return None
+        try:
+            os.kill(row[1], 0)
+        except ProcessLookupError:
+            return None  # killed: it never ended
+        except (PermissionError, TypeError):
+            pass
+        return row[0]
 
     def end_build(self, build_id: int, status: int) -> None:
         self._write_rows()

@@ -147,6 +147,8 @@ def store(project, key: str) -> None:
         return  # several globs in one entry: not worth tracking, parse each time
     path = _path(project.root, key)
     try:
+        from .. import statedir
+        statedir.make(os.path.join(project.root, ".nodefile"))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
         data = pickle.dumps({"key": key, "sources": sources}, protocol=pickle.HIGHEST_PROTOCOL) + \

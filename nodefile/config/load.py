@@ -29,7 +29,7 @@ PROJECT_KEYS = ("name", "default", "jobs", "cache", "python", "params")
 STORE_KEYS = ("url", "push", "options")
 RECIPE_OPTS = ("name", "args", "env", "timeout", "retries", "resources", "stdout")
 _RECIPE_KEYS = RECIPE_KINDS + RECIPE_OPTS + ("recipes",)  # what a node's recipes are parsed from
-NODE_KEYS = ("outputs", "inputs", "params", "recipes", "priority", "wildcards", "matrix") \
+NODE_KEYS = ("outputs", "inputs", "params", "recipes", "priority", "wildcards", "matrix", "always") \
     + RECIPE_KINDS + RECIPE_OPTS[1:]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 _GLOB = re.compile(r"[*?\[]")
@@ -139,7 +139,7 @@ def norm(path: str, base: str = "") -> str:
 
 class _Draft:
     """A node declaration validated on its own, before inputs are resolved."""
-    __slots__ = ("decl", "name", "outputs", "recipes", "params", "priority", "order", "is_pattern",
+    __slots__ = ("decl", "name", "outputs", "recipes", "params", "priority", "always", "order", "is_pattern",
                  "wild_names", "regexes", "constraints")
 
 
@@ -365,6 +365,10 @@ class _Builder:
             c.err("priority must be an integer", t, "priority")
             pr = 0
         d.priority = pr
+        d.always = spec.get("always", False)
+        if not isinstance(d.always, bool):
+            c.err("always must be true or false", t, "always")
+            d.always = False
         return d
 
     def _instance(self, pat: _Draft, values: dict, stores, order: int) -> _Draft | None:
@@ -392,6 +396,7 @@ class _Builder:
             outs.append(Entry(e.name, paths, e.many, e.source))
         d.outputs = tuple(outs)
         d.recipes, d.params, d.priority = _instance_recipes(pat.recipes, values), pat.params, pat.priority
+        d.always = pat.always
         d.is_pattern, d.wild_names, d.regexes, d.constraints = False, pat.wild_names, [], {}
         return d
 
@@ -638,7 +643,7 @@ class _Builder:
         node = Node(name=d.name, outputs=d.outputs, inputs=tuple(inputs), params=d.params, recipes=d.recipes,
                     cwd=decl.cwd, file=c.display, line=c.loc.line(t), wildcards=decl.wildcards,
                     priority=d.priority, order=d.order, deps=tuple(dict.fromkeys(x for x in deps if x != d.name)),
-                    script_inputs=tuple(script_inputs))
+                    script_inputs=tuple(script_inputs), always=d.always)
         for r in node.recipes:
             if r.stdout:
                 try:

@@ -17,6 +17,23 @@ import time
 from ..records import record
 from .spawner import CHUNK, GRACE, Procs, _signal_group, frame, unframe
 
+# what to install when a recipe's interpreter is not on PATH
+INSTALL = {"Rscript": "install R (Debian: apt-get install r-base-core)",
+           "R": "install R (Debian: apt-get install r-base-core)",
+           "python3": "install Python 3 (Debian: apt-get install python3), or set [project] python",
+           "python": "install Python 3, or set [project] python"}
+
+
+def cannot_start(cmd: str, e: OSError) -> str:
+    """Why a recipe's program did not start, with what to install when it is missing."""
+    if isinstance(e, FileNotFoundError):
+        name = os.path.basename(cmd)
+        hint = INSTALL.get(name)
+        return f"{name} not found" + (f": {hint}" if hint else " (not on the recipe's PATH)" if os.sep not in cmd
+                                      else "")
+    return f"cannot start {cmd}: {e.strerror or e}"
+
+
 HELPER_AFTER = 8  # the n-th process of a build starts the spawn helper (a small build never needs it)
 
 
@@ -191,7 +208,7 @@ class LocalExecutor:
             else:
                 start = self.inline.start(handle, exe, argv, spec.env, spec.cwd, spec.log)
         except OSError as e:
-            msg = f"cannot start {argv[0]}: {e.strerror or e}"  # the runner puts it in the log
+            msg = cannot_start(argv[0], e)  # the runner puts it in the log
             self._early.append(Finished(handle, None, 0.0, error=msg))
             return handle
         deadline = start + spec.timeout if spec.timeout else None

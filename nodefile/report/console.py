@@ -35,6 +35,8 @@ class Console:
         self.started_at: dict[str, float] = {}
         self.expected: dict[str, float] = {}
         self.eta = None  # callable(running, done) -> seconds, set by build when learned
+        self.streams: dict[str, list] = {}  # -v: node -> [its log, bytes shown, partial line]
+        self._streamer = None
 
     # -- plumbing ------------------------------------------------------------------------
     def _clear(self) -> None:
@@ -72,14 +74,60 @@ class Console:
         self.err.flush()
 
     # -- build events ----------------------------------------------------------------
+    # -- -v: recipe output on the terminal, each line prefixed by its node's name ----------
+    def _stream(self, node: str, final: bool = False) -> None:
+        with self._stream_lock:
+            self._stream_new(node, final)
+
+    def _stream_new(self, node: str, final: bool) -> None:
+        s = self.streams.get(node)
+        if s is None:
+            return
+        try:
+            with open(s[0], "rb") as f:
+                f.seek(s[1])
+                chunk = f.read()
+        except OSError:
+            chunk = b""
+        s[1] += len(chunk)
+        *lines, s[2] = (s[2] + chunk).split(b"\n")
+        if final and s[2]:
+            lines.append(s[2])
+        for line in lines:
+            self.print(f"{node} | {line.decode('utf-8', 'replace')}")
+
+    def _follow(self, spec) -> None:
+        if spec.recipe.kind in ("load", "fetch"):
+            return
+        import threading
+        if self._streamer is None:
+            self._stream_lock = threading.Lock()
+        self._stream(spec.node, final=True)  # the rest of an earlier attempt's log
+        self.streams[spec.node] = [spec.log, 0, b""]
+        if not self._streamer or not self._streamer.is_alive():
+            self._streamer = threading.Thread(target=self._stream_loop, daemon=True, name="nodefile-stream")
+            self._streamer.start()
+
+    def _stream_loop(self) -> None:
+        while self.streams:
+            for node in list(self.streams):
+                self._stream(node)
+            time.sleep(0.1)
+
     def started(self, spec) -> None:
         self.started_at[spec.node] = time.monotonic()
+        if self.verbosity > 0:
+            self._follow(spec)
         if not self.tty and self.verbosity >= 0:
             r = spec.recipe
             what = r.target if r.kind != "shell" else "shell"
             self.print(f"run  {spec.node}  ({r.kind} {what})" if r.kind != "shell" else f"run  {spec.node}  (shell)")
 
     def done(self, result: NodeResult) -> None:
+        if result.node in self.streams:
+            self._stream(result.node, final=True)
+            with self._stream_lock:
+                self.streams.pop(result.node, None)
         o = result.outcome
         if o is Outcome.OK:
             if self.verbosity >= 0:

@@ -35,7 +35,7 @@ def test_within_checks_every_item_against_the_sorted_list():
 
 def test_the_simple_build_parser_agrees_with_argparse():
     from nodefile import cli
-    full = cli._parser()
+    full = cli.make_parser()
     for argv in (["build"], ["build", "-j", "2"], ["build", "-j2", "a", "b"], ["build", "--jobs=3", "-k", "-q"],
                  ["build", "--jobs", "4", "t"], ["build", "-v", "-vv", "x"], ["build", "--keep-going", "--quiet"]):
         simple = cli._simple_build(argv)
