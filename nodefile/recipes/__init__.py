@@ -188,6 +188,11 @@ def rscript() -> str:
 
 def prepare(project: Project, node: Node, recipe: Recipe, attempt: int, log: str, jobdir: str,
             index: int = 0, base_env: dict | None = None) -> Spec:
+    if recipe.kind == "call":
+        from ..pipeline import live_spec  # a Pipeline's function runs in this process
+        spec = live_spec(project, node, recipe, attempt, log, index)
+        if spec is not None:
+            return spec
     m = manifest(project, node, recipe, attempt, log)
     mpath, rpath = write_job(jobdir, m, with_r=recipe.kind == "r")
     ctx = placeholder_context(node)
