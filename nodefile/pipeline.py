@@ -108,7 +108,7 @@ class Pipeline:
                                   f"(not a node, no default, not given to pipe.node() or build())")
             params.append((p.name, key_value(value)))
             fn.actual[p.name] = value
-        recipe = Recipe(kind="call", target=target, name="function",
+        recipe = Recipe(kind="call", target=target, name="function", returns="value",
                         args=() if fn.format == "auto" else (f"--format={fn.format}",))
         line = getattr(getattr(f, "__code__", None), "co_firstlineno", None)
         return Node(name=fn.name, outputs=(Entry("value", (value_path(fn.name),)),), inputs=tuple(inputs),
@@ -216,20 +216,10 @@ def key_value(value):
         return f"<{type(value).__name__} {value!r}>"
 
 
-def returns_entry(node):
-    """The output entry holding a node's value: a function node's, or the one a
-    recipe's `returns` names; None for a node of files."""
-    want = next((r.returns for r in node.recipes if getattr(r, "returns", "")), None)
-    if node.recipes and node.recipes[0].kind == "call" and node.recipes[0].target in LIVE:
-        want = "value"
-    if want is None:
-        return None
-    return next((e for e in node.outputs if e.name == want), None)
-
-
 def node_value(project, node):
     """What a parameter named after `node` receives."""
     from . import values
+    from .fncall import returns_entry
     entry = returns_entry(node)
     if entry is not None:
         return values.load(os.path.join(project.root, entry.paths[0]))
@@ -237,19 +227,15 @@ def node_value(project, node):
     return paths[0] if len(paths) == 1 else paths
 
 
-def arguments(project, node, actual: dict | None = None) -> dict:
-    """The keyword arguments of a function recipe: inputs named after nodes get their
-    values, params their values (`actual` holds the live objects of a Pipeline)."""
-    kwargs = {}
-    for e in node.inputs:
-        if e.kind == "node" and e.source in project.nodes and e.name:
-            kwargs[e.name] = node_value(project, project.nodes[e.source])
-        elif e.name:
-            paths = [os.path.join(project.root, p) for p in e.paths]
-            kwargs[e.name] = paths[0] if len(paths) == 1 and not e.many else paths
-    for k, v in node.params:
-        kwargs[k] = (actual or {}).get(k, v)
-    return kwargs
+def arguments(project, node, actual: dict) -> dict:
+    """The keyword arguments of a Pipeline function (fncall.plan): values loaded,
+    params as the live objects given (`actual`)."""
+    from . import values
+    from .fncall import plan
+    out = {}
+    for name, (kind, v) in plan(project, node).items():
+        out[name] = values.load(v) if kind == "value" else actual.get(name, v) if kind == "param" else v
+    return out
 
 
 def live_spec(project, node, recipe, attempt: int, log: str, index: int):

@@ -119,6 +119,8 @@ def command(project: Project, node: Node, recipe: Recipe, ctx: dict | None = Non
         return ["/bin/sh", "-c", line]
     if recipe.kind == "call":
         return [project.python or sys.executable, "-m", "nodefile._call", recipe.target] + args
+    if recipe.kind == "r_call":
+        return [rscript(), R_BOOTSTRAP] + args
     raise ValueError(f"not a run recipe: {recipe.kind}")
 
 
@@ -194,7 +196,7 @@ def prepare(project: Project, node: Node, recipe: Recipe, attempt: int, log: str
         if spec is not None:
             return spec
     m = manifest(project, node, recipe, attempt, log)
-    mpath, rpath = write_job(jobdir, m, with_r=recipe.kind == "r")
+    mpath, rpath = write_job(jobdir, m, with_r=recipe.kind in ("r", "r_call"))
     ctx = placeholder_context(node)
     env = dict(os.environ if base_env is None else base_env)
     for k, v in recipe.env:
@@ -208,6 +210,12 @@ def prepare(project: Project, node: Node, recipe: Recipe, attempt: int, log: str
     if recipe.kind == "r":
         env["NODEFILE_JOB_R"] = rpath
         env["NODEFILE_SCRIPT"] = relative_to(recipe.target, node.cwd)
+    if recipe.kind in ("call", "r_call"):
+        from .. import fncall  # a function's return value saved as the node's output
+        env.update(fncall.python_env(project, node, recipe))
+        if recipe.kind == "r_call":
+            env["NODEFILE_JOB_R"] = rpath
+            env["NODEFILE_SCRIPT"] = fncall.r_script(project, node, recipe, jobdir)
     if recipe.kind == "shell" and not any(k == "PATH" for k, _ in recipe.env):
         env["PATH"] = interpreter_first(project, env.get("PATH"))
     cwd = os.path.join(project.root, node.cwd) if node.cwd else project.root
@@ -239,6 +247,15 @@ def hand_command(project: Project, node: Node, recipe: Recipe, mpath: str, rpath
     if recipe.kind == "r":
         env += f" NODEFILE_JOB_R={shlex.quote(os.path.relpath(rpath, os.path.join(project.root, node.cwd)))}"
         env += f" NODEFILE_SCRIPT={shlex.quote(relative_to(recipe.target, node.cwd))}"
+    if recipe.kind == "r_call":
+        from .. import fncall
+        here = os.path.join(project.root, node.cwd)
+        script = fncall.r_script(project, node, recipe, os.path.dirname(mpath))
+        env += f" NODEFILE_JOB_R={shlex.quote(os.path.relpath(rpath, here))}"
+        env += f" NODEFILE_SCRIPT={shlex.quote(os.path.relpath(script, here))}"
+    if recipe.kind == "call" and recipe.returns:
+        from .. import fncall
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in fncall.python_env(project, node, recipe).items()) + " " + env
     line = env + " " + " ".join(shlex.quote(a) for a in argv)
     if recipe.stdout:
         out = placeholders.stdout_path(node, recipe.stdout)
