@@ -367,8 +367,13 @@ def cmd_graph(args, rep) -> int:
         return "blocked" if n in blocked else plan[n].status.value
 
     if args.format == "json" or args.json:
+        from .fncall import returns_entry
+
+        def value(n):  # the output holding a function node's return value
+            e = returns_entry(project.nodes[n])
+            return None if e is None else e.paths[0]
         emit("graph", {"nodes": [{"name": n, "status": status(n), **({"reason": blocked[n]} if n in blocked else {}),
-                                  "alias": project.nodes[n].is_alias,
+                                  "alias": project.nodes[n].is_alias, "value": value(n),
                                   "outputs": list(project.nodes[n].output_paths),
                                   "deps": list(project.nodes[n].deps)} for n in names],
                        "edges": [[d, n] for n in names for d in project.nodes[n].deps]})
