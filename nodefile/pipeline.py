@@ -108,8 +108,10 @@ class Pipeline:
                                   f"(not a node, no default, not given to pipe.node() or build())")
             params.append((p.name, key_value(value)))
             fn.actual[p.name] = value
-        recipe = Recipe(kind="call", target=target, name="function", returns="value",
-                        args=() if fn.format == "auto" else (f"--format={fn.format}",))
+        args = () if fn.format == "auto" else (f"--format={fn.format}",)
+        if not target.split(":")[0].endswith(".py"):  # not a project file (a notebook, -c): its own code
+            args += (f"--code={live_code_hash(f)}",)
+        recipe = Recipe(kind="call", target=target, name="function", returns="value", args=args)
         line = getattr(getattr(f, "__code__", None), "co_firstlineno", None)
         return Node(name=fn.name, outputs=(Entry("value", (value_path(fn.name),)),), inputs=tuple(inputs),
                     params=tuple(params), recipes=(recipe,), cwd="", file=target.split(":")[0], line=line,
@@ -196,6 +198,19 @@ def function_target(root: str, f) -> str:
         if not rel.startswith("../"):
             return f"{rel}:{f.__qualname__}"
     return f"{f.__module__}:{f.__qualname__}"
+
+
+def live_code_hash(f) -> str:
+    """The code of a function whose file is not under the project root: its syntax
+    tree when its source can be read, else its bytecode."""
+    import ast
+    from .hashing import hash_bytes
+    try:
+        import textwrap
+        return hash_bytes(ast.dump(ast.parse(textwrap.dedent(inspect.getsource(f)))).encode())
+    except (OSError, TypeError, SyntaxError):
+        import marshal
+        return hash_bytes(marshal.dumps(f.__code__))
 
 
 def key_value(value):
