@@ -16,19 +16,28 @@ nodefile_cli <- function() {
 # R puts its own library folders on LD_LIBRARY_PATH; a Python built with a shared
 # libpython (pyenv, conda) would then load the system's libpython instead of its
 # own. The command runs with the variable unset.
+# Its standard error (progress, errors) is passed on as messages; a command that
+# fails without output is an R error with the command's message.
 run_cli <- function(args, path) {
   cmd <- nodefile_cli()
-  suppressWarnings(system2(cmd[1L], c(cmd[-1L], "-C", shQuote(path), args), stdout = TRUE, stderr = "",
-                           env = "LD_LIBRARY_PATH="))
+  err <- tempfile()
+  on.exit(unlink(err))
+  out <- suppressWarnings(system2(cmd[1L], c(cmd[-1L], "-C", shQuote(path), args), stdout = TRUE, stderr = err,
+                                  env = "LD_LIBRARY_PATH="))
+  text <- if (file.exists(err)) readLines(err, warn = FALSE) else character(0)
+  code <- attr(out, "status")
+  if (!length(out) && !is.null(code) && code != 0L) {
+    stop(paste(c(sprintf("nodefile %s failed (exit status %d)", args[1L], code), text), collapse = "\n"),
+         call. = FALSE)
+  }
+  if (length(text)) message(paste(text, collapse = "\n"))
+  out
 }
 
 run_json <- function(args, path = ".") {
   out <- run_cli(c(args, "--json"), path)
   code <- attr(out, "status")
   if (is.null(code)) code <- 0L
-  if (!length(out)) {
-    stop(sprintf("nodefile %s failed (exit status %d); its message is above", args[1L], code), call. = FALSE)
-  }
   doc <- from_json(out)
   attr(doc, "status") <- code
   doc
@@ -73,7 +82,6 @@ job <- function(target = NULL, path = ".") {
   }
   if (is.null(target)) stop("job() outside a recipe needs a target", call. = FALSE)
   out <- run_cli(c("job", shQuote(target)), path)
-  if (!is.null(attr(out, "status"))) stop(sprintf("nodefile job %s failed", target), call. = FALSE)
   m <- regmatches(out[1L], regexec("and (.*\\.R)$", out[1L]))[[1L]]
   file <- file.path(path, m[2L])
   if (!file.exists(file)) file <- m[2L]
