@@ -164,6 +164,7 @@ def cmd_explain(args, rep) -> int:
                    "recorded_key": rec["key"] if rec else None, "reasons": [reason_doc(r) for r in v.reasons],
                    "recipes": [], "estimates": [], "unavailable": []}
             docs.append(doc)
+            rep.print(f"{t}: {v.status.value}")
             if v.key:
                 rep.print(f"  key {v.key}" + (f" (recorded {rec['key']})" if rec and rec["key"] != v.key else ""))
             for r in v.reasons:
