@@ -87,8 +87,6 @@ class Pipeline:
         from .model import Entry, Node, Recipe
         f = fn.func
         target = function_target(project.root, f)
-        if target in LIVE and LIVE[target] is not fn and LIVE[target].name != fn.name:
-            pass  # the same function declared twice under two names: both run it
         inputs, params, deps = [], [], []
         fn.actual = {}
         for p in inspect.signature(f).parameters.values():
