@@ -178,19 +178,21 @@ def _resolve(closure, rel: str, module: str, level: int, search) -> str | None:
 R_FACTS = r"""
 args <- commandArgs(trailingOnly = TRUE)
 exprs <- parse(file = args[[1]], keep.source = FALSE)
-env <- new.env()
+defs <- list()
 for (e in exprs) {
-  if (is.call(e) && as.character(e[[1L]]) %in% c("<-", "=", "<<-") && is.name(e[[2L]])) {
-    try(eval(e, envir = env), silent = TRUE)
+  if (is.call(e) && as.character(e[[1L]])[1L] %in% c("<-", "=", "<<-") && is.name(e[[2L]])) {
+    defs[[as.character(e[[2L]])]] <- e[[3L]]
   }
 }
-known <- ls(env, all.names = TRUE)
+known <- names(defs)
 for (n in known) {
-  obj <- get(n, envir = env)
-  txt <- paste(deparse(obj, control = c("keepInteger", "niceNames", "showAttributes")), collapse = "\n")
-  uses <- if (is.function(obj)) intersect(codetools::findGlobals(obj), known) else character(0)
-  cat("def\t", n, "\t", gsub("[\t\n]", " ", paste(c(uses, ""), collapse = " ")), "\n", sep = "")
-  cat(txt, "\n", sep = "")
+  rhs <- defs[[n]]
+  # nothing is evaluated: a function's code, or any other value's expression, as a function body
+  fn <- if (is.call(rhs) && identical(rhs[[1L]], as.name("function"))) eval(rhs, baseenv()) else
+    as.function(c(alist(), rhs), envir = baseenv())
+  uses <- intersect(codetools::findGlobals(fn, merge = TRUE), known)
+  cat("def\t", n, "\t", paste(c(uses, ""), collapse = " "), "\n", sep = "")
+  cat(paste(deparse(rhs, control = c("keepInteger", "niceNames", "showAttributes")), collapse = "\n"), "\n", sep = "")
   cat("\f\n")
 }
 """
@@ -198,7 +200,8 @@ for (n in known) {
 
 def r_facts(full: str, text: str) -> dict | None:
     """name -> [hash of its deparsed definition, project names it uses] for every
-    top-level assignment of the file (one Rscript per content of the file)."""
+    top-level assignment of the file (one Rscript per content of the file, which
+    parses the file and evaluates nothing of it)."""
     import subprocess
     from .recipes import rscript
     try:
@@ -219,7 +222,7 @@ def r_facts(full: str, text: str) -> dict | None:
 
 
 def r_parts(closure, rel: str, fn: str) -> dict:
-    facts = closure.facts(rel, "rfacts:1", r_facts)
+    facts = closure.facts(rel, "rfacts:2", r_facts)
     if facts is None or fn not in facts["defs"]:
         return {f"import:{rel}": closure.hasher.hash(rel)}  # not parsed: the whole file counts
     out: dict = {}
