@@ -80,6 +80,10 @@ class Pipeline:
             LIVE[node.recipes[0].target] = fn
             nodes[fn.name] = node
         nodes = {n: self._rewire(node, nodes) for n, node in nodes.items()}
+        from .graph import find_cycle
+        cycle = find_cycle(nodes)
+        if cycle:
+            raise ConfigError("dependency cycle: " + " -> ".join(cycle))
         missing = tuple(m for m in base.missing if m[0] not in self.functions)
         return replace(base, nodes=nodes, producers=producers, missing=missing)
 

@@ -182,23 +182,35 @@ def test_a_function_error_is_one_failure_with_its_traceback_in_the_log(tmp_path)
     assert not (tmp_path / ".nodefile" / "values" / "boom").exists()
 
 
-def test_a_parameter_without_a_value_is_a_clear_error(tmp_path):
+def test_a_parameter_without_a_value_and_a_cycle_are_clear_errors(tmp_path):
     write(tmp_path, {"p.py": '''
         import nodefile
-        pipe = nodefile.Pipeline()
+        pipe, loop = nodefile.Pipeline(), nodefile.Pipeline()
 
         @pipe.node
         def fit(table):
             return 1
 
-        try:
-            pipe.build("fit")
-        except nodefile.ConfigError as e:
-            print("ERROR", e)
+        @loop.node
+        def a(b):
+            return 1
+
+        @loop.node
+        def b(a):
+            return 2
+
+        for p in (pipe, loop):
+            try:
+                p.build()
+            except nodefile.ConfigError as e:
+                print("ERROR", e)
         '''})
     proc = subprocess.run([sys.executable, "p.py"], cwd=tmp_path, capture_output=True, text=True,
                           env=base_env(), timeout=60)
-    assert "ERROR function node 'fit' (p.py:fit): parameter 'table' has no value" in proc.stdout, describe(proc)
+    assert proc.stdout.splitlines() == [
+        "ERROR function node 'fit' (p.py:fit): parameter 'table' has no value "
+        "(not a node, no default, not given to pipe.node() or build())",
+        "ERROR dependency cycle: a -> b -> a"], describe(proc)
 
 
 NODEFILE_CALLS = '''
