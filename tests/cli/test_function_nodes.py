@@ -362,3 +362,21 @@ def test_nodefile_errors_for_returns_and_r_call(tmp_path):
     assert "returns names the output that holds a function's return value (call or r_call only)" in proc.stderr
     assert "r_call file 'R/missing.R' does not exist" in proc.stderr
     assert 'r_call must be "FILE.R::function"' in proc.stderr
+
+
+def test_a_function_outside_any_file_is_keyed_by_its_own_code(tmp_path):
+    """python -c (or a notebook cell): no project file to read, its code still counts."""
+    def script(body):
+        return ("import nodefile\npipe = nodefile.Pipeline()\n"
+                f"@pipe.node\ndef answer():\n    {body}\n"
+                "print('BUILT', ' '.join(pipe.build('answer').built), pipe.get('answer'))\n")
+
+    def go(body):
+        proc = subprocess.run([sys.executable, "-c", script(body)], cwd=tmp_path, capture_output=True, text=True,
+                              env=base_env(), timeout=60)
+        assert proc.returncode == 0, describe(proc)
+        return proc.stdout.strip()
+
+    assert go("return 41") == "BUILT answer 41"
+    assert go("return 41") == "BUILT  41"
+    assert go("return 42") == "BUILT answer 42"
