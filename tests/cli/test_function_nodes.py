@@ -328,6 +328,12 @@ outputs = "final.txt"
     proc = subprocess.run([sys.executable, "pipe.py"], cwd=project, capture_output=True, text=True,
                           env=base_env(), timeout=120)
     assert proc.returncode == 0 and "BUILT \n" in proc.stdout, describe(proc)  # nothing ran
+    # node gc keeps what the Pipeline built (the Nodefile does not list its functions)
+    gc = run(project, "gc", check=0)
+    assert "the records of 0 node(s)" in gc.stdout, describe(gc)
+    proc = subprocess.run([sys.executable, "pipe.py"], cwd=project, capture_output=True, text=True,
+                          env=base_env(), timeout=120)
+    assert proc.returncode == 0 and "BUILT \n" in proc.stdout, describe(proc)
 
 
 def test_json_output_round_trips_and_values_read_back_from_python(tmp_path):
