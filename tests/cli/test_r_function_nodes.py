@@ -121,6 +121,7 @@ msg <- tryCatch(value("nope"), error = conditionMessage)
 cat("ERROR", msg, "\n")
 writeLines(to_json(nodefile:::run_json("status")), "status.json")
 writeLines(to_json(nodefile:::run_json("graph")), "graph.json")
+writeLines(to_json(from_json(readLines("tricky.json", encoding = "UTF-8"))), "tricky.out.json", useBytes = TRUE)
 '''
 
 
@@ -131,13 +132,17 @@ def test_r_package_builds_reads_values_and_round_trips_json(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert inst.returncode == 0, describe(inst)
     project = four_minutes(tmp_path / "p")
+    tricky = {"text": 'é "q" \\ \n\t\u00e9 \U0001F600', "nums": [1, 2.5, -0.03, 1e-7, 123456789],
+              "flags": [True, False, None], "empty": {}, "none": [], "nested": [{"a": [{}]}]}
     write(project, {"use.R": R_SCRIPT})
+    (project / "tricky.json").write_text(json.dumps(tricky, indent=1), encoding="utf-8")
     env = base_env(RLIB=lib, PYTHON=sys.executable)
     proc = subprocess.run(["Rscript", "use.R"], cwd=project, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, describe(proc)
     assert "MODEL 0.15 1.94" in proc.stdout
     assert "PLOT y = 0.15 + 1.94 x (4 points)" in proc.stdout
     assert "ERROR nodefile graph failed (exit status 2)\nerror: unknown target 'nope'" in proc.stdout
+    assert json.loads((project / "tricky.out.json").read_text(encoding="utf-8")) == tricky
     # what R read and wrote back is what the CLI printed
     for cmd in ("status", "graph"):
         printed = json.loads(run(project, cmd, "--json", check=0).stdout)
