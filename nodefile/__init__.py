@@ -10,7 +10,14 @@ import os
 from .errors import BuildError, ConfigError, NodefileError
 
 __version__ = "0.1.0"
-__all__ = ["build", "status", "job", "load_project", "NodefileError", "BuildError", "ConfigError"]
+__all__ = ["build", "status", "job", "load_project", "Pipeline", "NodefileError", "BuildError", "ConfigError"]
+
+
+def __getattr__(name: str):
+    if name == "Pipeline":  # function nodes (pipeline.py), imported when first used
+        from .pipeline import Pipeline
+        return Pipeline
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def job(*args, **kwargs):

@@ -65,6 +65,8 @@ class Closure:
         """Project-relative paths of the files the script needs, transitively (not itself)."""
         if recipe.kind == "call":
             return self._call(node, recipe)
+        if recipe.kind == "r_call":
+            return [recipe.target.partition("::")[0]]
         if not recipe.script or recipe.kind not in ("python", "r"):
             return []
         key = (recipe.script, recipe.kind, node.cwd)
@@ -89,7 +91,7 @@ class Closure:
         if key in self.memo:
             return self.memo[key]
         module = recipe.target.split(":", 1)[0]
-        files = self._module(module, [os.path.join(self.root, node.cwd), self.root])
+        files = self.module_files(module, [os.path.join(self.root, node.cwd), self.root])
         seen: list[str] = []
         todo = []
         for f in files:
@@ -107,6 +109,35 @@ class Closure:
                     todo.append(dep)
         self.memo[key] = sorted(seen)
         return self.memo[key]
+
+    def facts(self, rel: str, kind: str, compute):
+        """What `compute(full path, text)` says about one project file (a JSON value),
+        cached by the file's content hash like its imports; None when the file is
+        missing or compute returns None (not cached then)."""
+        h = self.hasher.hash(rel)
+        if h is None:
+            return None
+        if not self._loaded:
+            self._load()
+        k = (rel, kind, "", h)
+        if k in self._cache:
+            return self._cache[k]
+        full = self.hasher.abspath(rel)
+        try:
+            with open(full, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return None
+        out = compute(full, text)
+        if out is not None:
+            self._cache[k] = self._new[k] = out
+        return out
+
+    def code(self, node, recipe) -> dict:
+        """Key parts of a function recipe (`call`, `r_call`): the function and the
+        project code it uses, per function (codeclosure.py)."""
+        from . import codeclosure
+        return codeclosure.parts(self, node, recipe)
 
     def _direct(self, rel: str, kind: str, cwd: str) -> list[str]:
         h = self.hasher.hash(rel)
@@ -156,7 +187,7 @@ class Closure:
         for n in ast.walk(tree):
             if isinstance(n, ast.Import):
                 for a in n.names:
-                    out += self._module(a.name, search)
+                    out += self.module_files(a.name, search)
             elif isinstance(n, ast.ImportFrom):
                 if n.level:
                     base = here
@@ -164,28 +195,28 @@ class Closure:
                         base = os.path.dirname(base)
                     bases = [base]
                     mod = n.module or ""
-                    found = self._module_in(base, mod) if mod else [os.path.join(base, "__init__.py")]
+                    found = self.module_files_in(base, mod) if mod else [os.path.join(base, "__init__.py")]
                 else:
                     bases = search
                     mod = n.module or ""
-                    found = self._module(mod, search)
+                    found = self.module_files(mod, search)
                 out += found
                 for a in n.names:
                     if a.name == "*":
                         continue
                     sub = f"{mod}.{a.name}" if mod else a.name
                     for b in bases:
-                        out += self._module_in(b, sub, only_last=True)
+                        out += self.module_files_in(b, sub, only_last=True)
         return out
 
-    def _module(self, dotted: str, search) -> list[str]:
+    def module_files(self, dotted: str, search) -> list[str]:
         for base in search:
-            found = self._module_in(base, dotted)
+            found = self.module_files_in(base, dotted)
             if found:
                 return found
         return []
 
-    def _module_in(self, base: str, dotted: str, only_last: bool = False) -> list[str]:
+    def module_files_in(self, base: str, dotted: str, only_last: bool = False) -> list[str]:
         """Files a dotted module resolves to under base: each package's __init__.py and the module."""
         parts = dotted.split(".")
         out = []

@@ -388,8 +388,13 @@ def cmd_graph(args, rep) -> int:
         return "blocked" if n in blocked else plan[n].status.value
 
     if args.format == "json" or args.json:
+        from .fncall import returns_entry
+
+        def value(n):  # the output holding a function node's return value
+            e = returns_entry(project.nodes[n])
+            return None if e is None else e.paths[0]
         emit("graph", {"nodes": [{"name": n, "status": status(n), **({"reason": blocked[n]} if n in blocked else {}),
-                                  "alias": project.nodes[n].is_alias,
+                                  "alias": project.nodes[n].is_alias, "value": value(n),
                                   "outputs": list(project.nodes[n].output_paths),
                                   "deps": list(project.nodes[n].deps)} for n in names],
                        "edges": [[d, n] for n in names for d in project.nodes[n].deps]})
@@ -544,9 +549,13 @@ def cmd_gc(args, rep) -> int:
         lock.acquire(True, on_wait=rep.info)  # never prune what a running build is writing
         older = args.older_than * 86400 if args.older_than is not None else None
         entries = freed = 0
+        from .pipeline import value_path
+
+        def alive(n):  # a Pipeline's function node is not in the Nodefile: kept while its value is there
+            return n in project.nodes or os.path.exists(os.path.join(project.root, value_path(n)))
         if session.cache is not None:
-            entries, freed = session.cache.gc(lambda n: n in project.nodes, older)
-        gone = [n for n in session.records() if n not in project.nodes]
+            entries, freed = session.cache.gc(alive, older)
+        gone = [n for n in session.records() if not alive(n)]
         session.state.forget(gone)
         freed += _prune_logs(session, keep=20)
         for where in ("previous", "failed"):

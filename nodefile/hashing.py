@@ -243,12 +243,13 @@ def tree_hash(items) -> str:
     return hash_bytes(("dir\0" + "\0".join(f"{rel}\0{h}" for rel, h in items)).encode())
 
 
-def key_parts(node: Node, hasher: Hasher, closure=None) -> dict:
+def key_parts(node: Node, hasher: Hasher, closure=None, code=None) -> dict:
     """The components of a node's key, in a fixed order: component id -> value.
 
     Values are short strings (hashes, JSON of params) so that `node explain`
     can show old -> new per component. `closure(script) -> [paths]` gives the
-    local files a script imports or sources (the code closure).
+    local files a script imports or sources (the code closure); `code(node, recipe)`
+    the parts of a function recipe (`call`, `r_call`): its code, per function.
     """
     parts: dict[str, str | None] = {"format": str(FORMAT_VERSION)}
     parts["outputs"] = dumps([[e.name, list(e.paths)] for e in node.outputs])
@@ -256,7 +257,10 @@ def key_parts(node: Node, hasher: Hasher, closure=None) -> dict:
     for r in node.recipes:
         if r.script:
             parts[f"script:{r.label or r.script}"] = hasher.hash(r.script)
-        if closure is not None and (r.script or r.kind == "call"):
+        if code is not None and r.kind in ("call", "r_call"):
+            for part, h in code(node, r).items():  # per function, not per file
+                parts.setdefault(part, h)
+        elif closure is not None and r.script:
             for dep in closure(node, r):
                 parts.setdefault(f"import:{dep}", hasher.hash(dep))
     for name, value in sorted(node.params):

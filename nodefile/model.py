@@ -6,7 +6,7 @@ from .records import cached, field, record
 
 FORMAT_VERSION = 1
 
-RUN_KINDS = ("python", "r", "shell", "call")
+RUN_KINDS = ("python", "r", "shell", "call", "r_call")
 TRANSFER_KINDS = ("fetch", "load")
 RECIPE_KINDS = RUN_KINDS + ("fetch",)
 
@@ -43,6 +43,7 @@ class Recipe:
     label: str = ""  # a portable name for a script outside the project (templates)
     warm: bool = True  # may run in a warm worker (`warm = false` opts out); not in the key
     stdout: str = ""  # where standard output goes: a path among the node's outputs, or a placeholder
+    returns: str = ""  # call / r_call: the output entry the function's return value is saved to
 
     @property
     def script(self) -> str | None:
@@ -54,6 +55,8 @@ class Recipe:
                "env": [list(p) for p in self.env]}
         if self.stdout:  # only when set: the keys of recipes without it are unchanged
             sig["stdout"] = self.stdout
+        if self.returns:
+            sig["returns"] = self.returns
         return sig
 
 
@@ -137,6 +140,7 @@ class ReasonKind(enum.Enum):
     OUTPUT_CHANGED = "output edited since it was built"
     SCRIPT_CHANGED = "script changed"
     IMPORT_CHANGED = "imported file changed"
+    CODE_CHANGED = "function changed"
     INPUT_CHANGED = "input changed"
     INPUT_ADDED = "input added"
     INPUT_REMOVED = "input removed"

@@ -330,7 +330,7 @@ class Runner:
         group, not per node); tick() and flush() commit it, so a build killed with
         -9 loses at most that window of records (those nodes rebuild next time)."""
         with self.s.state.grouped(GROUP_COMMIT):
-            if spec.func is not None:
+            if spec.func is not None and spec.recipe.kind in TRANSFERS:  # not a Pipeline function
                 return self._finished_transfer(name, spec, fin)
             return self._finished_run(name, spec, fin)
 

@@ -161,10 +161,13 @@ class Session:
         return self._closure
 
     def parts(self, name: str) -> dict:
-        return hashing.key_parts(self.project.nodes[name], self.hasher, closure=self._closure_of)
+        return hashing.key_parts(self.project.nodes[name], self.hasher, closure=self._closure_of, code=self._code_of)
 
     def _closure_of(self, node, recipe) -> list[str]:
         return self.closure(node, recipe)  # made when a script first asks (shell recipes never do)
+
+    def _code_of(self, node, recipe) -> dict:
+        return self.closure.code(node, recipe)  # a function recipe's code, per function
 
     def output_hashes(self, name: str) -> dict:
         return {p: self.hasher.hash(p) for p in self.project.nodes[name].output_paths}

@@ -41,6 +41,7 @@ def check(name: str, parts: dict, key: str, record: dict | None, outputs: dict,
 _PREFIX = {
     "script": R.SCRIPT_CHANGED,
     "import": R.IMPORT_CHANGED,
+    "code": R.CODE_CHANGED,
     "param": R.PARAM_CHANGED,
     "wildcard": R.WILDCARD_CHANGED,
 }

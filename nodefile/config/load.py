@@ -27,7 +27,7 @@ NODEFILE = "Nodefile.toml"
 TOP_KEYS = ("project", "params", "stores", "nodes", "use", "workers", "executor")
 PROJECT_KEYS = ("name", "default", "jobs", "cache", "python", "params", "warm")
 STORE_KEYS = ("url", "push", "options", "timeout")
-RECIPE_OPTS = ("name", "args", "env", "timeout", "retries", "resources", "stdout", "warm")
+RECIPE_OPTS = ("name", "args", "env", "timeout", "retries", "resources", "stdout", "warm", "returns")
 _RECIPE_KEYS = RECIPE_KINDS + RECIPE_OPTS + ("recipes",)  # what a node's recipes are parsed from
 NODE_KEYS = ("outputs", "inputs", "params", "recipes", "priority", "wildcards", "matrix", "always") \
     + RECIPE_KINDS + RECIPE_OPTS[1:]
@@ -373,6 +373,7 @@ class _Builder:
                 c.err("matrix and wildcards need wildcards in the outputs, e.g. outputs = \"fits/{model}.json\"",
                       t, "matrix" if "matrix" in spec else "wildcards")
         d.recipes = self._recipes(spec, t, stores, decl)
+        d.outputs = _value_outputs(d, c, t)
         if d.recipes and not d.outputs:
             c.err("a node with a recipe must declare outputs", t)
         if not d.recipes and d.outputs:
@@ -413,7 +414,8 @@ class _Builder:
                     return None
             outs.append(Entry(e.name, paths, e.many, e.source))
         d.outputs = tuple(outs)
-        d.recipes, d.params, d.priority, d.always = _instance_recipes(pat.recipes, values), pat.params, pat.priority, pat.always
+        d.recipes, d.params, d.priority = _instance_recipes(pat.recipes, values), pat.params, pat.priority
+        d.always = pat.always
         d.is_pattern, d.wild_names, d.regexes, d.constraints = False, pat.wild_names, [], {}
         return d
 
@@ -792,6 +794,13 @@ class _Builder:
                 c.err(f"fetch names unknown store '{target}'{did_you_mean(target, stores)}", tt, where)
             if kind == "call" and ":" not in target:
                 c.err("call must be 'package.module:function'", tt, where)
+            if kind == "r_call":
+                target = _r_call_target(target, decl, self.root, c, tt, where)
+            returns = r.get("returns", "value" if kind == "r_call" else "")
+            if returns and (kind not in ("call", "r_call") or not isinstance(returns, str)):
+                c.err("returns names the output that holds a function's return value (call or r_call only)", tt,
+                      "returns" if "returns" in spec else where)
+                returns = ""
             name = r.get("name") or kind
             if not isinstance(name, str):
                 c.err("recipe name must be a string", tt, where)
@@ -830,7 +839,7 @@ class _Builder:
                 c.err("stdout must name one of the node's outputs, e.g. stdout = \"{outputs.results}\"", tt,
                       "stdout" if "stdout" in spec else where)
                 stdout = ""
-            recipes.append(Recipe(kind=kind, target=target, name=name, label=label, stdout=stdout, warm=warm is not False,
+            recipes.append(Recipe(kind=kind, target=target, name=name, label=label, stdout=stdout, warm=warm is not False, returns=returns,
                                   args=tuple(placeholders.toml_text(a) for a in args),
                                   env=tuple((str(k), placeholders.toml_text(v)) for k, v in env.items()),
                                   timeout=float(timeout) if timeout else None, retries=retries,
@@ -965,3 +974,30 @@ def executor_table(data: dict, c) -> tuple[str, str | None]:
         address = None
     return (kind, address)
 
+
+def _r_call_target(target: str, decl, root: str, c, t, where) -> str:
+    """`r_call = "R/functions.R::fit"`: the file relative to the project root, the function."""
+    path, sep, fn = target.partition("::")
+    if not sep or not path or not fn:
+        c.err('r_call must be "FILE.R::function", e.g. r_call = "R/functions.R::fit_model"', t, where)
+        return target
+    path = norm(path, decl.script_base)
+    if not os.path.isfile(os.path.join(root, path)):
+        c.err(f"r_call file '{path}' does not exist", t, where)
+    return f"{path}::{fn}"
+
+
+def _value_outputs(d, c, t) -> tuple:
+    """A function recipe's `returns` names an output; when the node has none of that
+    name, its value goes to .nodefile/values/NODE (an output added here)."""
+    wanted = {r.returns for r in d.recipes if r.returns}
+    outs = tuple(d.outputs)
+    for name in sorted(wanted):
+        if any(e.name == name for e in outs):
+            continue
+        if d.is_pattern:
+            c.err(f"returns = '{name}': a pattern node's value needs an output of that name with its wildcards", t,
+                  "returns")
+            continue
+        outs += (Entry(name, (f".nodefile/values/{d.name}",), False, name),)
+    return outs

@@ -128,6 +128,8 @@ def command(project: Project, node: Node, recipe: Recipe, ctx: dict | None = Non
         return ["/bin/sh", "-c", line]
     if recipe.kind == "call":
         return [project.python or sys.executable, "-m", "nodefile._call", recipe.target] + args
+    if recipe.kind == "r_call":
+        return [rscript(), "CALL.R"] + args  # prepare() writes the call and puts its path here
     raise ValueError(f"not a run recipe: {recipe.kind}")
 
 
@@ -207,8 +209,13 @@ def r_env(env, rpath: str) -> dict:
 
 def prepare(project: Project, node: Node, recipe: Recipe, attempt: int, log: str, jobdir: str,
             index: int = 0, base_env: dict | None = None) -> Spec:
+    if recipe.kind == "call":
+        from ..pipeline import live_spec  # a Pipeline's function runs in this process
+        spec = live_spec(project, node, recipe, attempt, log, index)
+        if spec is not None:
+            return spec
     m = manifest(project, node, recipe, attempt, log)
-    mpath, rpath = write_job(jobdir, m, with_r=recipe.kind == "r")
+    mpath, rpath = write_job(jobdir, m, with_r=recipe.kind in ("r", "r_call"))
     ctx = placeholder_context(node)
     env = dict(os.environ if base_env is None else base_env)
     for k, v in recipe.env:
@@ -222,12 +229,21 @@ def prepare(project: Project, node: Node, recipe: Recipe, attempt: int, log: str
     if recipe.kind == "r":
         env.pop("NODEFILE_R_PROFILE_USER", None)
         env.update(r_env(env, rpath))
+    if recipe.kind in ("call", "r_call"):
+        from .. import fncall  # a function's return value saved as the node's output
+        env.update(fncall.python_env(project, node, recipe))
+        if recipe.kind == "r_call":
+            env.pop("NODEFILE_R_PROFILE_USER", None)
+            env.update(r_env(env, rpath))
     if recipe.kind == "shell" and not any(k == "PATH" for k, _ in recipe.env):
         env["PATH"] = interpreter_first(project, env.get("PATH"))
     cwd = os.path.join(project.root, node.cwd) if node.cwd else project.root
     res = dict(recipe.resources)
     res.setdefault("cores", 1.0)
     argv = command(project, node, recipe, ctx)
+    if recipe.kind == "r_call":  # Rscript runs the call written for this node
+        from .. import fncall
+        argv = [argv[0], fncall.r_script(project, node, recipe, jobdir)] + argv[2:]
     if recipe.stdout:
         env["NODEFILE_STDOUT"] = os.path.join(project.root, placeholders.stdout_path(node, recipe.stdout))
         argv = to_stdout_file(argv)
@@ -275,6 +291,15 @@ def hand_command(project: Project, node: Node, recipe: Recipe, mpath: str, rpath
     if recipe.kind == "r":
         rel = os.path.relpath(rpath, os.path.join(project.root, node.cwd))
         env += "".join(f" {k}={shlex.quote(v)}" for k, v in r_env(os.environ, rel).items())
+    if recipe.kind == "r_call":
+        from .. import fncall
+        here = os.path.join(project.root, node.cwd)
+        script = fncall.r_script(project, node, recipe, os.path.dirname(mpath))
+        env += "".join(f" {k}={shlex.quote(v)}" for k, v in r_env(os.environ, os.path.relpath(rpath, here)).items())
+        argv = [argv[0], os.path.relpath(script, here)] + argv[2:]
+    if recipe.kind == "call" and recipe.returns:
+        from .. import fncall
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in fncall.python_env(project, node, recipe).items()) + " " + env
     line = env + " " + " ".join(shlex.quote(a) for a in argv)
     if recipe.stdout:
         out = placeholders.stdout_path(node, recipe.stdout)
