@@ -84,7 +84,17 @@ sys.source({r_string(os.path.join(project.root, rel))}, envir = .nodefile_env, k
 .nodefile_args <- list({", ".join(items)})
 if (!("..." %in% names(formals(.nodefile_fn))))
   .nodefile_args <- .nodefile_args[intersect(names(.nodefile_args), names(formals(.nodefile_fn)))]
-.nodefile_value <- do.call(.nodefile_fn, .nodefile_args)
+.nodefile_value <- withCallingHandlers(do.call(.nodefile_fn, .nodefile_args), error = function(e) {{
+  for (cl in rev(sys.calls())) {{  # the innermost call of the functions' file: its line
+    sr <- attr(cl, "srcref")
+    f <- if (is.null(sr)) NULL else attr(sr, "srcfile")
+    if (!is.null(f) && identical(f$filename, {r_string(os.path.join(project.root, rel))})) {{
+      cat("  at ", {r_string(rel)}, ":", sr[1L], "\n", sep = "", file = stderr())
+      options(error = NULL)  # the bootstrap would name this generated file instead
+      break
+    }}
+  }}
+}})
 dir.create({r_string(os.path.dirname(out))}, recursive = TRUE, showWarnings = FALSE)
 saveRDS(.nodefile_value, {r_string(out + ".tmp")})
 invisible(file.rename({r_string(out + ".tmp")}, {r_string(out)}))
