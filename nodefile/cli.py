@@ -100,6 +100,8 @@ def _parser(only: str | None = None):
     b.add_argument("--executor", choices=("local",), default="local")
     b.add_argument("--resources", default="", help="limits, e.g. gpu=1,mem_gb=16")
     b.add_argument("--no-wait", action="store_true", help="fail instead of waiting when another build runs")
+    b.add_argument("--no-probe", action="store_true",
+                   help="this run, never probe a recipe never measured (see `node explain`)")
     cmd("status", "a table: each node, up to date / stale / missing, and why")
     sp = cmd("explain", "why a node is stale: which part of its key changed, old -> new")
     cmd("check", "validate the Nodefile: every error at once", targets=False)
@@ -147,7 +149,8 @@ def _simple_build(argv):
     import types
     ns = types.SimpleNamespace(command="build", directory=None, file=None, targets=[], verbose=0, quiet=False,
                                set=[], jobs=None, keep_going=False, dry_run=False, always_make=False, recipe=None,
-                               retries=0, executor="local", resources="", no_wait=False)
+                               retries=0, executor="local", resources="", no_wait=False,
+                               no_probe=False)
     it = iter(argv[1:])
     for a in it:
         if a in ("-k", "--keep-going"):

@@ -27,7 +27,7 @@ def cmd_build(args, rep) -> int:
     opts = Options(jobs=args.jobs, keep_going=args.keep_going, dry_run=args.dry_run,
                    always_make=args.always_make, recipe_kind=args.recipe, retries=args.retries,
                    executor=args.executor, resources=parse_resources(args.resources),
-                   wait_for_lock=not args.no_wait,
+                   wait_for_lock=not args.no_wait, probe=not getattr(args, "no_probe", False),
                    noop_record=(getattr(args, "_argv", None), os.getcwd()) if getattr(args, "_argv", None) else None)
     if opts.jobs is not None and opts.jobs < 1:
         raise ConfigError("-j must be at least 1")

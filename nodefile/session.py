@@ -29,6 +29,7 @@ class Options:
     resources: dict = field(default_factory=dict)
     wait_for_lock: bool = True
     transfers_only: bool = False  # node pull: restore from the cache or stores, never rebuild
+    probe: bool = True  # bounded probes of recipes never measured (--no-probe: off for one run)
     on_runner: object = None  # called with the Runner once a build starts (watch mode uses it)
     noop_record: tuple | None = None  # (argv, cwd): record a no-op for the fast path (fastpath.py)
 
@@ -105,7 +106,7 @@ class Session:
         """The learned order of a stale node's candidate recipes (a learn.Choice)."""
         cands = candidates(self, node, key, options, set(negative), probe=probe)
         parts = parts or {}
-        return self.learner.choose(node.name, cands, force_kind=options.recipe_kind,
+        return self.learner.choose(node.name, cands, force_kind=options.recipe_kind, probes=options.probe,
                                    script_of=lambda r: parts.get(f"script:{r.label or r.script}") if r.script else None)
 
     def store(self, name: str):
