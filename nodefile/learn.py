@@ -709,6 +709,10 @@ class Learner:
                 and rows[1][0].source == LEARNED):
             # moved to the front: bounded by the recipe it displaced, when that one is measured
             deadline = max(PROBE_FLOOR, PROBE_FACTOR * rows[1][0].duration)
+            if rows[0][0].duration < deadline + rows[1][0].duration:
+                # measured before, and lately cheaper than being stopped and replaced: it may
+                # run as long as that would take
+                deadline += rows[1][0].duration
             st = rows[0][1]
             why = f"due again: {build - st.last_build} builds since its last run" if st and st.n else "due"
         choice = Choice(node, tuple(r for _, _, r, _ in rows), tuple(e for e, _, _, _ in rows),
