@@ -60,12 +60,11 @@ def cmd_status(args, rep) -> int:
     project = _project(args)
     names = _names(project, args.targets)
     from .model import ReasonKind
-    from .report.console import fmt_seconds
     session = Session(project, readonly=True)
     rows = []
     try:
         plan = session.plan(names)
-        sources: dict[str, tuple[str, float | None]] = {}
+        sources: dict[str, tuple[str, str | None]] = {}
         for n in names:
             node = project.nodes[n]
             if not plan[n].stale or node.is_alias:
@@ -73,7 +72,7 @@ def cmd_status(args, rep) -> int:
             if any(r.kind is ReasonKind.UPSTREAM for r in plan[n].reasons):
                 # its key is known only once its inputs are rebuilt: no store is asked
                 est = session.choose(node, "", None, Options()).estimates
-                sources[n] = ("after its inputs", est[0].duration if est else None)
+                sources[n] = ("after its inputs", est[0].shown if est else None)
             else:
                 sources[n] = session.source_of(n, plan[n].key)
     finally:
@@ -84,7 +83,7 @@ def cmd_status(args, rep) -> int:
         where, expected = sources.get(n, ("", None))
         reason = "; ".join(str(r) for r in v.reasons[:2]) + (" …" if len(v.reasons) > 2 else "")
         rows.append((n, v.status.value if not node.is_alias else ("alias" if not v.stale else "stale"),
-                     where, fmt_seconds(expected) if expected is not None else "", reason))
+                     where, expected or "", reason))
     head = ("node", "status", "from", "expected", "reason")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
     for r in [head] + rows:

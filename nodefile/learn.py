@@ -499,6 +499,11 @@ class Choice:
         return tuple(r.name for r in self.recipes)
 
     @property
+    def known(self) -> bool:
+        """Is the first recipe's duration measured (not a guess from unrelated recipes)?"""
+        return bool(self.estimates) and self.estimates[0].known
+
+    @property
     def expected_duration(self) -> float:
         """Expected time until the node is made, given that a recipe succeeds: the
         critical-path weight and the ETA. (chain_cost / P(some recipe succeeds): a
@@ -649,6 +654,12 @@ class Learner:
         if family is not None:
             self._family_probes[family] = node
         return choice
+
+    def estimate(self, node: str, recipes: Iterable[RecipeLike], *,
+                 script_of: Callable[[RecipeLike], str | None] | None = None,
+                 size_of: Callable[[RecipeLike], int | None] | None = None) -> Choice:
+        """The order `choose` would give, without a probe and without registering anything."""
+        return self._rank(node, recipes, script_of, size_of, None, False)[0]
 
     def expected_duration(self, node: str, recipes: Iterable[RecipeLike], *,
                           script_of: Callable[[RecipeLike], str | None] | None = None,

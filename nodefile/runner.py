@@ -63,9 +63,7 @@ class Runner:
         self.reruns: dict[str, int] = {}
         self.known_up_to_date: set[str] = set()
         self.choices: dict = {}
-        self.queued_work = 0.0
         self.limits: dict = {}
-        self._started: set[str] = set()
         self.base_env = dict(os.environ)  # decoded once per build, copied per recipe
         self._chosen_at: dict[str, int] = {}  # node -> learner.observations when its order was chosen
         self.probing: dict[str, tuple] = {}  # node -> (recipe, attempt, deadline) of its bounded probe
@@ -113,14 +111,14 @@ class Runner:
     # recipes in the order to try them (one function: learning plugs in here)
     def recipe_order(self, node, key: str, parts: dict) -> list:
         choice = self.s.choose(node, key, parts, self.o, self.negative)
-        old = self.choices.get(node.name)
-        if old is not None and node.name not in self._started:  # re-ordered before it started
-            self.queued_work = max(0.0, self.queued_work - old.expected_duration)
         self.choices[node.name] = choice
         self._chosen_at[node.name] = self.s.learner.observations
         if choice.estimates:
-            self.rep.expected[node.name] = choice.estimates[0].duration
-            self.queued_work += choice.expected_duration
+            first = choice.estimates[0]
+            self.rep.expected[node.name] = first.duration if first.known and not first.floor else None
+        eta = getattr(self.rep, "eta", None)
+        if eta is not None:
+            eta.decided(node.name)
         return list(choice.recipes)
 
     def refresh(self, name: str, spec):
@@ -155,15 +153,6 @@ class Runner:
                                    censored=censored)
         except Exception as e:  # learning must never break a build
             self.rep.warn(f"could not record statistics for {name}: {e}")
-
-    def eta(self, running, now: float) -> float | None:
-        left = 0.0
-        for spec in running:
-            exp = self.rep.expected.get(spec.node)
-            if exp is not None:
-                left = max(left, exp - (now - self.rep.started_at.get(spec.node, now)))
-        jobs = max(1.0, self.limits.get("cores", 1.0))
-        return max(left, 0.0) + self.queued_work / jobs
 
     def decide(self, name: str):
         node = self.s.project.nodes[name]
@@ -473,11 +462,6 @@ class Runner:
         return "; ".join(bad)
 
     def started(self, spec) -> None:
-        if spec.node not in self._started:
-            self._started.add(spec.node)
-            choice = self.choices.get(spec.node)
-            if choice is not None:
-                self.queued_work = max(0.0, self.queued_work - choice.expected_duration)
         self.rep.started(spec)
 
     def done(self, result: NodeResult) -> None:

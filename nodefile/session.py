@@ -115,14 +115,15 @@ class Session:
             self._stores[name] = open_store(self.project.stores[name])
         return self._stores[name]
 
-    def source_of(self, name: str, key: str | None, options: Options | None = None) -> tuple[str, float | None]:
+    def source_of(self, name: str, key: str | None, options: Options | None = None) -> tuple[str, str | None]:
         """Where a stale node would come from (cache, store NAME, or a rebuild recipe)
-        and the expected time of that recipe."""
+        and the expected time of that recipe as users see it ("1.2s", "≥1.5s" after a
+        stopped probe, "unknown" when never measured)."""
         node = self.project.nodes[name]
         choice = self.choose(node, key or "", None, options or Options(), probe=True)
         if not choice.recipes:
             return "nothing can make it", None
-        r, expected = choice.recipes[0], choice.estimates[0].duration
+        r, expected = choice.recipes[0], choice.estimates[0].shown
         if r.kind == "load":
             return "cache", expected
         if r.kind == "fetch":
