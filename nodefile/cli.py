@@ -120,6 +120,8 @@ def _parser(only: str | None = None):
                    help="quiet period that ends a burst of changes (default 0.3)")
     sp = cmd("report", "write an HTML report: the DAG, the last build's timeline, learned estimates", targets=False)
     sp.add_argument("-o", "--output", help="the file to write (default: .nodefile/report.html)")
+    sp.add_argument("--build", type=int, metavar="N", help="the timeline of build N (default: the last build "
+                    "that ran a recipe)")
     sp = cmd("gc", "drop cache entries and state of nodes no longer in the Nodefile", targets=False)
     sp.add_argument("--older-than", type=float, metavar="DAYS", help="also drop cache entries older than this")
     sp = cmd("push", "upload the outputs of up-to-date nodes to stores")

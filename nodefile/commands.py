@@ -275,16 +275,26 @@ def cmd_watch(args, rep) -> int:
 
 
 def cmd_report(args, rep) -> int:
-    """Write an HTML report: the DAG, the last build's timeline, learned estimates."""
+    """Write an HTML report: the DAG, a build's timeline (the last that ran recipes, or
+    --build N), learned estimates."""
     from .report.html import render
     project = _project(args)
     names = _names(project, [])
     session = Session(project, readonly=True)
     try:
         plan = session.plan(names)
-        builds = [a for a in session.state.attempts()]
-        last = max((a["build_id"] for a in builds), default=None)
-        attempts = [a for a in builds if a["build_id"] == last]
+        builds: dict[int, list] = {}
+        for a in session.state.attempts():
+            builds.setdefault(a["build_id"], []).append(a)
+        wanted = getattr(args, "build", None)
+        if wanted is not None and wanted not in builds:
+            have = f"recorded builds: {min(builds)}-{max(builds)}" if builds else "no build recorded yet"
+            raise ConfigError(f"--build {wanted}: no attempts recorded for that build ({have})")
+        if wanted is None:  # the last build that ran a recipe (not one that only restored outputs)
+            ran = [b for b, atts in builds.items() if any(a["kind"] not in ("load", "fetch") and a["recipe"]
+                                                          for a in atts)]
+            wanted = max(ran or builds, default=None)
+        attempts = builds.get(wanted, [])
         estimates = {}
         from .engine import Options
         for n in names:
@@ -297,7 +307,7 @@ def cmd_report(args, rep) -> int:
         session.close()
     out = args.output or os.path.join(project.root, ".nodefile", "report.html")
     with open(out, "w") as f:
-        f.write(render(project, names, plan, attempts, estimates))
+        f.write(render(project, names, plan, attempts, estimates, wanted))
     rep.print(f"wrote {os.path.relpath(out)}")
     return 0
 

@@ -246,7 +246,7 @@ class Runner:
         with open(spec.log, "a") as f:
             f.write((f"{spec.recipe.kind} from {store}: " + ("ok" if fin.exit_code == 0 else fin.error)) + "\n")
         self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name, kind=spec.recipe.kind,
-                                 attempt=spec.attempt, start_ns=time.time_ns() - int(fin.duration * 1e9),
+                                 attempt=spec.attempt, start_ns=_start_ns(fin),
                                  duration=fin.duration, outcome="ok" if fin.exit_code == 0 else "failed",
                                  failure=fin.failure, bytes=size, log=os.path.relpath(spec.log, self.s.project.root),
                                  exit_code=fin.exit_code, message=fin.error or None, script_hash=store)
@@ -365,7 +365,7 @@ class Runner:
             self.rep.info(f"     {name}: {', '.join(changed) or 'an input'} changed while it ran; running it again")
             self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name,
                                      kind=spec.recipe.kind, attempt=spec.attempt,
-                                     start_ns=time.time_ns() - int(fin.duration * 1e9), duration=fin.duration,
+                                     start_ns=_start_ns(fin), duration=fin.duration,
                                      outcome="cancelled", failure="transient",
                                      log=os.path.relpath(spec.log, self.s.project.root), exit_code=fin.exit_code,
                                      message="inputs changed while it ran")
@@ -392,7 +392,7 @@ class Runner:
         if problem and not fin.output_bytes and not os.path.exists(spec.log):
             _touch(spec.log, fin.error)  # the log of a failed attempt always exists (a quiet one: empty)
         self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name, kind=spec.recipe.kind,
-                                 attempt=spec.attempt, start_ns=time.time_ns() - int(fin.duration * 1e9),
+                                 attempt=spec.attempt, start_ns=_start_ns(fin),
                                  duration=fin.duration, outcome=outcome, failure=failure, bytes=size,
                                  log=log, exit_code=fin.exit_code,
                                  message=problem or None, script_hash=script_hash)
@@ -431,7 +431,7 @@ class Runner:
         if not fin.output_bytes and not os.path.exists(spec.log):
             _touch(spec.log, message)
         self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name, kind=spec.recipe.kind,
-                                 attempt=spec.attempt, start_ns=time.time_ns() - int(fin.duration * 1e9),
+                                 attempt=spec.attempt, start_ns=_start_ns(fin),
                                  duration=fin.duration, outcome="stopped", failure="probe",
                                  log=os.path.relpath(spec.log, self.s.project.root), exit_code=fin.exit_code,
                                  message=message, script_hash=script_hash)
@@ -474,6 +474,13 @@ class Runner:
     def tick(self, running, done, total) -> None:
         self.flush()
         self.rep.tick(running, done, total)
+
+
+def _start_ns(fin) -> int:
+    """When the attempt's process (or transfer) started, on the wall clock: its real
+    lifetime ended when the executor reaped it."""
+    end = getattr(fin, "ended_ns", 0) or time.time_ns()
+    return end - int(fin.duration * 1e9)
 
 
 def _touch(path: str, text: str = "") -> None:

@@ -31,6 +31,7 @@ class Finished:
     failure: str | None = None  # for transfers: unavailable | transient | recipe error
     payload: object = None  # for transfers: what the callable returned
     output_bytes: int = 0  # what a process wrote to its log (0: no log file unless it failed)
+    ended_ns: int = 0  # wall clock when it ended (reaped): it ran from ended_ns - duration to ended_ns
 
 
 class _Proc:
@@ -150,9 +151,9 @@ class LocalExecutor:
     def _run_thread(self, handle: int, spec, start: float) -> None:
         try:
             payload = spec.func()
-            fin = Finished(handle, 0, time.monotonic() - start, payload=payload)
+            fin = Finished(handle, 0, time.monotonic() - start, payload=payload, ended_ns=time.time_ns())
         except Exception as e:  # a transfer's failure is a value, not a crash
-            fin = Finished(handle, 1, time.monotonic() - start, error=str(e),
+            fin = Finished(handle, 1, time.monotonic() - start, error=str(e), ended_ns=time.time_ns(),
                            failure=getattr(e, "failure", "transient"))
         with self._lock:
             self._thread_done.append(fin)
@@ -316,7 +317,8 @@ class LocalExecutor:
             q.start = time.monotonic()
             if q.timeout:
                 q.deadline = q.start + q.timeout
-        return Finished(handle, code, duration, p.timed_out, p.cancelled, error=error, output_bytes=nbytes)
+        return Finished(handle, code, duration, p.timed_out, p.cancelled, error=error, output_bytes=nbytes,
+                        ended_ns=time.time_ns())
 
     def _signal(self, handle: int, sig: int) -> None:
         p = self.procs.get(handle)
