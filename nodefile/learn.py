@@ -67,20 +67,42 @@ Estimates for a recipe with no success on this node, most specific first (each
                              other nodes (their family's median at today's level);
   "project median"           median D of every rebuild recipe in the project;
   "default"                  30 s.
-An unseen recipe has p = 0.5 (the Laplace prior). It is never force-tried just
-to measure it: the fallback chain and the probe rule run it when it matters.
+The last two are guesses from unrelated recipes, not evidence about this one:
+they only keep the recipe in its Nodefile place (behind the recipes listed before
+it), and users see "unknown" (`Estimate.shown`, `show_duration`), never the number.
+An unseen recipe has p = 0.5 (the Laplace prior).
+  censored   a bounded probe stopped at its deadline X (below): D is at least X
+             (`Stats.cens`, shown "≥X"); p and F are unchanged (neither a success
+             nor a failure); the next success clears it.
 
-Choosing the order (`Learner.choose`):
+Choosing the order (`Learner.choose`; `probes=False` is --no-probe):
   1. score each recipe: index = c/p; sort ascending; ties keep the Nodefile order.
-  2. at most one probe per node per build: walking the order from position 2,
+  2. at most one probe per node per build. First the BOUNDED PROBE: when the
+     first recipe, the incumbent I, runs a process (the node must be rebuilt
+     anyway) and its D is learned on this node, the first process recipe in
+     Nodefile order that was never measured here - never run, or only stopped by
+     an earlier probe and due again (back-off below) - runs first, with a
+     deadline T = max(PROBE_FLOOR 0.1 s, PROBE_FACTOR 1.5 x D(I)). Past T the
+     runner stops its process group, moves its partial outputs aside as a failed
+     attempt's, records the attempt as "stopped" and observes it as censored
+     (`observe(..., censored=True)`), then runs I. So a probe costs at most T,
+     and a faster recipe is found in the build after the incumbent was measured.
+     A recipe whose non-guess estimate (siblings, previous script) is >= T, or
+     that failed here, is left to the rule below. No deadline is ever set from
+     a guess: with nothing measured, the Nodefile order runs.
+  3. otherwise, the plausibility rule: walking the order from position 2,
      swap recipe r with the one just ahead of it, q, when r is DUE
      (build - last_build >= backoff, or never observed) and PLAUSIBLE (its best,
      exp(mu_min)/p - or its prior D if never observed - is below q's index).
      Two recipes never observed are not swapped: a tie of two guesses is no
-     reason to try the second one.
-  3. after the probe's observation: if r now scores better than q, backoff = 4;
-     else backoff = min(2*backoff, 256) (at least 4): re-checks at 4, 8, 16 ... 256.
-  A recipe that was always clearly slower is never probed.
+     reason to try the second one. When r lands first, is a process and q's D is
+     learned, r gets the deadline T too - stretched to T + D(q) when r's own
+     estimate is below that (finishing it is then cheaper than stopping it and
+     running q).
+  4. after the probe's observation: if r now scores better than q, backoff = 4;
+     else backoff = min(2*backoff, 256) (at least 4): re-checks at 4, 8, 16 ... 256
+     (a first censored observation sets 4).
+  A recipe that was always clearly slower is never probed by rule 3.
 
 Worked example. Node `model` with recipes fetch (store `backup`) and python:
   fetch   D = 5.0 s learned,  p = 0.95, F = 1 s:  c = 4.80, index 5.05
@@ -88,15 +110,27 @@ Worked example. Node `model` with recipes fetch (store `backup`) and python:
 order fetch, python; expected duration 4.80 + 0.05 * 55.2 = 7.6 s. If python
 once ran in 3 s (mu_min = ln 3), it is plausible (3/0.91 = 3.3 < 5.05): it is
 probed when due - 4 builds after its last run, then 8, 16 ... while it stays slow.
+Its deadline: T = 1.5 x 5.0 = 7.5 s; its own estimate, 60 s, is above T + 5.0, so
+a re-probe that finds it still slow is stopped at 7.5 s, and fetch runs.
+
+Bounded probe. Node `model` with recipes slow (learned D = 1.0 s) and fast
+(never run; "project median" 1.0 s, shown "unknown"): build 2 runs fast first
+with T = max(0.1, 1.5 x 1.0) = 1.5 s (`node explain`: "fast probed first (never
+measured), deadline 1.5s = 1.5 × slow's expected 1.0s"). It takes 0.2 s: learned,
+index 0.2 < 1.0, chosen from then on. Had it needed 5 s, it would have been
+stopped at 1.5 s ("fast: ≥1.5s ... a probe was stopped at its 1.5s deadline in
+build 2"), slow would have run (build cost 2.5 s), and fast would be tried again
+4 builds later, then 8, 16 ... (each time at most 1.5 s).
 
 API
 ---
     learner = Learner(db)            # a sqlite3 connection; reads nothing yet
     learner.begin_build()            # a new build (watch mode: once per rebuild)
-    choice = learner.choose(node, recipes, script_of=..., size_of=..., force_kind=None)
-    choice.recipes / .order / .estimates / .probe / .expected_duration / .explain()
-    learner.observe(node, recipe, ok, duration, script_hash=None, size=None)
-    learner.expected_duration(node, recipes, ...)   # the same order, no probe registered
+    choice = learner.choose(node, recipes, script_of=..., size_of=..., force_kind=None, probes=True)
+    choice.recipes / .order / .estimates / .probe / .deadline / .why / .expected_duration / .known / .explain()
+    learner.observe(node, recipe, ok, duration, script_hash=None, size=None, censored=False)
+    learner.estimate(node, recipes, ...)            # the same order, no probe registered
+    learner.expected_duration(node, recipes, ...)   # its expected_duration
     learner.stats(node, recipe_name) -> Stats | None
     learner.family(kind, target) -> Family | None   # what a recipe's siblings share
     learner.probes() -> [(build, node, recipe, ok, duration, better), ...]
@@ -131,9 +165,13 @@ Integration (build.py):
     recipe, ok, duration, script_hash=..., size=bytes)`. It is one transaction
     (~0.15 ms here); inside a transaction already open on the same connection it
     only adds its rows to it.
-  * critical path: weight(n) = `learner.expected_duration(n, nodes[n].recipes)`
-    for graph.bottom_levels, computed on the first priority() call so that a
-    no-op build never loads anything.
+  * critical path: weight(n) = `learner.estimate(n, nodes[n].recipes)
+    .expected_duration` for graph.bottom_levels, computed on the first priority()
+    call so that a no-op build never loads anything; the same (with `.known`)
+    weighs the nodes of the reporter's ETA (report/eta.py).
+  * a bounded probe (`choice.deadline` set, `choice.probe` first): the runner
+    gives that attempt the deadline as its timeout; stopped, it is recorded as
+    outcome "stopped" and observed with censored=True and duration = the deadline.
   * explain / dry run: `choose()` only reads, and works on a database without
     the tables; `choice.explain()` gives the lines to print.
 """
