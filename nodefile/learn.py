@@ -90,15 +90,16 @@ Choosing the order (`Learner.choose`; `probes=False` is --no-probe):
      A recipe whose non-guess estimate (siblings, previous script) is >= T, or
      that failed here, is left to the rule below. No deadline is ever set from
      a guess: with nothing measured, the Nodefile order runs.
-  3. otherwise, the plausibility rule: walking the order from position 2,
-     swap recipe r with the one just ahead of it, q, when r is DUE
+  3. otherwise, the plausibility rule: walking the order from position 2, move
+     recipe r to the front, ahead of the first recipe q, when r is DUE
      (build - last_build >= backoff, or never observed) and PLAUSIBLE (its best,
      exp(mu_min)/p - or its prior D if never observed - is below q's index).
-     Two recipes never observed are not swapped: a tie of two guesses is no
-     reason to try the second one. When r lands first, is a process and q's D is
-     learned, r gets the deadline T too - stretched to T + D(q) when r's own
-     estimate is below that (finishing it is then cheaper than stopping it and
-     running q).
+     (Moved only one place, behind a recipe that succeeds, a probe would never
+     run, and would hold its family's probe for the build.) Two recipes never
+     observed are not swapped: a tie of two guesses is no reason to try the
+     second one. When r is a process and q's D is learned, r gets the deadline T
+     too - stretched to T + D(q) when r's own estimate is below that (finishing
+     it is then cheaper than stopping it and running q).
   4. after the probe's observation: if r now scores better than q, backoff = 4;
      else backoff = min(2*backoff, 256) (at least 4): re-checks at 4, 8, 16 ... 256
      (a first censored observation sets 4).
@@ -735,7 +736,7 @@ class Learner:
         if force_kind is None and probes:
             for i in range(1, len(rows)):
                 est, st, r, view = rows[i]
-                rival = rows[i - 1][0]
+                rival = rows[0][0]  # the recipe it would displace: a probe runs first, or not at all
                 if est.source in GUESSES:
                     continue  # never probe on a guess: that would be force-trying it
                 if not (est.runs or rival.runs) or not _due(st, build):
@@ -748,13 +749,13 @@ class Learner:
                     if self._family_probes.get(view.key, node) != node or not view.cheap:
                         continue
                 if self._best(est, st, view) < rival.index:
-                    rows[i - 1], rows[i] = (replace(est, probe=True), st, r, view), rows[i - 1]
+                    rows = [(replace(est, probe=True), st, r, view)] + rows[:i] + rows[i + 1:]
                     probe = _Probe(r.name, rival.index)
                     family = view.key if view.active and not view.fresh else None
                     break
         deadline = None
         why = ""
-        if (probe is not None and rows[0][2].name == probe.recipe and rows[0][2].kind not in TRANSFER_KINDS
+        if (probe is not None and rows[0][2].kind not in TRANSFER_KINDS
                 and rows[1][0].source == LEARNED):
             # moved to the front: bounded by the recipe it displaced, when that one is measured
             deadline = max(PROBE_FLOOR, PROBE_FACTOR * rows[1][0].duration)
