@@ -7,7 +7,8 @@
     python bench/regret.py --simulate           # the learner in-process at the world's prices (~1 s)
 
 Every node has two recipes that write the same bytes, declared in this order:
-`fetch` and `rebuild`, the same two command templates for every node.
+`fetch` and `rebuild`, the same two command templates for every node; a few
+have a third, listed last, that no other node runs (an untried faster rebuild).
 
 Shared world (the default; notes/learning-and-dask.md B.6). A data project of 14
 nodes in four layers (raw -> clean -> features -> models), of different artifact
@@ -23,11 +24,17 @@ transient); the store down (an outage), then back; the rebuild script silently
 twice as fast (no edit: a faster machine or library, nothing nodefile can see);
 the store slow for good (drift). With these sizes, fetch is the cheaper recipe
 for most nodes when the store is healthy and rebuild for a few, and the split
-moves with every phase.
+moves with every phase. Two more things happen throughout: clean_d and model_1
+have a third recipe, `quick` (`sh quick.sh {node} ...`, a quarter of the
+node's work, listed last: an untried faster rebuild), and the backup files of
+raw_b and feat_x are missing every third build (a fetch that fails
+intermittently, quickly).
 
 Independent mode: the first version of this benchmark. Every node is a world of
 its own (scenario/NODE.RECIPE says how long each recipe sleeps and whether it
-fails), so nothing one node learns is true of another.
+fails), so nothing one node learns is true of another. Scenarios: see SCENARIOS
+(issue 21 added untried_fast_second, two rebuild recipes of the node's own, the
+slow one listed first, and flaky_fetch, a fetch failing every third build).
 
 Three projects play the same K builds, interleaved build by build; every build
 invalidates every node (`--set run=k`, a param all nodes declare):
@@ -42,8 +49,10 @@ Cost = recipe-seconds: the sum of attempt durations, failed ones included, from
 the attempts table of each project's .nodefile/state.db ("measured"), and the
 same attempts priced at the world's sleep times ("model": no timing noise, no
 process start-up). Regret = learned - oracle, as % of the oracle total; the best
-fixed order per node in hindsight is priced with the model. Probes are read from
-the learner's own record (the learn_probes table). Goal: regret < 10 %.
+fixed order per node in hindsight is priced with the model; a probe stopped at
+its deadline (outcome "stopped") is priced at the shorter of its world price and
+its measured duration. Probes are read from the learner's own record (the
+learn_probes table). Goal: regret <= 5 % of the oracle (issue 21; was < 10 %).
 
 Results: tables, and JSON in bench/results/regret-<mode>-<time>.json (or --out).
 Projects live in bench/work/regret/ (git-ignored).
@@ -69,7 +78,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 WORK = os.path.join(HERE, "work", "regret")
 RESULTS = os.path.join(HERE, "results")
-GOAL_PCT = 10.0
+GOAL_PCT = 5.0
 FAIL = 1  # exit code of an unavailable fetch
 RECIPES = ("fetch", "rebuild")
 POLICIES = ("learned", "oracle", "static")
@@ -657,9 +666,9 @@ def main(argv=None) -> int:
     print()
     print(tables(an, world))
     reg = an["summary"]["regret_pct"]
-    goal = {"goal": f"regret of the learned order < {GOAL_PCT:g} % of the oracle over {a.builds} builds "
+    goal = {"goal": f"regret of the learned order <= {GOAL_PCT:g} % of the oracle over {a.builds} builds "
                     f"({world.mode}: measured {reg['measured']['learned']:+.1f} %, model {reg['model']['learned']:+.1f} %)",
-            "pass": reg["measured"]["learned"] < GOAL_PCT and reg["model"]["learned"] < GOAL_PCT}
+            "pass": reg["measured"]["learned"] <= GOAL_PCT and reg["model"]["learned"] <= GOAL_PCT}
     print(f"{'PASS' if goal['pass'] else 'FAIL'}  {goal['goal']}")
     results = {"meta": {"started_utc": stamp, "mode": world.mode, "simulated": a.simulate, "quick": a.quick,
                         "argv": sys.argv[1:] if argv is None else argv,
