@@ -1,4 +1,5 @@
-"""report/eta.py: what a build has left, max(remaining critical path, remaining work / slots)."""
+"""report/eta.py (the reporter's ETA, pure): what a build has left,
+max(remaining critical path, remaining work / slots)."""
 from __future__ import annotations
 
 import pytest
