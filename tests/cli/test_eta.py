@@ -21,17 +21,19 @@ from conftest import base_env, describe, run, write
 
 
 def nodefile_30() -> str:
-    """30 nodes: a chain of 8 x 0.5 s (the critical path), 11 nodes of 0.3-0.5 s, and 11
-    more that each wait for one of those (not ready at the start)."""
+    """30 nodes: a chain of 6 x 0.7 s (the critical path), 12 nodes of 0.3-0.5 s, and 12
+    more that each wait for one of those (not ready at the start). Few, longer steps on
+    the critical path: the build's own overhead between two steps (tens of ms on a
+    loaded machine), which the ETA does not model, stays a small part of each."""
     out = ["[params]", "run = 0", ""]
 
     def node(name, secs, dep=None):
         out.extend([f"[nodes.{name}]", f'outputs = "out/{name}"', 'params = ["run"]']
                    + ([f'inputs = ["{dep}"]'] if dep else [])
                    + [f'shell = "sleep {secs} && echo {{params.run}} > {{outputs}}"', ""])
-    for i in range(8):
-        node(f"chain{i}", 0.5, f"chain{i - 1}" if i else None)
-    for i in range(11):
+    for i in range(6):
+        node(f"chain{i}", 0.7, f"chain{i - 1}" if i else None)
+    for i in range(12):
         node(f"a{i}", (0.3, 0.4, 0.5)[i % 3])
         node(f"b{i}", (0.5, 0.3, 0.4)[i % 3], f"a{i}")
     return "\n".join(out)
