@@ -98,8 +98,8 @@ Choosing the order (`Learner.choose`; `probes=False` is --no-probe):
      run, and would hold its family's probe for the build.) Two recipes never
      observed are not swapped: a tie of two guesses is no reason to try the
      second one. When r is a process and q's D is learned, r gets the deadline T
-     too - stretched to T + D(q) when r's own estimate is below that (finishing
-     it is then cheaper than stopping it and running q).
+     too - or STRETCH 1.2 x r's last success L when T < 1.2 L < T + D(q): as slow
+     as last time, finishing it costs less than being stopped and replaced by q.
   4. after the probe's observation: if r now scores better than q, backoff = 4;
      else backoff = min(2*backoff, 256) (at least 4): re-checks at 4, 8, 16 ... 256
      (a first censored observation sets 4).
@@ -111,8 +111,9 @@ Worked example. Node `model` with recipes fetch (store `backup`) and python:
 order fetch, python; expected duration 4.80 + 0.05 * 55.2 = 7.6 s. If python
 once ran in 3 s (mu_min = ln 3), it is plausible (3/0.91 = 3.3 < 5.05): it is
 probed when due - 4 builds after its last run, then 8, 16 ... while it stays slow.
-Its deadline: T = 1.5 x 5.0 = 7.5 s; its own estimate, 60 s, is above T + 5.0, so
-a re-probe that finds it still slow is stopped at 7.5 s, and fetch runs.
+Its deadline: T = 1.5 x 5.0 = 7.5 s; its last run, 60 s, is above T + 5.0, so a
+re-probe that finds it still slow is stopped at 7.5 s, and fetch runs. (Had its
+last run taken 8 s, 1.2 x 8 = 9.6 s < 12.5 s: it would be let finish.)
 
 Bounded probe. Node `model` with recipes slow (learned D = 1.0 s) and fast
 (never run; "project median" 1.0 s, shown "unknown"): build 2 runs fast first
@@ -222,6 +223,7 @@ SURPRISE = 0.5  # a failure of a recipe whose long-run p was at least this is ne
 SHIFT_NOTE = math.log(1.25)  # a family shift at least this large is named in `explain`
 PROBE_FACTOR = 1.5  # a bounded probe's deadline: this times the incumbent's expected duration ...
 PROBE_FLOOR = 0.1  # ... and never less than this many seconds (a process takes some to start)
+STRETCH = 1.2  # a re-probe may run to this times its last success when that costs less than stopping it
 
 
 class RecipeLike:
@@ -267,6 +269,7 @@ class Stats:
     lvl_build: int | None = None  # the build of that measurement
     cens: float | None = None  # censored: a probe stopped at this deadline, no success since ("slower than")
     cens_build: int | None = None  # the build of that probe
+    last_ok: float | None = None  # seconds of the latest success (what a re-probe finds if nothing changed)
 
     @property
     def p(self) -> float:
@@ -309,6 +312,7 @@ class Stats:
         if ok:
             self.n_ok += 1
             self.cens = self.cens_build = None  # measured now: the bound is history
+            self.last_ok = duration
             a = max(ALPHA, 1.0 / self.n_ok)
             d = math.log(duration) - self.mu
             self.mu += a * d
@@ -759,11 +763,12 @@ class Learner:
                 and rows[1][0].source == LEARNED):
             # moved to the front: bounded by the recipe it displaced, when that one is measured
             deadline = max(PROBE_FLOOR, PROBE_FACTOR * rows[1][0].duration)
-            if rows[0][0].duration < deadline + rows[1][0].duration:
-                # measured before, and lately cheaper than being stopped and replaced: it may
-                # run as long as that would take
-                deadline += rows[1][0].duration
             st = rows[0][1]
+            last = STRETCH * (st.last_ok if st is not None and st.last_ok else rows[0][0].duration)
+            if deadline < last < deadline + rows[1][0].duration:
+                # as slow as last time, it would still cost less than being stopped and
+                # replaced by the incumbent: let it finish
+                deadline = last
             why = f"due again: {build - st.last_build} builds since its last run" if st and st.n else "due"
         choice = Choice(node, tuple(r for _, _, r, _ in rows), tuple(e for e, _, _, _ in rows),
                         probe.recipe if probe else None, deadline, why)
