@@ -7,7 +7,8 @@
     python bench/regret.py --simulate           # the learner in-process at the world's prices (~1 s)
 
 Every node has two recipes that write the same bytes, declared in this order:
-`fetch` and `rebuild`, the same two command templates for every node.
+`fetch` and `rebuild`, the same two command templates for every node; a few
+have a third, listed last, that no other node runs (an untried faster rebuild).
 
 Shared world (the default; notes/learning-and-dask.md B.6). A data project of 14
 nodes in four layers (raw -> clean -> features -> models), of different artifact
@@ -23,11 +24,17 @@ transient); the store down (an outage), then back; the rebuild script silently
 twice as fast (no edit: a faster machine or library, nothing nodefile can see);
 the store slow for good (drift). With these sizes, fetch is the cheaper recipe
 for most nodes when the store is healthy and rebuild for a few, and the split
-moves with every phase.
+moves with every phase. Two more things happen throughout: clean_d and model_1
+have a third recipe, `quick` (`sh quick.sh {node} ...`, a quarter of the
+node's work, listed last: an untried faster rebuild), and the backup files of
+raw_b and feat_x are missing every third build (a fetch that fails
+intermittently, quickly).
 
 Independent mode: the first version of this benchmark. Every node is a world of
 its own (scenario/NODE.RECIPE says how long each recipe sleeps and whether it
-fails), so nothing one node learns is true of another.
+fails), so nothing one node learns is true of another. Scenarios: see SCENARIOS
+(issue 21 added untried_fast_second, two rebuild recipes of the node's own, the
+slow one listed first, and flaky_fetch, a fetch failing every third build).
 
 Three projects play the same K builds, interleaved build by build; every build
 invalidates every node (`--set run=k`, a param all nodes declare):
@@ -42,8 +49,10 @@ Cost = recipe-seconds: the sum of attempt durations, failed ones included, from
 the attempts table of each project's .nodefile/state.db ("measured"), and the
 same attempts priced at the world's sleep times ("model": no timing noise, no
 process start-up). Regret = learned - oracle, as % of the oracle total; the best
-fixed order per node in hindsight is priced with the model. Probes are read from
-the learner's own record (the learn_probes table). Goal: regret < 10 %.
+fixed order per node in hindsight is priced with the model; a probe stopped at
+its deadline (outcome "stopped") is priced at the shorter of its world price and
+its measured duration. Probes are read from the learner's own record (the
+learn_probes table). Goal: regret <= 5 % of the oracle (issue 21; was < 10 %).
 
 Results: tables, and JSON in bench/results/regret-<mode>-<time>.json (or --out).
 Projects live in bench/work/regret/ (git-ignored).
@@ -51,6 +60,7 @@ Projects live in bench/work/regret/ (git-ignored).
 from __future__ import annotations
 
 import argparse
+import itertools
 import datetime as dt
 import json
 import os
@@ -68,7 +78,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 WORK = os.path.join(HERE, "work", "regret")
 RESULTS = os.path.join(HERE, "results")
-GOAL_PCT = 10.0
+GOAL_PCT = 5.0
 FAIL = 1  # exit code of an unavailable fetch
 RECIPES = ("fetch", "rebuild")
 POLICIES = ("learned", "oracle", "static")
@@ -88,6 +98,14 @@ read mb < "world/size/$1"
 if [ "$state" != up ]; then sleep "$timeout"; echo "fetch $1: backup store unavailable" >&2; exit 1; fi
 if [ ! -f "backup/$1" ]; then sleep "$lat"; echo "fetch $1: not in the backup" >&2; exit 1; fi
 sleep "$(awk -v l="$lat" -v s="$mb" -v b="$mbps" 'BEGIN { printf "%.4f", l + s / b }')"
+echo "$1 $3" > "$2"
+"""
+
+QUICK_SH = """\
+#!/bin/sh
+# usage: quick.sh NODE OUTPUT RUN: a second, faster way to compute NODE (a quarter of its work), listed last
+read secs < "world/work/$1"
+sleep "$(awk -v w="$secs" 'BEGIN { printf "%.4f", w * 0.25 }')"
 echo "$1 $3" > "$2"
 """
 
@@ -120,6 +138,8 @@ SHARED_NODES = (
     SharedNode("model_1", ("feat_x",), 2.0, 0.70), SharedNode("model_2", ("feat_y", "feat_z"), 6.0, 0.25),
     SharedNode("report", ("model_1", "model_2"), 0.2, 0.04),
 )
+QUICK_NODES = ("clean_d", "model_1")  # an untried faster rebuild, listed after the others
+FLAKY_NODES = ("raw_b", "feat_x")  # their backup file is missing every third build (intermittent failures)
 HEALTHY = ("up", 0.02, 40.0, 0.30)  # state, latency s, MB/s, timeout s
 SLOW = ("up", 0.10, 8.0, 0.30)  # 5x less bandwidth, 5x the latency
 DOWN = ("down", 0.02, 40.0, 0.30)  # every fetch fails after the 0.3 s timeout
@@ -140,7 +160,7 @@ def shared_state(k: int, K: int) -> dict:
     speed = 0.5 if _in(k, K, *PHASES["rebuild_fast"]) else 1.0
     # a new project: the backup holds nothing before the first build (which, in real life,
     # pushes what it builds); its files are deleted in build 1 and restored after it
-    return {"store": store, "speed": speed, "backup": k > 0}
+    return {"store": store, "speed": speed, "backup": k > 0, "flaky": k % 3 == 2}
 
 
 def shared_phase(k: int, K: int) -> str:
@@ -157,13 +177,18 @@ class SharedWorld:
         self.deps = {n.name: n.deps for n in SHARED_NODES}
         self.spec = {n.name: n for n in SHARED_NODES}
 
+    def recipes(self, node: str) -> tuple[str, ...]:
+        return RECIPES + (("quick",) if node in QUICK_NODES else ())
+
     def price(self, k: int, node: str, recipe: str) -> tuple[float, bool]:
         """(seconds, works) of one attempt in build k: what fetch.sh/rebuild.sh sleep."""
         s = shared_state(k, self.K)
         n = self.spec[node]
+        if recipe == "quick":
+            return n.work * 0.25, True
         if recipe == "fetch":
             state, lat, mbps, timeout = s["store"]
-            if state == "up" and not s["backup"]:
+            if state == "up" and (not s["backup"] or (s["flaky"] and node in FLAKY_NODES)):
                 return lat, False
             return (lat + n.mb / mbps, True) if state == "up" else (timeout, False)
         return n.work * s["speed"], True
@@ -174,7 +199,7 @@ class SharedWorld:
     def setup(self, root: str) -> None:
         for d in ("world/size", "world/work", "backup"):
             os.makedirs(os.path.join(root, d), exist_ok=True)
-        for name, text in (("fetch.sh", FETCH_SH), ("rebuild.sh", REBUILD_SH)):
+        for name, text in (("fetch.sh", FETCH_SH), ("rebuild.sh", REBUILD_SH), ("quick.sh", QUICK_SH)):
             with open(os.path.join(root, name), "w") as f:
                 f.write(text)
         for n in SHARED_NODES:
@@ -188,7 +213,7 @@ class SharedWorld:
         _write(os.path.join(root, "world", "rebuild"), f"{s['speed']}\n")
         for n in SHARED_NODES:
             path = os.path.join(root, "backup", n.name)
-            if not s["backup"]:
+            if not s["backup"] or (s["flaky"] and n.name in FLAKY_NODES):
                 if os.path.exists(path):
                     os.remove(path)
             elif not os.path.exists(path):
@@ -228,6 +253,11 @@ SCENARIOS = {
     "rebuild_gets_fast": lambda k, K: {"fetch": (0.20, 0), "rebuild": (0.06, 0) if k >= K // 3 else (0.60, 0)},
     # the store never has it: every fetch fails after 0.10 s
     "never_in_store": lambda k, K: {"fetch": (0.10, FAIL), "rebuild": (0.25, 0)},
+    # two rebuild recipes of their own (no sibling runs them): the slow one listed first,
+    # the faster one never run (issue 21)
+    "untried_fast_second": lambda k, K: {"slow": (0.60, 0), "quick": (0.20, 0)},
+    # the fetch fails every third build (after 0.10 s)
+    "flaky_fetch": lambda k, K: {"fetch": (0.10, FAIL) if k % 3 == 2 else (0.10, 0), "rebuild": (0.30, 0)},
 }
 QUICK_SCENARIOS = ("stationary", "rebuild_fastest", "outage", "fetch_transient")
 
@@ -239,6 +269,9 @@ class IndependentWorld:
         self.K = K
         self.nodes = list(nodes)
         self.deps = {n: () for n in self.nodes}
+
+    def recipes(self, node: str) -> tuple[str, ...]:
+        return tuple(SCENARIOS[node](0, self.K))
 
     def price(self, k: int, node: str, recipe: str) -> tuple[float, bool]:
         secs, code = SCENARIOS[node](k, self.K)[recipe]
@@ -267,10 +300,12 @@ def _write(path: str, text: str) -> None:
 
 # -- costs as the world defines them -------------------------------------------------------------
 def oracle_choice(world, k: int, node: str) -> str:
-    """The recipe the oracle runs: the cheapest one that works in build k (c/p with p = 0 or 1)."""
-    f, f_ok = world.price(k, node, "fetch")
-    r, r_ok = world.price(k, node, "rebuild")
-    return "fetch" if f_ok and (f <= r or not r_ok) else "rebuild"
+    """The recipe the oracle runs: the cheapest one that works in build k (c/p with p = 0 or 1;
+    ties: the Nodefile order)."""
+    names = world.recipes(node)
+    prices = [world.price(k, node, r) for r in names]
+    working = [i for i, (_, ok) in enumerate(prices) if ok] or [len(names) - 1]
+    return names[min(working, key=lambda i: (prices[i][0], i))]
 
 
 def model_cost(world, k: int, node: str, order) -> float:
@@ -301,13 +336,12 @@ def nodefile_text(world, recipes_of) -> str:
 
 
 def learned_recipes(world):
-    return lambda n: [(r, world.command(r)) for r in RECIPES]
+    return lambda n: [(r, world.command(r)) for r in world.recipes(n)]
 
 
 def static_recipes(world):
-    # the Nodefile order without learning: the rebuild runs only when the fetch failed
-    cmd = f"{world.command('fetch')} || {world.command('rebuild')}"
-    return lambda n: [("fetch_or_rebuild", cmd)]
+    # the Nodefile order without learning: the next recipe runs only when the one before failed
+    return lambda n: [("fetch_or_rebuild", " || ".join(world.command(r) for r in world.recipes(n)))]
 
 
 def oracle_recipes(world, k):
@@ -398,7 +432,7 @@ def run(world, jobs: int, timeout: float, log) -> dict:
         setk = ["--set", f"run={k + 1}"]  # run=0 is the Nodefile's value: start from a new key
         step: dict = {"k": k, "phase": world.phase(k),
                       "oracle_choice": {n: oracle_choice(world, k, n) for n in world.nodes},
-                      "prices": {n: {r: world.price(k, n, r) for r in RECIPES} for n in world.nodes}}
+                      "prices": {n: {r: world.price(k, n, r) for r in world.recipes(n)} for n in world.nodes}}
         wall = {}
         for p in POLICIES:
             root = roots[p]
@@ -438,7 +472,7 @@ def simulate(world) -> dict:
         kind: str
         target: str
 
-    recipes = [R(r, "shell", world.command(r)) for r in RECIPES]
+    recipes = {n: [R(r, "shell", world.command(r)) for r in world.recipes(n)] for n in world.nodes}
     learner = Learner(sqlite3.connect(":memory:"))
     depth: dict[str, int] = {}
     for n in world.nodes:
@@ -451,12 +485,18 @@ def simulate(world) -> dict:
                 "learned": [], "oracle": [], "static": [], "probes": []}
         for layer in layers:
             nodes = [n for n in world.nodes if depth[n] == layer]
-            choices = {n: learner.choose(n, recipes) for n in reversed(nodes)}  # the scheduler pops the last
+            choices = {n: learner.choose(n, recipes[n]) for n in reversed(nodes)}  # the scheduler pops the last
             for n in nodes:
-                for r in choices[n].recipes:
+                for i, r in enumerate(choices[n].recipes):
                     secs, ok = world.price(k, n, r.name)
+                    deadline = getattr(choices[n], "deadline", None) if i == 0 and choices[n].probe == r.name else None
                     if choices[n].probe == r.name:
                         step["probes"].append({"node": n, "recipe": r.name, "ok": ok})
+                    if deadline is not None and secs > deadline:  # a bounded probe stopped at its deadline
+                        learner.observe(n, r, False, deadline, censored=True)
+                        step["learned"].append({"node": n, "recipe": r.name, "duration": deadline,
+                                                "outcome": "stopped"})
+                        continue
                     learner.observe(n, r, ok, secs)
                     step["learned"].append({"node": n, "recipe": r.name, "duration": secs,
                                             "outcome": "ok" if ok else "failed"})
@@ -466,7 +506,7 @@ def simulate(world) -> dict:
             o = step["oracle_choice"][n]
             step["oracle"].append({"node": n, "recipe": o, "duration": world.price(k, n, o)[0], "outcome": "ok"})
             step["static"].append({"node": n, "recipe": "fetch_or_rebuild",
-                                   "duration": model_cost(world, k, n, RECIPES), "outcome": "ok"})
+                                   "duration": model_cost(world, k, n, world.recipes(n)), "outcome": "ok"})
         step["wall"] = {p: 0.0 for p in POLICIES}
         builds.append(step)
     return {"builds": builds}
@@ -476,15 +516,18 @@ def simulate(world) -> dict:
 def priced(world, k: int, a: dict) -> float:
     """An attempt at the world's prices."""
     if a["recipe"] == "fetch_or_rebuild":
-        return model_cost(world, k, a["node"], RECIPES)
-    return world.price(k, a["node"], a["recipe"])[0]
+        return model_cost(world, k, a["node"], world.recipes(a["node"]))
+    price = world.price(k, a["node"], a["recipe"])[0]
+    if a.get("outcome") == "stopped":  # a bounded probe stopped at its deadline
+        return min(price, a["duration"])
+    return price
 
 
 def analyse(world, data: dict) -> dict:
     builds, nodes = data["builds"], world.nodes
     per_node = {n: {"measured": {p: 0.0 for p in POLICIES}, "model": {p: 0.0 for p in POLICIES},
                     "switches": 0, "probes": 0, "non_oracle_first": 0, "failed_attempts": 0,
-                    "fixed": {"fetch,rebuild": 0.0, "rebuild,fetch": 0.0}}
+                    "fixed": {",".join(o): 0.0 for o in itertools.permutations(world.recipes(n))}}
                 for n in nodes}
     per_build = []
     prev_first: dict[str, str] = {}
@@ -623,9 +666,9 @@ def main(argv=None) -> int:
     print()
     print(tables(an, world))
     reg = an["summary"]["regret_pct"]
-    goal = {"goal": f"regret of the learned order < {GOAL_PCT:g} % of the oracle over {a.builds} builds "
+    goal = {"goal": f"regret of the learned order <= {GOAL_PCT:g} % of the oracle over {a.builds} builds "
                     f"({world.mode}: measured {reg['measured']['learned']:+.1f} %, model {reg['model']['learned']:+.1f} %)",
-            "pass": reg["measured"]["learned"] < GOAL_PCT and reg["model"]["learned"] < GOAL_PCT}
+            "pass": reg["measured"]["learned"] <= GOAL_PCT and reg["model"]["learned"] <= GOAL_PCT}
     print(f"{'PASS' if goal['pass'] else 'FAIL'}  {goal['goal']}")
     results = {"meta": {"started_utc": stamp, "mode": world.mode, "simulated": a.simulate, "quick": a.quick,
                         "argv": sys.argv[1:] if argv is None else argv,

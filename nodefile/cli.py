@@ -225,6 +225,8 @@ def make_parser(only: str | None = None):
     b.add_argument("--cold", action="store_true",
                    help="start every recipe as a new process (no warm Python or R workers) for this run")
     b.add_argument("--no-wait", action="store_true", help="fail instead of waiting when another build runs")
+    b.add_argument("--no-probe", action="store_true",
+                   help="this run, never probe a recipe never measured (see `node explain`)")
     s = cmd("status", "a table: each node, up to date / stale / missing, and why")
     s.add_argument("--check", action="store_true", help="exit 1 when a node is stale or missing (for CI)")
     cmd("explain", "why a node is stale: which part of its key changed, old -> new")
@@ -248,6 +250,8 @@ def make_parser(only: str | None = None):
     w.add_argument("--cold", action="store_true", help="no warm Python or R workers for this session")
     sp = cmd("report", "write an HTML report: the DAG, the last build's timeline, learned estimates", targets=False)
     sp.add_argument("-o", "--output", metavar="FILE", help="the file to write (default: .nodefile/report.html)")
+    sp.add_argument("--build", type=int, metavar="N", help="the timeline of build N (default: the last build "
+                    "that ran a recipe)")
     sp = cmd("gc", "drop cache entries and state of nodes no longer in the Nodefile", targets=False)
     sp.add_argument("--older-than", type=float, metavar="DAYS", help="also drop cache entries older than this")
     sp.add_argument("--store", metavar="NAME", help="instead, remove the damaged entries of this store")
@@ -295,7 +299,7 @@ def _simple_build(argv):
     ns = types.SimpleNamespace(command="build", directory=None, file=None, targets=[], verbose=0, quiet=False,
                                set=[], jobs=None, keep_going=False, dry_run=False, always_make=False, recipe=None,
                                retries=0, executor=None, dask=None, resources="", no_wait=False, check=False,
-                               force=False, json=False, cold=False)
+                               force=False, json=False, cold=False, no_probe=False)
     it = iter(argv[1:])
     for a in it:
         if a in ("-k", "--keep-going"):

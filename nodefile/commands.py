@@ -43,6 +43,7 @@ def cmd_build(args, rep) -> int:
                    executor=args.executor, dask_address=getattr(args, "dask", None),
                    resources=parse_resources(args.resources),
                    wait_for_lock=not args.no_wait, cold=getattr(args, "cold", False),
+                   probe=not getattr(args, "no_probe", False),
                    noop_record=(getattr(args, "_argv", None), os.getcwd()) if getattr(args, "_argv", None) else None)
     if opts.jobs is not None and opts.jobs < 1:
         raise ConfigError("-j must be at least 1")
@@ -97,14 +98,13 @@ def cmd_status(args, rep) -> int:
     project = _project(args)
     names = graph.closure(project.nodes, resolve_targets(project, args.targets))  # default: what build builds
     from .model import ReasonKind
-    from .report.console import fmt_seconds
     session = Session(project, readonly=True)
     session.on_store_wait = rep.waiting
     rows = []
     blocked = graph.blocked(project, names)
     try:
         plan = session.plan(names)
-        sources: dict[str, tuple[str, float | None]] = {}
+        sources: dict[str, tuple] = {}  # node -> (where from, the learner's Estimate or None)
         for n in names:
             node = project.nodes[n]
             if not plan[n].stale or node.is_alias or n in blocked:
@@ -112,7 +112,7 @@ def cmd_status(args, rep) -> int:
             if any(r.kind is ReasonKind.UPSTREAM for r in plan[n].reasons):
                 # its key is known only once its inputs are rebuilt: no store is asked
                 est = session.choose(node, "", None, Options()).estimates
-                sources[n] = ("after its inputs", est[0].duration if est else None)
+                sources[n] = ("after its inputs", est[0] if est else None)
             else:
                 sources[n] = session.source_of(n, plan[n].key)
         for problem in session.store_problems():
@@ -127,12 +127,12 @@ def cmd_status(args, rep) -> int:
         status = v.status.value if not node.is_alias else ("alias" if not v.stale else "stale")
         if n in blocked:
             status, reason = "blocked", blocked[n]
-        rows.append((n, status, where, fmt_seconds(expected) if expected is not None else "", reason))
+        rows.append((n, status, where, expected.shown if expected is not None else "", reason))
     stale = sum(1 for n in names if plan[n].stale and not project.nodes[n].is_alias and n not in blocked)
     if args.json:
         emit("status", {"nodes": [{"name": n, "status": rows[i][1], "stale": plan[n].stale,
                                    "from": sources.get(n, (None,))[0],
-                                   "expected_seconds": _round(sources.get(n, (None, None))[1]),
+                                   "expected_seconds": _seconds(sources.get(n, (None, None))[1]),
                                    "reasons": ([{"kind": "blocked", "text": blocked[n]}] if n in blocked else [])
                                    + [reason_doc(r) for r in plan[n].reasons]}
                                   for i, n in enumerate(names)],
@@ -152,6 +152,12 @@ def cmd_status(args, rep) -> int:
 
 def _round(x):
     return None if x is None else round(x, 3)
+
+
+def _seconds(est):
+    """An estimate's seconds for --json: null when never measured (a guess), the
+    lower bound after a stopped probe."""
+    return None if est is None or not est.known else round(est.duration, 3)
 
 
 def cold_reasons(project, state_dir: str) -> list[str]:
@@ -442,16 +448,26 @@ def cmd_watch(args, rep) -> int:
 
 
 def cmd_report(args, rep) -> int:
-    """Write an HTML report: the DAG, the last build's timeline, learned estimates."""
+    """Write an HTML report: the DAG, a build's timeline (the last that ran recipes, or
+    --build N), learned estimates."""
     from .report.html import render
     project = _project(args)
     names = _names(project, [])
     session = Session(project, readonly=True)
     try:
         plan = session.plan(names)
-        builds = [a for a in session.state.attempts()]
-        last = max((a["build_id"] for a in builds), default=None)
-        attempts = [a for a in builds if a["build_id"] == last]
+        builds: dict[int, list] = {}
+        for a in session.state.attempts():
+            builds.setdefault(a["build_id"], []).append(a)
+        wanted = getattr(args, "build", None)
+        if wanted is not None and wanted not in builds:
+            have = f"recorded builds: {min(builds)}-{max(builds)}" if builds else "no build recorded yet"
+            raise ConfigError(f"--build {wanted}: no attempts recorded for that build ({have})")
+        if wanted is None:  # the last build that ran a recipe (not one that only restored outputs)
+            ran = [b for b, atts in builds.items() if any(a["kind"] not in ("load", "fetch") and a["recipe"]
+                                                          for a in atts)]
+            wanted = max(ran or builds, default=None)
+        attempts = builds.get(wanted, [])
         estimates = {}
         from .engine import Options
         for n in names:
@@ -464,7 +480,7 @@ def cmd_report(args, rep) -> int:
         session.close()
     out = args.output or os.path.join(project.root, ".nodefile", "report.html")
     with open(out, "w") as f:
-        f.write(render(project, names, plan, attempts, estimates))
+        f.write(render(project, names, plan, attempts, estimates, wanted))
     rep.print(f"wrote {os.path.relpath(out)}")
     return 0
 

@@ -246,23 +246,30 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         if options.on_runner is not None:
             options.on_runner(runner, executor)
         runner.limits = limits
-        reporter.eta = runner.eta
-        def weight(m):
+
+        def expected(m) -> tuple[float, bool]:
+            """(expected seconds, measured?) of a stale node: its chosen order once decided."""
             node = project.nodes[m]
             if node.is_alias:
-                return 0.0
+                return 0.0, True
             choice = runner.choices.get(m)  # decided: the expected cost of its chosen order
-            if choice is not None:
-                return choice.expected_duration
-            return session.learner.expected_duration(m, node.recipes)
+            if choice is None:
+                choice = session.learner.estimate(m, node.recipes)
+            return choice.expected_duration, choice.known
+
+        def weight(m):
+            return expected(m)[0]
         levels = graph.LazyLevels(order, project.nodes, weight)  # a no-op build weighs nothing
+        from .report.eta import Eta
+        deps = {n: project.nodes[n].deps for n in order}
+        reporter.eta = Eta(order, deps, expected, limits.get("cores", 1.0))
 
         def priority(n):
             return (-project.nodes[n].priority, -levels[n])
         if executor.name == "dask":  # Dask runs higher numbers first
             executor.priority = lambda n: int(project.nodes[n].priority * 10 ** 9 + levels[n] * 1000)
 
-        sched = Scheduler(order, {n: project.nodes[n].deps for n in order}, priority, limits, executor, runner,
+        sched = Scheduler(order, deps, priority, limits, executor, runner,
                           keep_going=options.keep_going)
         status = 0
         old = signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -67,20 +67,43 @@ Estimates for a recipe with no success on this node, most specific first (each
                              other nodes (their family's median at today's level);
   "project median"           median D of every rebuild recipe in the project;
   "default"                  30 s.
-An unseen recipe has p = 0.5 (the Laplace prior). It is never force-tried just
-to measure it: the fallback chain and the probe rule run it when it matters.
+The last two are guesses from unrelated recipes, not evidence about this one:
+they only keep the recipe in its Nodefile place (behind the recipes listed before
+it), and users see "unknown" (`Estimate.shown`, `show_duration`), never the number.
+An unseen recipe has p = 0.5 (the Laplace prior).
+  censored   a bounded probe stopped at its deadline X (below): D is at least X
+             (`Stats.cens`, shown "≥X"); p and F are unchanged (neither a success
+             nor a failure); the next success clears it.
 
-Choosing the order (`Learner.choose`):
+Choosing the order (`Learner.choose`; `probes=False` is --no-probe):
   1. score each recipe: index = c/p; sort ascending; ties keep the Nodefile order.
-  2. at most one probe per node per build: walking the order from position 2,
-     swap recipe r with the one just ahead of it, q, when r is DUE
+  2. at most one probe per node per build. First the BOUNDED PROBE: when the
+     first recipe, the incumbent I, runs a process (the node must be rebuilt
+     anyway) and its D is learned on this node, the first process recipe in
+     Nodefile order that was never measured here - never run, or only stopped by
+     an earlier probe and due again (back-off below) - runs first, with a
+     deadline T = max(PROBE_FLOOR 0.1 s, PROBE_FACTOR 1.5 x D(I)). Past T the
+     runner stops its process group, moves its partial outputs aside as a failed
+     attempt's, records the attempt as "stopped" and observes it as censored
+     (`observe(..., censored=True)`), then runs I. So a probe costs at most T,
+     and a faster recipe is found in the build after the incumbent was measured.
+     A recipe whose non-guess estimate (siblings, previous script) is >= T, or
+     that failed here, is left to the rule below. No deadline is ever set from
+     a guess: with nothing measured, the Nodefile order runs.
+  3. otherwise, the plausibility rule: walking the order from position 2, move
+     recipe r to the front, ahead of the first recipe q, when r is DUE
      (build - last_build >= backoff, or never observed) and PLAUSIBLE (its best,
      exp(mu_min)/p - or its prior D if never observed - is below q's index).
-     Two recipes never observed are not swapped: a tie of two guesses is no
-     reason to try the second one.
-  3. after the probe's observation: if r now scores better than q, backoff = 4;
-     else backoff = min(2*backoff, 256) (at least 4): re-checks at 4, 8, 16 ... 256.
-  A recipe that was always clearly slower is never probed.
+     (Moved only one place, behind a recipe that succeeds, a probe would never
+     run, and would hold its family's probe for the build.) Two recipes never
+     observed are not swapped: a tie of two guesses is no reason to try the
+     second one. When r is a process and q's D is learned, r gets the deadline T
+     too - or STRETCH 1.2 x r's last success L when T < 1.2 L < T + D(q): as slow
+     as last time, finishing it costs less than being stopped and replaced by q.
+  4. after the probe's observation: if r now scores better than q, backoff = 4;
+     else backoff = min(2*backoff, 256) (at least 4): re-checks at 4, 8, 16 ... 256
+     (a first censored observation sets 4).
+  A recipe that was always clearly slower is never probed by rule 3.
 
 Worked example. Node `model` with recipes fetch (store `backup`) and python:
   fetch   D = 5.0 s learned,  p = 0.95, F = 1 s:  c = 4.80, index 5.05
@@ -88,15 +111,28 @@ Worked example. Node `model` with recipes fetch (store `backup`) and python:
 order fetch, python; expected duration 4.80 + 0.05 * 55.2 = 7.6 s. If python
 once ran in 3 s (mu_min = ln 3), it is plausible (3/0.91 = 3.3 < 5.05): it is
 probed when due - 4 builds after its last run, then 8, 16 ... while it stays slow.
+Its deadline: T = 1.5 x 5.0 = 7.5 s; its last run, 60 s, is above T + 5.0, so a
+re-probe that finds it still slow is stopped at 7.5 s, and fetch runs. (Had its
+last run taken 8 s, 1.2 x 8 = 9.6 s < 12.5 s: it would be let finish.)
+
+Bounded probe. Node `model` with recipes slow (learned D = 1.0 s) and fast
+(never run; "project median" 1.0 s, shown "unknown"): build 2 runs fast first
+with T = max(0.1, 1.5 x 1.0) = 1.5 s (`node explain`: "fast probed first (never
+measured), deadline 1.5s = 1.5 × slow's expected 1.0s"). It takes 0.2 s: learned,
+index 0.2 < 1.0, chosen from then on. Had it needed 5 s, it would have been
+stopped at 1.5 s ("fast: ≥1.5s ... a probe was stopped at its 1.5s deadline in
+build 2"), slow would have run (build cost 2.5 s), and fast would be tried again
+4 builds later, then 8, 16 ... (each time at most 1.5 s).
 
 API
 ---
     learner = Learner(db)            # a sqlite3 connection; reads nothing yet
     learner.begin_build()            # a new build (watch mode: once per rebuild)
-    choice = learner.choose(node, recipes, script_of=..., size_of=..., force_kind=None)
-    choice.recipes / .order / .estimates / .probe / .expected_duration / .explain()
-    learner.observe(node, recipe, ok, duration, script_hash=None, size=None)
-    learner.expected_duration(node, recipes, ...)   # the same order, no probe registered
+    choice = learner.choose(node, recipes, script_of=..., size_of=..., force_kind=None, probes=True)
+    choice.recipes / .order / .estimates / .probe / .deadline / .why / .expected_duration / .known / .explain()
+    learner.observe(node, recipe, ok, duration, script_hash=None, size=None, censored=False)
+    learner.estimate(node, recipes, ...)            # the same order, no probe registered
+    learner.expected_duration(node, recipes, ...)   # its expected_duration
     learner.stats(node, recipe_name) -> Stats | None
     learner.family(kind, target) -> Family | None   # what a recipe's siblings share
     learner.probes() -> [(build, node, recipe, ok, duration, better), ...]
@@ -131,9 +167,13 @@ Integration (build.py):
     recipe, ok, duration, script_hash=..., size=bytes)`. It is one transaction
     (~0.15 ms here); inside a transaction already open on the same connection it
     only adds its rows to it.
-  * critical path: weight(n) = `learner.expected_duration(n, nodes[n].recipes)`
-    for graph.bottom_levels, computed on the first priority() call so that a
-    no-op build never loads anything.
+  * critical path: weight(n) = `learner.estimate(n, nodes[n].recipes)
+    .expected_duration` for graph.bottom_levels, computed on the first priority()
+    call so that a no-op build never loads anything; the same (with `.known`)
+    weighs the nodes of the reporter's ETA (report/eta.py).
+  * a bounded probe (`choice.deadline` set, `choice.probe` first): the runner
+    gives that attempt the deadline as its timeout; stopped, it is recorded as
+    outcome "stopped" and observed with censored=True and duration = the deadline.
   * explain / dry run: `choose()` only reads, and works on a database without
     the tables; `choice.explain()` gives the lines to print.
 """
@@ -181,6 +221,9 @@ SAMPLE = 31  # residuals a family keeps per build for its median (constant work 
 FINALS = MAX_BACKOFF + 8  # builds whose final family level is kept (to settle a member's offset)
 SURPRISE = 0.5  # a failure of a recipe whose long-run p was at least this is news for its siblings
 SHIFT_NOTE = math.log(1.25)  # a family shift at least this large is named in `explain`
+PROBE_FACTOR = 1.5  # a bounded probe's deadline: this times the incumbent's expected duration ...
+PROBE_FLOOR = 0.1  # ... and never less than this many seconds (a process takes some to start)
+STRETCH = 1.2  # a re-probe may run to this times its last success when that costs less than stopping it
 
 
 class RecipeLike:
@@ -224,6 +267,9 @@ class Stats:
     mark: str = ""  # what the last attempt told the family: ok, rec(overy), sur(prising failure), fail
     lvl: float | None = None  # the family level `off` was measured against
     lvl_build: int | None = None  # the build of that measurement
+    cens: float | None = None  # censored: a probe stopped at this deadline, no success since ("slower than")
+    cens_build: int | None = None  # the build of that probe
+    last_ok: float | None = None  # seconds of the latest success (what a re-probe finds if nothing changed)
 
     @property
     def p(self) -> float:
@@ -265,6 +311,8 @@ class Stats:
         self.streak = 0 if ok else self.streak + 1
         if ok:
             self.n_ok += 1
+            self.cens = self.cens_build = None  # measured now: the bound is history
+            self.last_ok = duration
             a = max(ALPHA, 1.0 / self.n_ok)
             d = math.log(duration) - self.mu
             self.mu += a * d
@@ -275,6 +323,13 @@ class Stats:
                 self.size = int(size)
         else:
             self.fail_cost = _ewma(self.fail_cost or 0.0, duration, self.n - self.n_ok)
+
+    def record_censored(self, deadline: float, build: int) -> None:
+        """A bounded probe stopped at its deadline: the recipe takes longer than `deadline`
+        on this node (a censored observation). Not a failure: p and F are unchanged."""
+        self.last_build = build
+        self.cens = max(deadline, self.cens or 0.0)
+        self.cens_build = build
 
     def record_offset(self, duration: float, level: float, build: int, fresh: bool = False) -> None:
         """After a success (record already counted it): the node's level relative to its
@@ -435,12 +490,40 @@ class Estimate:
     runs: int = 0  # attempts observed on this node (since the script last changed)
     probe: bool = False
     note: str = ""  # what the recipe's siblings changed, e.g. "family shift x3.1 from 5 siblings"
+    floor: float | None = None  # censored: a probe stopped at this deadline (D is at least this)
+    raw: float | None = None  # D before the censored floor was applied
+
+    @property
+    def known(self) -> bool:
+        """Is D backed by evidence (this recipe's own runs, its siblings, a transfer model)
+        rather than a guess from unrelated recipes?"""
+        return self.source not in GUESSES or bool(self.floor)
+
+    @property
+    def shown(self) -> str:
+        """D as users see it: "unknown" for a guess, "≥1.5s" for a censored bound."""
+        return show_duration(self.duration, self.source, self.floor)
 
     def __str__(self) -> str:
         runs = f", {self.runs} run{'s' * (self.runs != 1)}" if self.runs else ""
         note = f"; {self.note}" if self.note else ""
-        return (f"{self.recipe}: {_seconds(self.duration)} ({self.source}{runs}{note}), p = {self.p:.2f}, "
-                f"expected cost / p = {_seconds(self.index)}" + ("  [probe]" if self.probe else ""))
+        if self.source in GUESSES:
+            what = f"never measured; ordered as the {self.source}, {_seconds(self.raw or self.duration)}"
+        else:
+            what = self.source
+        cost = f"expected cost / p = {_seconds(self.index)}" if self.known else "expected cost unknown"
+        return (f"{self.recipe}: {self.shown} ({what}{runs}{note}), p = {self.p:.2f}, {cost}"
+                + ("  [probe]" if self.probe else ""))
+
+
+def show_duration(duration: float | None, source: str | None = None, floor: float | None = None) -> str:
+    """An expected duration for users: "unknown" when nothing measured it (None, or a
+    guess from unrelated recipes), "≥X" when a probe stopped at X, else its value."""
+    if floor and (duration is None or duration <= floor + 1e-9):
+        return "≥" + _seconds(floor)
+    if duration is None or source in GUESSES:
+        return "unknown"
+    return _seconds(duration)
 
 
 @record(frozen=True)
@@ -451,10 +534,17 @@ class Choice:
     recipes: tuple  # the recipe objects, in order
     estimates: tuple[Estimate, ...]  # same order
     probe: str | None = None  # the recipe moved forward to re-measure it, if any
+    deadline: float | None = None  # a bounded probe: stopped after this many seconds, then the next runs
+    why: str = ""  # why the probe: "never measured", "due (4 builds since its last run)"
 
     @property
     def order(self) -> tuple[str, ...]:
         return tuple(r.name for r in self.recipes)
+
+    @property
+    def known(self) -> bool:
+        """Is the first recipe's duration measured (not a guess from unrelated recipes)?"""
+        return bool(self.estimates) and self.estimates[0].known
 
     @property
     def expected_duration(self) -> float:
@@ -471,9 +561,16 @@ class Choice:
         if not self.estimates:
             return [f"{self.node}: no recipe to try"]
         first, rest = self.estimates[0], self.estimates[1:]
-        head = f"{first.recipe} chosen: {_seconds(first.duration)} est."
+        if self.deadline is not None and rest:
+            inc = rest[0]
+            head = (f"{first.recipe} probed first ({self.why}), deadline {_seconds(self.deadline)} = "
+                    f"{PROBE_FACTOR:g} × {inc.recipe}'s expected {_seconds(inc.duration)}"
+                    + (f" (at least {_seconds(PROBE_FLOOR)})" if self.deadline <= PROBE_FLOOR + 1e-9 else "")
+                    + f"; past it, it is stopped and {inc.recipe} runs")
+            return [head] + [f"  {i}. {e}" for i, e in enumerate(self.estimates, 1)]
+        head = f"{first.recipe} chosen: {first.shown} est."
         if rest:
-            head += " vs " + ", ".join(f"{e.recipe} {_seconds(e.duration)}" for e in rest)
+            head += " vs " + ", ".join(f"{e.recipe} {e.shown}" for e in rest)
         if self.probe:
             head += f" ({self.probe} re-measured this build)"
         return [head] + [f"  {i}. {e}" for i, e in enumerate(self.estimates, 1)]
@@ -581,15 +678,15 @@ class Learner:
     def choose(self, node: str, recipes: Iterable[RecipeLike], *,
                script_of: Callable[[RecipeLike], str | None] | None = None,
                size_of: Callable[[RecipeLike], int | None] | None = None,
-               force_kind: str | None = None) -> Choice:
+               force_kind: str | None = None, probes: bool = True) -> Choice:
         """The order to try `recipes` (given in Nodefile order) for a stale node.
 
         Registers the probe, if any, so that its observation adjusts its back-off
         (and so that no sibling probes the same recipe family in this build).
         `force_kind` (--recipe KIND) keeps only recipes of that kind or name, and
-        never probes.
+        never probes; nor does `probes=False` (--no-probe).
         """
-        choice, probe, family = self._rank(node, recipes, script_of, size_of, force_kind)
+        choice, probe, family = self._rank(node, recipes, script_of, size_of, force_kind, probes)
         if probe is None:
             self._probes.pop(node, None)
         else:
@@ -601,13 +698,19 @@ class Learner:
             self._family_probes[family] = node
         return choice
 
+    def estimate(self, node: str, recipes: Iterable[RecipeLike], *,
+                 script_of: Callable[[RecipeLike], str | None] | None = None,
+                 size_of: Callable[[RecipeLike], int | None] | None = None) -> Choice:
+        """The order `choose` would give, without a probe and without registering anything."""
+        return self._rank(node, recipes, script_of, size_of, None, False)[0]
+
     def expected_duration(self, node: str, recipes: Iterable[RecipeLike], *,
                           script_of: Callable[[RecipeLike], str | None] | None = None,
                           size_of: Callable[[RecipeLike], int | None] | None = None) -> float:
         """The critical-path weight of a stale node: the expected chain cost of its order."""
-        return self._rank(node, recipes, script_of, size_of, None)[0].expected_duration
+        return self._rank(node, recipes, script_of, size_of, None, False)[0].expected_duration
 
-    def _rank(self, node, recipes, script_of, size_of, force_kind):
+    def _rank(self, node, recipes, script_of, size_of, force_kind, probes=True):
         self._load()
         recipes = list(recipes)
         if force_kind:
@@ -630,10 +733,14 @@ class Learner:
         order = sorted(range(len(rows)), key=lambda i: keys[i])  # stable: ties keep the Nodefile order
         rows = [rows[i] for i in order]
         probe, family = None, None
-        if force_kind is None:
+        if force_kind is None and probes:
+            bounded = self._bounded_probe(node, rows, build, {r.name: i for i, r in enumerate(recipes)})
+            if bounded is not None:
+                return bounded
+        if force_kind is None and probes:
             for i in range(1, len(rows)):
                 est, st, r, view = rows[i]
-                rival = rows[i - 1][0]
+                rival = rows[0][0]  # the recipe it would displace: a probe runs first, or not at all
                 if est.source in GUESSES:
                     continue  # never probe on a guess: that would be force-trying it
                 if not (est.runs or rival.runs) or not _due(st, build):
@@ -646,13 +753,57 @@ class Learner:
                     if self._family_probes.get(view.key, node) != node or not view.cheap:
                         continue
                 if self._best(est, st, view) < rival.index:
-                    rows[i - 1], rows[i] = (replace(est, probe=True), st, r, view), rows[i - 1]
+                    rows = [(replace(est, probe=True), st, r, view)] + rows[:i] + rows[i + 1:]
                     probe = _Probe(r.name, rival.index)
                     family = view.key if view.active and not view.fresh else None
                     break
+        deadline = None
+        why = ""
+        if (probe is not None and rows[0][2].kind not in TRANSFER_KINDS
+                and rows[1][0].source == LEARNED):
+            # moved to the front: bounded by the recipe it displaced, when that one is measured
+            deadline = max(PROBE_FLOOR, PROBE_FACTOR * rows[1][0].duration)
+            st = rows[0][1]
+            last = STRETCH * (st.last_ok if st is not None and st.last_ok else rows[0][0].duration)
+            if deadline < last < deadline + rows[1][0].duration:
+                # as slow as last time, it would still cost less than being stopped and
+                # replaced by the incumbent: let it finish
+                deadline = last
+            why = f"due again: {build - st.last_build} builds since its last run" if st and st.n else "due"
         choice = Choice(node, tuple(r for _, _, r, _ in rows), tuple(e for e, _, _, _ in rows),
-                        probe.recipe if probe else None)
+                        probe.recipe if probe else None, deadline, why)
         return choice, probe, family
+
+    def _bounded_probe(self, node, rows, build, pos):
+        """The node must be rebuilt anyway (its first recipe runs a process) and that
+        recipe's duration is measured here: an alternative process recipe never measured
+        (or stopped by an earlier probe and due again) runs first, as a probe stopped
+        after PROBE_FACTOR x the incumbent's expected duration; then the incumbent runs.
+        The first such recipe in Nodefile order; one whose estimate (siblings, previous
+        script) is evidence that it is slower than the deadline is left alone.
+        Returns (choice, probe, None) or None."""
+        if len(rows) < 2:
+            return None
+        inc = rows[0][0]
+        if inc.kind in TRANSFER_KINDS or inc.source != LEARNED:
+            return None  # restored, not rebuilt; or no measured duration to set a deadline from
+        deadline = max(PROBE_FLOOR, PROBE_FACTOR * inc.duration)
+        for i in sorted(range(1, len(rows)), key=lambda i: pos[rows[i][2].name]):
+            est, st, r, _ = rows[i]
+            if r.kind in TRANSFER_KINDS or not _never_measured(st) or not _due(st, build):
+                continue
+            if st is not None and st.n and st.cens is None:
+                continue  # it failed here: the plausibility rule below decides whether to try it again
+            raw = est.raw if est.raw is not None else est.duration
+            if est.source not in GUESSES and raw >= deadline:
+                continue  # its siblings (or its previous script) say it is slower than the deadline
+            why = "never measured" if st is None or st.n == 0 and st.cens is None else (
+                f"due again: {build - st.last_build} builds after its last probe")
+            rows = [rows[i]] + rows[:i] + rows[i + 1:]
+            rows[0] = (replace(est, probe=True),) + rows[0][1:]
+            choice = Choice(node, tuple(x[2] for x in rows), tuple(x[0] for x in rows), r.name, deadline, why)
+            return choice, _Probe(r.name, inc.index), None
+        return None
 
     def _current(self, node: str, r: RecipeLike, script_hash: str | None) -> Stats | None:
         """The node's statistics for r, reset (in memory) if its script changed."""
@@ -705,8 +856,17 @@ class Learner:
             note = "; ".join(x for x in (note, news) if x)
             if outage:  # failing as the siblings fail now (a timeout is no quick "not found")
                 fail_cost = max(fail_cost or 0.0, fam.sur_time)
+        floor = raw = None
+        if st is not None and st.cens:
+            # a probe stopped at its deadline: the recipe takes at least that long here
+            floor, raw = st.cens, duration
+            duration = max(duration, st.cens)
+            note = "; ".join(x for x in (note, f"a probe was stopped at its {_seconds(st.cens)} deadline "
+                                               f"in build {st.cens_build}") if x)
         est = _score(r.name, r.kind, duration, p, fail_cost, source, st.n if st is not None else 0)
-        return replace(est, note=note) if note else est
+        if note or floor:
+            est = replace(est, note=note, floor=floor, raw=raw)
+        return est
 
     @staticmethod
     def _own_counts(fam: Family, st: Stats | None) -> tuple[int, int, int]:
@@ -871,15 +1031,20 @@ class Learner:
 
     # -- observing ------------------------------------------------------------------
     def observe(self, node: str, recipe: RecipeLike, ok: bool, duration: float, *,
-                script_hash: str | None = None, size: int | None = None) -> None:
+                script_hash: str | None = None, size: int | None = None, censored: bool = False) -> None:
         """Record one finished attempt (success or failure). Its rows (statistics,
         family, location) are written at the next flush(): the build's group commit,
         and end_build. (A probe's row is written at once.)
 
         `size`: bytes of the artifact (transferred, or written by a rebuild).
+        `censored`: a bounded probe stopped at its deadline `duration`: the recipe is
+        slower than that (neither a success nor a failure).
         Cancelled attempts (interrupted, inputs changed) should not be observed.
         """
         self._load()
+        if censored:
+            self._censored(node, recipe, duration, script_hash)
+            return
         build = self._commit_build()
         self.observations += 1
         recipes = self._node(node)
@@ -928,6 +1093,31 @@ class Learner:
             location = self._location(recipe.kind, recipe.target)
             location.record(duration, size)
         self._write(node, recipe, st, location, fam, probed)
+
+    def _censored(self, node: str, recipe: RecipeLike, deadline: float, script_hash: str | None) -> None:
+        build = self._commit_build()
+        self.observations += 1
+        recipes = self._node(node)
+        st = recipes.get(recipe.name)
+        before = _contribution(st)
+        first = st is None or (st.n == 0 and st.cens is None)
+        if st is None:
+            st = recipes[recipe.name] = Stats(kind=recipe.kind, target=recipe.target, script_hash=script_hash)
+        elif _changed(st, recipe, script_hash):
+            st = recipes[recipe.name] = st.reset(recipe.kind, recipe.target, script_hash)
+            first = True
+        st.record_censored(deadline, build)
+        # re-probed when due: 4 builds after the first probe, then 8, 16 ... 256
+        st.backoff = BASE_BACKOFF if first else min(MAX_BACKOFF, max(BASE_BACKOFF, 2 * st.backoff))
+        probe = self._probes.pop(node, None)
+        probed = (build, node, recipe.name, 0, deadline, 0) if probe is not None and probe.recipe == recipe.name \
+            else None
+        self._update_lists(before, _contribution(st))
+        key = (recipe.kind, recipe.target)
+        fam = self._families.get(key)
+        if fam is None:
+            fam = self._families[key] = Family()
+        self._write(node, recipe, st, None, fam, probed)
 
     # -- reading --------------------------------------------------------------------
     def stats(self, node: str, recipe: str) -> Stats | None:
@@ -1087,4 +1277,10 @@ def _score(name: str, kind: str, duration: float, p: float, fail_cost: float | N
 
 
 def _due(st: Stats | None, build: int) -> bool:
-    return st is None or st.n == 0 or build - st.last_build >= st.backoff
+    return st is None or (st.n == 0 and st.cens is None) or build - st.last_build >= st.backoff
+
+
+def _never_measured(st: Stats | None) -> bool:
+    """No success on this node since its script last changed (failures and probes
+    stopped at their deadline say something, but no duration)."""
+    return st is None or not st.n_ok

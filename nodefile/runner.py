@@ -12,6 +12,7 @@ import time
 from . import recipes
 from .stores import describe_outputs, manifest_size
 from .model import NodeResult, Outcome, ReasonKind, Summary
+from .report.console import fmt_seconds
 from .session import TRANSFERS, Options, Session, _move_aside, _safe_name  # noqa: F401
 
 
@@ -63,12 +64,11 @@ class Runner:
         self.reruns: dict[str, int] = {}
         self.known_up_to_date: set[str] = set()
         self.choices: dict = {}
-        self.queued_work = 0.0
         self.limits: dict = {}
-        self._started: set[str] = set()
         self.base_env = dict(os.environ)  # decoded once per build, copied per recipe
         session.on_store_wait = getattr(reporter, "waiting", None)
         self._chosen_at: dict[str, int] = {}  # node -> learner.observations when its order was chosen
+        self.probing: dict[str, tuple] = {}  # node -> (recipe, attempt, deadline) of its bounded probe
 
     def makedirs(self, path: str) -> None:
         if path not in self._made:
@@ -113,14 +113,14 @@ class Runner:
     # recipes in the order to try them (one function: learning plugs in here)
     def recipe_order(self, node, key: str, parts: dict) -> list:
         choice = self.s.choose(node, key, parts, self.o, self.negative)
-        old = self.choices.get(node.name)
-        if old is not None and node.name not in self._started:  # re-ordered before it started
-            self.queued_work = max(0.0, self.queued_work - old.expected_duration)
         self.choices[node.name] = choice
         self._chosen_at[node.name] = self.s.learner.observations
         if choice.estimates:
-            self.rep.expected[node.name] = choice.estimates[0].duration
-            self.queued_work += choice.expected_duration
+            first = choice.estimates[0]
+            self.rep.expected[node.name] = first.duration if first.known and not first.floor else None
+        eta = getattr(self.rep, "eta", None)
+        if eta is not None:
+            eta.decided(node.name)
         return list(choice.recipes)
 
     def refresh(self, name: str, spec):
@@ -148,20 +148,13 @@ class Runner:
         self.rep.detail(f"     {name}: {order[0].name} first now (news from its siblings)")
         return self._next_spec(name, 0)
 
-    def observe(self, name: str, spec, ok: bool, duration: float, size: int | None, script_hash) -> None:
+    def observe(self, name: str, spec, ok: bool, duration: float, size: int | None, script_hash,
+                censored: bool = False) -> None:
         try:
-            self.s.learner.observe(name, spec.recipe, ok, duration, script_hash=script_hash, size=size)
+            self.s.learner.observe(name, spec.recipe, ok, duration, script_hash=script_hash, size=size,
+                                   censored=censored)
         except Exception as e:  # learning must never break a build
             self.rep.warn(f"could not record statistics for {name}: {e}")
-
-    def eta(self, running, now: float) -> float | None:
-        left = 0.0
-        for spec in running:
-            exp = self.rep.expected.get(spec.node)
-            if exp is not None:
-                left = max(left, exp - (now - self.rep.started_at.get(spec.node, now)))
-        jobs = max(1.0, self.limits.get("cores", 1.0))
-        return max(left, 0.0) + self.queued_work / jobs
 
     def decide(self, name: str):
         node = self.s.project.nodes[name]
@@ -215,7 +208,17 @@ class Runner:
                            f"{_safe_name(name)}.{n}.{recipe.name.replace('#', '_')}.log")
         if recipe.kind in TRANSFERS:
             return self._transfer_spec(node, recipe, n, log, idx)
-        return recipes.prepare(self.s.project, node, recipe, n, log, self.jobdir, index=idx, base_env=self.base_env)
+        spec = recipes.prepare(self.s.project, node, recipe, n, log, self.jobdir, index=idx, base_env=self.base_env)
+        choice = self.choices.get(name)
+        if idx == 0 and choice is not None and choice.deadline is not None and choice.probe == recipe.name:
+            # a bounded probe: stopped at its deadline (or at the recipe's own timeout, if sooner)
+            from .records import replace
+            deadline = choice.deadline if not spec.timeout else min(spec.timeout, choice.deadline)
+            self.probing[name] = (recipe.name, n, deadline)
+            self.rep.info(f"probe {name}: {recipe.name} ({choice.why}), stopped after {fmt_seconds(deadline)} "
+                          f"unless done; then {choice.order[1]} (expected {fmt_seconds(choice.estimates[1].duration)})")
+            spec = replace(spec, timeout=deadline)
+        return spec
 
     def _transfer_spec(self, node, recipe, n, log, idx):
         from .recipes import Spec
@@ -246,7 +249,7 @@ class Runner:
         with open(spec.log, "a") as f:
             f.write((f"{spec.recipe.kind} from {store}: " + ("ok" if fin.exit_code == 0 else fin.error)) + "\n")
         self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name, kind=spec.recipe.kind,
-                                 attempt=spec.attempt, start_ns=time.time_ns() - int(fin.duration * 1e9),
+                                 attempt=spec.attempt, start_ns=_start_ns(fin),
                                  duration=fin.duration, outcome="ok" if fin.exit_code == 0 else "failed",
                                  failure=fin.failure, bytes=size, log=os.path.relpath(spec.log, self.s.project.root),
                                  exit_code=fin.exit_code, message=fin.error or None, script_hash=store, key=key)
@@ -373,13 +376,18 @@ class Runner:
             self.rep.info(f"     {name}: {', '.join(changed) or 'an input'} changed while it ran; running it again")
             self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name,
                                      kind=spec.recipe.kind, attempt=spec.attempt,
-                                     start_ns=time.time_ns() - int(fin.duration * 1e9), duration=fin.duration,
+                                     start_ns=_start_ns(fin), duration=fin.duration,
                                      outcome="cancelled", failure="transient",
                                      log=os.path.relpath(spec.log, self.s.project.root), exit_code=fin.exit_code,
                                      message="inputs changed while it ran")
             _move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
             self.requeued.append(name)
             return self.decide(name)
+        probe = self.probing.pop(name, None)
+        if probe is not None and (probe[0], probe[1]) != (spec.recipe.name, spec.attempt):
+            probe = None
+        if probe is not None and fin.timed_out and not fin.cancelled:
+            return self._probe_stopped(name, spec, fin, probe[2], parts)
         outcome = "ok" if not problem else ("cancelled" if fin.cancelled else "failed")
         failure = None if not problem else ("unavailable" if fin.error else
                                             "transient" if fin.timed_out else "recipe error")
@@ -395,8 +403,7 @@ class Runner:
         if problem and not fin.output_bytes and not os.path.exists(spec.log):
             _touch(spec.log, fin.error)  # the log of a failed attempt always exists (a quiet one: empty)
         self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name, kind=spec.recipe.kind,
-                                 attempt=spec.attempt,
-                                 start_ns=fin.started_ns or time.time_ns() - int(fin.duration * 1e9),
+                                 attempt=spec.attempt, start_ns=fin.started_ns or _start_ns(fin),
                                  duration=fin.duration, outcome=outcome, failure=failure, bytes=size,
                                  log=log, exit_code=fin.exit_code,
                                  message=problem or None, script_hash=script_hash, key=key)
@@ -415,7 +422,7 @@ class Runner:
                   else f"{what} {problem}\n{_tail(spec.log)}\n  log: {rel_log}")
         if fin.cancelled:
             return NodeResult(name, Outcome.CANCELLED, spec.recipe.name, fin.duration, "cancelled", spec.log)
-        retries = max(spec.recipe.retries, self.o.retries)
+        retries = max(spec.recipe.retries, self.o.retries) if probe is None else 0  # a failed probe: the incumbent
         used = self.tries.get((name, idx), 0)
         if used < retries:
             self.tries[(name, idx)] = used + 1
@@ -425,6 +432,30 @@ class Runner:
             self.rep.warn(f"{name}: {what} {problem}; trying the next recipe (log: {rel_log})")
         return self._fallback(name, spec, detail, what, fin) if idx + 1 < len(self.order[name]) else \
             self._fail(name, spec, detail, fin)
+
+    def _probe_stopped(self, name, spec, fin, deadline, parts):
+        """A bounded probe passed its deadline: its process group was stopped. The
+        learner records "slower than the deadline" (censored, neither success nor
+        failure), its partial outputs go where a failed attempt's go, and the next
+        recipe (the incumbent) runs."""
+        node = self.s.project.nodes[name]
+        script_hash = parts.get(f"script:{spec.recipe.script}") if spec.recipe.script else None
+        message = f"probe stopped at its {fmt_seconds(deadline)} deadline (slower than that)"
+        if not fin.output_bytes and not os.path.exists(spec.log):
+            _touch(spec.log, message)
+        self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name, kind=spec.recipe.kind,
+                                 attempt=spec.attempt, start_ns=_start_ns(fin),
+                                 duration=fin.duration, outcome="stopped", failure="probe",
+                                 log=os.path.relpath(spec.log, self.s.project.root), exit_code=fin.exit_code,
+                                 message=message, script_hash=script_hash)
+        self.observe(name, spec, False, deadline, None, script_hash, censored=True)
+        _move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
+        nxt = self.order[name][spec.index + 1] if spec.index + 1 < len(self.order[name]) else None
+        self.rep.info(f"     {name}: probe of {spec.recipe.name} stopped at its {fmt_seconds(deadline)} deadline"
+                      + (f"; running {nxt.name}" if nxt is not None else ""))
+        if nxt is None:
+            return self._fail(name, spec, message, fin)
+        return self._next_spec(name, spec.index + 1)
 
     def _fail(self, name, spec, detail, fin):
         self.summary.failed.append(name)
@@ -444,11 +475,6 @@ class Runner:
         return "; ".join(bad)
 
     def started(self, spec) -> None:
-        if spec.node not in self._started:
-            self._started.add(spec.node)
-            choice = self.choices.get(spec.node)
-            if choice is not None:
-                self.queued_work = max(0.0, self.queued_work - choice.expected_duration)
         self.rep.started(spec)
 
     def done(self, result: NodeResult) -> None:
@@ -461,6 +487,13 @@ class Runner:
     def tick(self, running, done, total) -> None:
         self.flush()
         self.rep.tick(running, done, total)
+
+
+def _start_ns(fin) -> int:
+    """When the attempt's process (or transfer) started, on the wall clock: its real
+    lifetime ended when the executor reaped it."""
+    end = getattr(fin, "ended_ns", 0) or time.time_ns()
+    return end - int(fin.duration * 1e9)
 
 
 def _touch(path: str, text: str = "") -> None:

@@ -32,6 +32,7 @@ class Options:
     resources: dict = field(default_factory=dict)
     wait_for_lock: bool = True
     transfers_only: bool = False  # node pull: restore from the cache or stores, never rebuild
+    probe: bool = True  # bounded probes of recipes never measured (--no-probe: off for one run)
     on_runner: object = None  # called with the Runner once a build starts (watch mode uses it)
     noop_record: tuple | None = None  # (argv, cwd): record a no-op for the fast path (fastpath.py)
     force: frozenset = frozenset()  # node build --force: these nodes' recipes run (not a restore)
@@ -110,7 +111,7 @@ class Session:
         """The learned order of a stale node's candidate recipes (a learn.Choice)."""
         cands = candidates(self, node, key, options, set(negative), probe=probe)
         parts = parts or {}
-        return self.learner.choose(node.name, cands, force_kind=options.recipe_kind,
+        return self.learner.choose(node.name, cands, force_kind=options.recipe_kind, probes=options.probe,
                                    script_of=lambda r: parts.get(f"script:{r.label or r.script}") if r.script else None)
 
     def store(self, name: str):
@@ -129,14 +130,15 @@ class Session:
         """What the stores asked so far rejected or failed on, each once, in order."""
         return list(dict.fromkeys(p for st in self._stores.values() for p in st.problems))
 
-    def source_of(self, name: str, key: str | None, options: Options | None = None) -> tuple[str, float | None]:
+    def source_of(self, name: str, key: str | None, options: Options | None = None) -> tuple[str, object]:
         """Where a stale node would come from (cache, store NAME, or a rebuild recipe)
-        and the expected time of that recipe."""
+        and the learner's Estimate of that recipe (its `.shown` is what users see:
+        "1.2s", "≥1.5s" after a stopped probe, "unknown" when never measured)."""
         node = self.project.nodes[name]
         choice = self.choose(node, key or "", None, options or Options(), probe=True)
         if not choice.recipes:
             return "nothing can make it", None
-        r, expected = choice.recipes[0], choice.estimates[0].duration
+        r, expected = choice.recipes[0], choice.estimates[0]
         if r.kind == "load":
             return "cache", expected
         if r.kind == "fetch":

@@ -52,6 +52,7 @@ class Finished:
     warm: bool = False  # it ran in a warm worker (a fork of a preloaded process)
     started_ns: int = 0  # when it started, wall clock (0: its end less its duration)
     worker: str = ""  # the Dask worker that ran it
+    ended_ns: int = 0  # wall clock when it ended (reaped): it ran from ended_ns - duration to ended_ns
 
 
 class _Proc:
@@ -177,9 +178,9 @@ class LocalExecutor:
     def _run_thread(self, handle: int, spec, start: float) -> None:
         try:
             payload = spec.func()
-            fin = Finished(handle, 0, time.monotonic() - start, payload=payload)
+            fin = Finished(handle, 0, time.monotonic() - start, payload=payload, ended_ns=time.time_ns())
         except Exception as e:  # a transfer's failure is a value, not a crash
-            fin = Finished(handle, 1, time.monotonic() - start, error=str(e),
+            fin = Finished(handle, 1, time.monotonic() - start, error=str(e), ended_ns=time.time_ns(),
                            failure=getattr(e, "failure", "transient"))
         with self._lock:
             self._thread_done.append(fin)
@@ -393,7 +394,7 @@ class LocalExecutor:
             if q.timeout:
                 q.deadline = q.start + q.timeout
         return Finished(handle, code, duration, p.timed_out, p.cancelled, error=error, output_bytes=nbytes,
-                        warm=warm)
+                        warm=warm, ended_ns=time.time_ns())
 
     def _retry_cold(self, handle: int, spec, code: int) -> None:
         """A warm attempt that died of a signal runs again, cold, once, under the same handle."""

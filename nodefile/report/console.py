@@ -21,6 +21,13 @@ def fmt_seconds(s: float) -> str:
     return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
 
 
+def _seconds_env(name: str, default: float) -> float:
+    try:
+        return max(0.0, float(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
 class Console:
     def __init__(self, verbosity: int = 0, out=None, err=None, tty: bool | None = None):
         self.out = out or sys.stdout
@@ -33,8 +40,11 @@ class Console:
         self.live = self.tty  # flush every line (watch mode sets it: output is read as it comes)
         self._flushed = 0.0
         self.started_at: dict[str, float] = {}
-        self.expected: dict[str, float] = {}
-        self.eta = None  # callable(running, done) -> seconds, set by build when learned
+        self.expected: dict[str, float | None] = {}  # node -> its first recipe's seconds (None: unknown)
+        self.eta = None  # report.eta.Eta of the build, set by build
+        # plain progress lines (not on a terminal): one every this many seconds of a long build
+        self.plain_every = _seconds_env("NODEFILE_PROGRESS_EVERY", 10.0)
+        self._plain_at = time.monotonic()
         self.streams: dict[str, list] = {}  # -v: node -> [its log, bytes shown, partial line]
         self._streamer = None
 
@@ -135,6 +145,8 @@ class Console:
             self._stream(result.node, final=True)
             with self._stream_lock:
                 self.streams.pop(result.node, None)
+        if self.eta is not None:
+            self.eta.settle(result.node)
         o = result.outcome
         if o is Outcome.OK:
             if self.verbosity >= 0:
@@ -152,22 +164,35 @@ class Console:
         elif o is Outcome.UP_TO_DATE and self.verbosity > 0:
             self.print(f"     {result.node}  up to date")
 
-    def tick(self, running, done: int, total: int) -> None:
-        if not self.tty or self.verbosity < 0:
-            return
-        now = time.monotonic()
+    def progress(self, running, done: int, total: int, now: float) -> str:
+        """`[done/total] running: node elapsed/expected, ...  ETA left`: an expected time
+        never measured is "?", an ETA with such nodes left is a lower bound ("≥")."""
         parts = []
         for spec in running[:4]:
             el = now - self.started_at.get(spec.node, now)
-            exp = self.expected.get(spec.node)
-            parts.append(f"{spec.node} {fmt_seconds(el)}" + (f"/{fmt_seconds(exp)}" if exp else ""))
+            shown = ""
+            if spec.node in self.expected:
+                exp = self.expected[spec.node]
+                shown = "/?" if exp is None else f"/{fmt_seconds(exp)}"
+            parts.append(f"{spec.node} {fmt_seconds(el)}{shown}")
         more = f" +{len(running) - 4}" if len(running) > 4 else ""
         eta = ""
         if self.eta is not None:
-            left = self.eta(running, now)
-            if left is not None:
-                eta = f"  ETA {fmt_seconds(left)}"
-        line = f"[{done}/{total}] running: {', '.join(parts)}{more}{eta}"
+            left, known = self.eta.left({s.node: now - self.started_at.get(s.node, now) for s in running})
+            eta = "  ETA ?" if left is None else f"  ETA {'' if known else '≥'}{fmt_seconds(left)}"
+        return f"[{done}/{total}] running: {', '.join(parts)}{more}{eta}"
+
+    def tick(self, running, done: int, total: int) -> None:
+        if self.verbosity < 0:
+            return
+        now = time.monotonic()
+        if not self.tty:
+            if now - self._plain_at >= self.plain_every and running:
+                self._plain_at = now
+                self.err.write(self.progress(running, done, total, now) + "\n")
+                self.err.flush()
+            return
+        line = self.progress(running, done, total, now)
         width = 200
         try:
             width = os.get_terminal_size(self.err.fileno()).columns - 1

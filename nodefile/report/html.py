@@ -1,6 +1,13 @@
 """`node report`: one self-contained HTML page (no scripts, no network): the DAG
-coloured by status, a timeline of the last build (which recipe ran, how long, in
-which slot), and the learned estimates per node.
+coloured by status, a timeline of one build (the last that ran recipes, or
+`--build N`: which recipe ran, how long, in which slot), and the learned
+estimates per node.
+
+Timeline: an attempt's bar is its process's real lifetime (it ended when the
+executor reaped it, `duration` seconds after it started). Lanes are the build's
+slots: processes are packed into the fewest lanes in which no two overlap, which
+is the largest number running at once, so never more than -j. Transfers (load,
+fetch) run in threads beside the slots and get lanes of their own.
 """
 from __future__ import annotations
 
@@ -8,7 +15,9 @@ import html
 import time
 
 COLOURS = {"up to date": "#b7e4b0", "stale": "#ffe08a", "missing": "#f4a7a7", "alias": "#dddddd"}
-OUTCOME = {"ok": "#5aa469", "failed": "#d9534f", "cancelled": "#999999"}
+OUTCOME = {"ok": "#5aa469", "failed": "#d9534f", "cancelled": "#999999", "stopped": "#e0a030"}
+TRANSFER_KINDS = ("load", "fetch")
+TOUCHING = 0.005  # seconds: a process started as the one before it in the slot was reaped
 
 
 def _esc(s) -> str:
@@ -49,45 +58,66 @@ def dag_svg(names, nodes, status) -> str:
     return "\n".join(out)
 
 
-def timeline_svg(attempts) -> str:
-    """Attempts of one build as bars; lanes stand for the slots they ran in."""
-    if not attempts:
-        return "<p>No build recorded yet.</p>"
-    t0 = min(a["start_ns"] for a in attempts) / 1e9
-    t1 = max(a["start_ns"] / 1e9 + (a["duration"] or 0) for a in attempts)
-    span = max(t1 - t0, 1e-3)
-    lanes: list[float] = []
+def lanes_of(attempts) -> list[tuple[int, float, float, dict]]:
+    """(lane, start s, end s, attempt) with times from the first start: each attempt in
+    the first lane free when it starts (interval partitioning: as many lanes as
+    attempts ever ran at once)."""
+    real = [a for a in attempts if a.get("recipe") and a.get("start_ns")]
+    if not real:
+        return []
+    t0 = min(a["start_ns"] for a in real) / 1e9
+    free: list[float] = []
     rows = []
-    for a in sorted(attempts, key=lambda a: a["start_ns"]):
+    for a in sorted(real, key=lambda a: (a["start_ns"], a.get("id", 0))):
         s = a["start_ns"] / 1e9 - t0
         e = s + (a["duration"] or 0)
-        for i, free in enumerate(lanes):
-            if free <= s + 1e-6:
-                lanes[i] = e
+        for i, end in enumerate(free):
+            if end <= s + TOUCHING:
+                free[i] = e
                 break
         else:
-            lanes.append(e)
-            i = len(lanes) - 1
+            free.append(e)
+            i = len(free) - 1
         rows.append((i, s, e, a))
+    return rows
+
+
+def timeline_svg(attempts) -> str:
+    """Attempts of one build as bars: process recipes in their slots, transfers below."""
+    procs = lanes_of([a for a in attempts if a.get("kind") not in TRANSFER_KINDS])
+    transfers = lanes_of([a for a in attempts if a.get("kind") in TRANSFER_KINDS])
+    if not procs and not transfers:
+        return "<p>No build recorded yet.</p>"
+    slots = 1 + max((i for i, *_ in procs), default=-1)
+    labels = [f"slot {i + 1}" for i in range(slots)]
+    labels += [f"transfer {i + 1}" for i in range(1 + max((i for i, *_ in transfers), default=-1))]
+    rows = procs + [(slots + i, s, e, a) for i, s, e, a in transfers]
+    if procs and transfers:  # one time axis for both
+        t0 = min(a["start_ns"] for _, _, _, a in rows) / 1e9
+        rows = [(i, a["start_ns"] / 1e9 - t0, a["start_ns"] / 1e9 - t0 + (a["duration"] or 0), a)
+                for i, _, _, a in rows]
+    span = max(max(e for _, _, e, _ in rows), 1e-3)
+    lanes = labels
     width, lh = 900, 22
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width + 120}" height="{len(lanes) * lh + 30}" '
-           f'font-size="10" font-family="sans-serif">']
+           f'font-size="10" font-family="sans-serif" data-slots="{slots}">']
     for i, s, e, a in rows:
         x = 100 + s / span * width
         bw = max(2.0, (e - s) / span * width)
         colour = OUTCOME.get(a["outcome"], "#999")
-        out.append(f'<g><title>{_esc(a["node"])} via {_esc(a["recipe"])}: {_esc(a["outcome"])}, '
-                   f'{(a["duration"] or 0):.2f}s</title><rect x="{x:.1f}" y="{i * lh + 4}" width="{bw:.1f}" '
-                   f'height="{lh - 6}" fill="{colour}"/>'
+        out.append(f'<g class="attempt" data-lane="{i}" data-start="{s:.4f}" data-end="{e:.4f}" '
+                   f'data-node="{_esc(a["node"])}"><title>{_esc(a["node"])} via {_esc(a["recipe"])}: '
+                   f'{_esc(a["outcome"])}, {(a["duration"] or 0):.2f}s</title><rect x="{x:.1f}" y="{i * lh + 4}" '
+                   f'width="{bw:.1f}" height="{lh - 6}" fill="{colour}"/>'
                    f'<text x="{x + 2:.1f}" y="{i * lh + 16}" fill="#fff">{_esc(a["node"]) if bw > 40 else ""}</text></g>')
-    for i in range(len(lanes)):
-        out.append(f'<text x="4" y="{i * lh + 16}">slot {i + 1}</text>')
+    for i, label in enumerate(lanes):
+        out.append(f'<text x="4" y="{i * lh + 16}">{label}</text>')
     out.append(f'<text x="100" y="{len(lanes) * lh + 20}">0 s</text>'
                f'<text x="{100 + width - 40}" y="{len(lanes) * lh + 20}">{span:.1f} s</text></svg>')
     return "\n".join(out)
 
 
-def render(project, names, plan, attempts, estimates) -> str:
+def render(project, names, plan, attempts, estimates, build_id=None) -> str:
     status = {n: ("alias" if project.nodes[n].is_alias else plan[n].status.value) for n in names}
     rows = []
     for n in names:
@@ -98,7 +128,7 @@ def render(project, names, plan, attempts, estimates) -> str:
         rows.append(f"<tr><td>{_esc(n)}</td><td style='background:{COLOURS[v.status.value]}'>{_esc(v.status.value)}</td>"
                     f"<td>{_esc('; '.join(str(r) for r in v.reasons[:3]))}</td>"
                     f"<td>{_esc(est or '')}</td></tr>")
-    last = f"build {attempts[0]['build_id']}" if attempts else "none"
+    last = f"build {build_id if build_id is not None else attempts[0]['build_id']}" if attempts else "none"
     total = sum(a["duration"] or 0 for a in attempts)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>nodefile report: {_esc(project.name)}</title>
@@ -108,7 +138,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}} .s
 <h1>{_esc(project.name)}</h1>
 <p>Written {time.strftime('%Y-%m-%d %H:%M:%S')} by nodefile. {sum(1 for n in names if not project.nodes[n].is_alias)} nodes.</p>
 <h2>Graph</h2><div class="scroll">{dag_svg(names, project.nodes, status)}</div>
-<h2>Last build ({_esc(last)}, {len(attempts)} attempts, {total:.1f} recipe-seconds)</h2>
+<h2>Build timeline ({_esc(last)}, {len(attempts)} attempts, {total:.1f} recipe-seconds)</h2>
 <div class="scroll">{timeline_svg(attempts)}</div>
 <h2>Nodes</h2>
 <table><tr><th>node</th><th>status</th><th>why</th><th>learned recipe choice</th></tr>

@@ -405,3 +405,180 @@ def test_a_failure_withdraws_the_successors_still_waiting_behind_other_recipes()
     assert ex.withdrawn == ["n3"]
     assert ex.launched == ["n0", "n1"] and ex.clock == 3.0
     assert outcomes(results) == {"n0": Outcome.FAILED, "n1": Outcome.OK}
+
+
+# -- bounded probes: the learner and the scheduler on the virtual clock ------------------------
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    kind: str = "shell"
+    target: str = ""
+
+
+@dataclass
+class ProbeSpec:
+    node: str
+    recipe: Recipe
+    index: int
+    duration: float  # what the recipe truly takes
+    timeout: float | None = None  # a bounded probe's deadline
+    resources: dict = field(default_factory=lambda: {"cores": 1.0})
+    attempt: int = 1
+
+
+@dataclass
+class TimedFin:
+    handle: int
+    exit_code: int | None
+    duration: float
+    timed_out: bool = False
+
+
+class DeadlineExecutor(FakeExecutor):
+    """FakeExecutor that stops a spec at its timeout (as the local executor ends the
+    process group): it ends at min(duration, timeout), reported timed out."""
+
+    def _start(self, handle, spec):
+        super()._start(handle, spec)
+        end = self.clock + (spec.duration if spec.timeout is None else min(spec.duration, spec.timeout))
+        self.running[handle] = (end, spec)
+        self.began = getattr(self, "began", {})
+        self.began[handle] = self.clock
+
+    def wait(self, timeout):
+        t = min(end for end, _ in self.running.values())
+        self.clock = t
+        done = []
+        for h, (end, spec) in sorted(self.running.items()):
+            if end == t:
+                del self.running[h]
+                for k, v in spec.resources.items():
+                    self.use[k] -= v
+                stopped = spec.timeout is not None and spec.duration > spec.timeout
+                done.append(TimedFin(h, None if stopped else 0, t - self.began[h], stopped))
+        return done
+
+
+class LearningRunner:
+    """The runner's contract over a real Learner: each stale node's recipes in the learned
+    order, a bounded probe with its deadline; a probe stopped at it is observed as
+    censored and the next recipe (the incumbent) runs."""
+
+    def __init__(self, learner, recipes, true):
+        self.learner, self.recipes, self.true = learner, recipes, true
+        self.choices, self.attempts, self.built_by = {}, [], {}
+
+    def decide(self, name):
+        self.choices[name] = self.learner.choose(name, self.recipes[name])
+        return self.spec(name, 0)
+
+    def spec(self, name, idx):
+        choice = self.choices[name]
+        r = choice.recipes[idx]
+        deadline = choice.deadline if idx == 0 and choice.probe == r.name else None
+        return ProbeSpec(name, r, idx, self.true[name][r.name], deadline)
+
+    def finished(self, name, spec, fin):
+        self.attempts.append((name, spec.recipe.name, fin.duration, spec.timeout, fin.timed_out))
+        if fin.timed_out:
+            self.learner.observe(name, spec.recipe, False, spec.timeout, censored=True)
+            return self.spec(name, spec.index + 1)
+        self.learner.observe(name, spec.recipe, True, fin.duration)
+        self.built_by[name] = spec.recipe.name
+        return NodeResult(name, Outcome.OK, spec.recipe.name, fin.duration)
+
+    def started(self, spec):
+        pass
+
+    def done(self, result):
+        pass
+
+    def tick(self, running, done, total):
+        pass
+
+
+def learned_builds(recipes, true, deps, builds, jobs=2):
+    """`builds` builds of every node (all stale each time) with one learner."""
+    import sqlite3
+
+    from nodefile.learn import Learner
+    learner = Learner(sqlite3.connect(":memory:"))
+    history = []
+    for _ in range(builds):
+        learner.begin_build()
+        runner = LearningRunner(learner, recipes, true)
+        results, ex, _ = run(deps, runner, limits={"cores": float(jobs)}, executor=DeadlineExecutor())
+        assert all(r.outcome is Outcome.OK for r in results.values())
+        learner.end_build()
+        history.append((runner, ex.clock))
+    return learner, history
+
+
+SLOW, FAST = Recipe("slow", target="slow.sh"), Recipe("fast", target="fast.sh")
+
+
+def test_an_untried_faster_recipe_listed_second_is_chosen_from_the_second_build_on():
+    deps = {"prep": [], "model": ["prep"], "other": [], "report": ["model", "other"]}
+    recipes = {n: [SLOW, FAST] for n in deps}
+    true = {n: {"slow": 1.0, "fast": 0.2} for n in deps}
+    learner, history = learned_builds(recipes, true, deps, builds=10)
+    assert history[0][0].built_by == dict.fromkeys(deps, "slow")  # build 1: the Nodefile order
+    for runner, _ in history[1:]:
+        assert runner.built_by == dict.fromkeys(deps, "fast")
+    second = history[1][0]
+    assert {(n, r) for n, r, *_ in second.attempts} == {(n, "fast") for n in deps}  # one probe each, no stop
+    assert all(deadline == pytest.approx(1.5 * 1.0) for *_, deadline, _ in second.attempts)
+    for runner, _ in history[2:]:
+        assert all(deadline is None for *_, deadline, _ in runner.attempts)  # measured now: no probe
+    assert [round(clock, 6) for _, clock in history[1:]] == [0.6] * 9  # 3 levels x 0.2 s at -j 2
+    assert [p[2] for p in learner.probes()] == ["fast"] * 4 and all(p[5] for p in learner.probes())
+
+
+def test_a_slower_probe_costs_its_deadline_and_no_more_and_is_retried_on_the_back_off():
+    deps = {"a": [], "b": ["a"]}
+    recipes = {n: [FAST, SLOW] for n in deps}
+    true = {n: {"fast": 0.2, "slow": 5.0} for n in deps}
+    learner, history = learned_builds(recipes, true, deps, builds=16, jobs=1)
+    probes = []
+    for k, (runner, clock) in enumerate(history, 1):
+        assert runner.built_by == dict.fromkeys(deps, "fast")
+        stopped = [a for a in runner.attempts if a[4]]
+        for node, recipe, duration, deadline, _ in stopped:
+            assert recipe == "slow" and deadline == pytest.approx(1.5 * 0.2)
+            assert duration <= deadline + 1e-9  # a probe never costs more than its deadline
+        if stopped:
+            probes.append(k)
+            assert clock == pytest.approx(2 * (0.3 + 0.2))  # each node: the stopped probe, then fast
+        else:
+            assert clock == pytest.approx(2 * 0.2)
+    assert probes == [2, 6, 14]  # never measured, then due after 4 and 8 builds
+    st = learner.stats("a", "slow")
+    assert st.cens == pytest.approx(0.3) and st.n_ok == 0 and st.p == 0.5  # censored: not a failure
+    learner.begin_build()
+    choice = learner.choose("a", [FAST, SLOW])
+    assert choice.order == ("fast", "slow") and choice.probe is None
+    assert choice.estimates[1].duration >= 0.3 and choice.estimates[1].shown == "≥300ms"
+
+
+def test_no_probe_without_a_measured_incumbent_or_when_turned_off():
+    import sqlite3
+
+    from nodefile.learn import Learner
+    learner = Learner(sqlite3.connect(":memory:"))
+    learner.begin_build()
+    first = learner.choose("n", [SLOW, FAST])  # nothing measured: no deadline to set
+    assert first.order == ("slow", "fast") and first.probe is None and first.deadline is None
+    learner.observe("n", SLOW, True, 1.0)
+    learner.end_build()
+    learner.begin_build()
+    assert learner.choose("n", [SLOW, FAST], probes=False).probe is None  # --no-probe
+    fetch = Recipe("fetch", "fetch", "store")
+    learner.observe("n2", fetch, True, 0.1)
+    learner.end_build()
+    learner.begin_build()
+    assert learner.choose("n2", [fetch, FAST]).probe is None  # restored, not rebuilt: nothing to probe
+    choice = learner.choose("n", [SLOW, FAST])
+    assert (choice.probe, choice.deadline, choice.order) == ("fast", 1.5, ("fast", "slow"))
+    assert choice.explain()[0].startswith("fast probed first (never measured), deadline 1.5s = 1.5 × slow's "
+                                          "expected 1.0s")
