@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import collections
 import difflib
-import glob as globmod
 import os
 import posixpath
 import re
@@ -15,7 +14,9 @@ import re
 from ..errors import ConfigError, Problem
 from ..model import Entry, Node, Project, Recipe, RECIPE_KINDS, Store
 from .. import placeholders
+from ..pathsafe import OutputGuard, glob_files
 from ..placeholders import placeholder_context
+from .checks import timeout_problem
 from .locate import Locator
 
 try:  # tomli's wheels are compiled (mypyc): 3x faster than the standard library's
@@ -68,6 +69,8 @@ def read_toml(path: str, display: str) -> tuple[dict, str]:
         raise ConfigError(f"{display}: not UTF-8 ({e.reason} at byte {e.start})")
     try:
         return tomllib.loads(text), text
+    except RecursionError:  # tomli refuses arrays/tables nested over 400 deep this way
+        raise ConfigError([Problem("invalid TOML: arrays or tables nested too deep", display)])
     except tomllib.TOMLDecodeError as e:
         msg = str(e)
         m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
@@ -151,6 +154,8 @@ class _Builder:
         self._checked: set[str] = set()
         self._recipe_memo: dict = {}  # a node's recipe keys, as written -> its Recipes (when valid)
         self._placeholders_ok: set = set()  # (templates, node shape) whose placeholders resolve
+        self.guard = OutputGuard(root)  # outputs by their real location (pathsafe.py)
+        self._real_dirs: dict = {}
 
     # -- files -------------------------------------------------------------------------
     def locate_use(self, ref: str, ctx, cwd: str, is_template: bool):
@@ -285,6 +290,8 @@ class _Builder:
                     c.err(f"output '{e.source}' lies outside the project root", t, "outputs")
                 elif p in ("", "/"):
                     c.err(f"output '{e.source}' is the project root itself", t, "outputs")
+                elif self.guard.problem(p, self._real_dirs):
+                    c.err(self.guard.problem(p, self._real_dirs), t, "outputs")
                 for w in patterns.wildcards_in(p):
                     if w not in wild:
                         wild.append(w)
@@ -307,6 +314,7 @@ class _Builder:
                     if missing:
                         c.err(f"output '{p}' lacks wildcard(s) {', '.join(missing)}: every output of a pattern "
                               f"node must use all of them", t, "outputs")
+                        continue  # not matched against requested paths: it names no instance
                     try:
                         d.regexes.append(patterns.compile_output(p, cons))
                     except re.error as ex:
@@ -349,6 +357,10 @@ class _Builder:
             for p in paths:
                 if p.startswith("../") or p == ".." or os.path.isabs(p) or p in ("", "/"):
                     decl.ctx.err(f"instance {name}: output '{p}' lies outside the project root", decl.table, "outputs")
+                    return None
+                why = self.guard.problem(p, self._real_dirs)
+                if why:
+                    decl.ctx.err(f"instance {name}: {why}", decl.table, "outputs")
                     return None
             outs.append(Entry(e.name, paths, e.many, e.source))
         d.outputs = tuple(outs)
@@ -406,6 +418,10 @@ class _Builder:
                 continue
             if default:
                 members = [prefix + x for x in ([default] if isinstance(default, str) else default)]
+                for m in members:
+                    if m not in drafts:
+                        gctx.err(f"sub-pipeline's default names unknown node '{m[len(prefix):]}'", gt, "nodefile")
+                members = [m for m in members if m in drafts]
             else:
                 members = [n for n in drafts if n.startswith(prefix) and "[" not in n[len(prefix):].split(".")[0]]
             groups[gname] = members
@@ -618,11 +634,10 @@ class _Builder:
 
     @staticmethod
     def _glob_static(root: str, pattern: str, producers: dict) -> list[str]:
-        """Files matching a glob: on disk, and outputs that nodes will write."""
+        """Files matching a glob: on disk (never through a symlink loop), and outputs
+        that nodes will write."""
         import fnmatch
-        found = set()
-        for m in globmod.glob(os.path.join(root, pattern), recursive=True):
-            found.add(os.path.relpath(m, root).replace(os.sep, "/"))
+        found = set(glob_files(root, pattern))
         found.update(p for p in producers if fnmatch.fnmatchcase(p, pattern))
         return sorted(found)
 
@@ -717,8 +732,8 @@ class _Builder:
                 c.err("env must be a table of NAME = \"value\"", tt, "env" if "env" in spec else where)
                 env = {}
             timeout = r.get("timeout")
-            if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-                c.err("timeout must be a positive number of seconds", tt, "timeout" if "timeout" in spec else where)
+            if timeout is not None and timeout_problem(timeout):
+                c.err(timeout_problem(timeout), tt, "timeout" if "timeout" in spec else where)
                 timeout = None
             retries = r.get("retries", 0)
             if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
