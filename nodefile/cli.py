@@ -181,6 +181,8 @@ def parse_set(items) -> dict:
             out[k] = tomllib.loads(f"v = {v}")["v"]
         except tomllib.TOMLDecodeError:
             out[k] = v  # a bare word is a string: --set model=xgb
+        except RecursionError:
+            raise ConfigError(f"--set {k}: arrays or tables nested too deep") from None
     return out
 
 
