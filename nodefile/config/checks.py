@@ -13,14 +13,24 @@ def describe(value) -> str:
         if type(value) is t:
             return f"{name} ({'true' if value else 'false'})" if t is bool else name
     if isinstance(value, (int, float)):
-        return str(value)
+        text = str(value)
+        return text if len(text) < 24 else f"{text[:12]}...({len(text)} digits)"
     return type(value).__name__
+
+
+def is_amount(value) -> bool:
+    """A finite number (an int too large for a float is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def timeout_problem(value) -> str | None:
     """A recipe's `timeout`: a positive, finite number of seconds."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value <= 0:
+    if not is_amount(value) or value <= 0:
         return f"timeout must be a positive number of seconds (finite), not {describe(value)}"
     return None
 

@@ -16,7 +16,7 @@ from ..model import Entry, Node, Project, Recipe, RECIPE_KINDS, Store
 from .. import placeholders
 from ..pathsafe import OutputGuard, glob_files
 from ..placeholders import placeholder_context
-from .checks import timeout_problem
+from .checks import is_amount, timeout_problem
 from .locate import Locator
 
 try:  # tomli's wheels are compiled (mypyc): 3x faster than the standard library's
@@ -317,7 +317,7 @@ class _Builder:
                         continue  # not matched against requested paths: it names no instance
                     try:
                         d.regexes.append(patterns.compile_output(p, cons))
-                    except re.error as ex:
+                    except (re.error, OverflowError, RecursionError) as ex:  # `a{99999999999}`, deep nesting
                         c.err(f"invalid wildcard regex: {ex}", t, "wildcards")
         elif "matrix" in spec or "wildcards" in spec:
             if not decl.wildcards:
@@ -740,8 +740,7 @@ class _Builder:
                 c.err("retries must be a non-negative integer", tt, "retries" if "retries" in spec else where)
                 retries = 0
             res = r.get("resources", {})
-            if not isinstance(res, dict) or not all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in res.values()):
+            if not isinstance(res, dict) or not all(is_amount(v) and v >= 0 for v in res.values()):
                 c.err("resources must be a table of name = number, e.g. { cores = 2, mem_gb = 8 }", tt,
                       "resources" if "resources" in spec else where)
                 res = {}
@@ -789,7 +788,7 @@ class _Ambiguous(Exception):
 def _fullmatch(rx: str, value: str) -> bool:
     try:
         return re.fullmatch(rx, value) is not None
-    except re.error:
+    except (re.error, OverflowError, RecursionError):
         return True
 
 

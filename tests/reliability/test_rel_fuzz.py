@@ -168,14 +168,15 @@ STRINGS = ["data/raw.csv", "data/a.csv", "out/x.txt", "out/{model}.json", "out/{
            "nocolon", "tpl/t.toml", "tpl/t2.toml", "sub/Nodefile.toml", "Nodefile.toml",
            "package:nodefile:x.toml", "package:nope/x.toml", "package:", "s3://bucket/x", "store",
            "lin", "tree", "[a-z]+", "(", "(?P<x>", ".+", "a\u0000b", "a\nb", "\u00e9t\u00e9", "x" * 300,
-           "../" * 40 + "x", "a/" * 200 + "x", "py", "py#2", "load", "-1", "nan"]
+           "../" * 40 + "x", "a/" * 200 + "x", "py", "py#2", "load", "-1", "nan", "a{4294967296}",
+           "(" * 600 + ")" * 600, "(?P<model>x)", "\\", "C:\\x", "~/x", "$HOME/x", "data/loop/loop/raw.csv"]
 DATES = [dt.datetime(1979, 5, 27, 7, 32), dt.datetime(1979, 5, 27, 7, 32, tzinfo=dt.timezone.utc),
          dt.date(2020, 1, 1), dt.time(12, 30)]
 
 scalars = st.one_of(
     st.sampled_from(STRINGS),
     st.text(st.characters(blacklist_categories=("Cs",)), max_size=12),
-    st.sampled_from([0, 1, -1, 2, 7, 2 ** 63 - 1, -2 ** 63]),
+    st.sampled_from([0, 1, -1, 2, 7, 2 ** 63 - 1, -2 ** 63, 10 ** 400, -10 ** 30]),
     st.integers(-10 ** 6, 10 ** 6),
     st.sampled_from([float("nan"), float("inf"), float("-inf"), 0.0, -0.0, 0.5, -1.5, 1e308, 1e-300]),
     st.booleans(),

@@ -285,3 +285,39 @@ def test_fuzzer_finds_load_or_fail_cleanly(project):
         (project.root / "Nodefile.toml").write_text(text)
         with pytest.raises(NodefileError):
             project.load()
+
+
+@pytest.mark.parametrize("regex", ["a{4294967296}", "(" * 2000 + ")" * 2000])
+def test_a_wildcard_regex_the_re_module_cannot_compile_is_reported(project, regex):
+    project.write(f'''
+        [nodes.a]
+        outputs = "a{{x}}.txt"
+        shell = "true"
+        matrix = {{ x = ["1"] }}
+        wildcards = {{ x = "{regex}" }}
+        ''')
+    p = find(project.problems(), "invalid wildcard regex")
+    assert p.key == "nodes.a.wildcards"
+
+
+@pytest.mark.parametrize("line, text", [("timeout = 1" + "0" * 400, "timeout must be a positive number"),
+                                        ("resources = { cores = 1" + "0" * 400 + " }", "resources must be"),
+                                        ("resources = { cores = inf }", "resources must be")])
+def test_numbers_too_large_for_a_float_are_reported(project, line, text):
+    project.write(f'''
+        [nodes.a]
+        outputs = "a.txt"
+        shell = "true"
+        {line}
+        ''')
+    assert len(find(project.problems(), text).message) < 200
+
+
+def test_a_huge_job_count_is_not_a_float_overflow():
+    from nodefile.engine import limits_for
+    from nodefile.model import Project
+    from nodefile.session import Options
+    project = Project(root="/p", file="/p/Nodefile.toml", name="p", nodes={}, producers={}, params={}, default=(),
+                      jobs=10 ** 400, cache=True, python=None, stores={}, dir_outputs=(), sources=())
+    assert limits_for(Options(), project)["cores"] >= 2 ** 31
+    assert limits_for(Options(jobs=10 ** 400), project)["cores"] >= 2 ** 31
