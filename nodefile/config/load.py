@@ -77,6 +77,8 @@ def read_toml(path: str, display: str) -> tuple[dict, str]:
         line = int(m.group(1)) if m else None
         msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
         raise ConfigError([Problem(f"invalid TOML: {msg}", display, line)])
+    except ValueError as e:  # an integer of more than 4,300 digits
+        raise ConfigError([Problem(f"invalid TOML: {str(e).split(';')[0]}", display)])
 
 
 class _Ctx:
@@ -166,7 +168,7 @@ class _Builder:
             try:
                 import importlib.resources as ir
                 p = str(ir.files(pkg).joinpath(sub))
-            except (ImportError, ModuleNotFoundError, TypeError, ValueError):
+            except Exception:  # not importable, or its import fails: not found
                 return None, ref
             return (p if os.path.isfile(p) else None), ref
         base = os.path.dirname(ctx.path)

@@ -321,3 +321,33 @@ def test_a_huge_job_count_is_not_a_float_overflow():
                       jobs=10 ** 400, cache=True, python=None, stores={}, dir_outputs=(), sources=())
     assert limits_for(Options(), project)["cores"] >= 2 ** 31
     assert limits_for(Options(jobs=10 ** 400), project)["cores"] >= 2 ** 31
+
+
+def test_an_integer_of_thousands_of_digits_is_a_toml_error(project):
+    project.write("[params]\nx = " + "1" * 5000 + "\n")
+    find(project.problems(), "invalid TOML: Exceeds the limit (4300 digits)")
+    from nodefile.cli import parse_set
+    with pytest.raises(ConfigError, match="--set x: Exceeds the limit"):
+        parse_set(["x=" + "1" * 5000])
+
+
+def test_a_placeholder_index_of_thousands_of_digits_is_a_placeholder_error(project):
+    project.write('''
+        [nodes.a]
+        outputs = "a.txt"
+        shell = "echo {inputs[%s]}"
+        ''' % ("1" * 5000))
+    p = find(project.problems(), "the node has 0 inputs")
+    assert p.key == "nodes.a.shell"
+
+
+def test_a_template_package_whose_import_fails_is_not_found(project, monkeypatch):
+    (project.root / "badpkg").mkdir()
+    (project.root / "badpkg" / "__init__.py").write_text("raise RuntimeError('boom at import')\n")
+    monkeypatch.syspath_prepend(str(project.root))
+    project.write('''
+        [use.x]
+        template = "package:badpkg:t.toml"
+        ''')
+    p = find(project.problems(), "template 'package:badpkg:t.toml' not found")
+    assert p.key == "use.x.template"
