@@ -88,6 +88,8 @@ class OutputGuard:
         p = path.rstrip("/")
         if not p or p.startswith("/") or p == ".." or p.startswith("../"):
             return f"output '{path}' lies outside the project root"
+        if "\x00" in p:
+            return f"output {path!r} holds a NUL character, which no file name can"
         folder, _, leaf = p.rpartition("/")
         real_folder = self.real_dir(folder, memo)
         real = os.path.join(real_folder, leaf)
@@ -109,6 +111,8 @@ class OutputGuard:
 def glob_files(root: str, pattern: str) -> list[str]:
     """Project-relative paths matching `pattern` (glob.glob(recursive=True)
     semantics), sorted. A `**` never follows a symlink loop."""
+    if "\x00" in pattern:  # no file name holds one (and os calls refuse it)
+        return []
     parts = pattern.split("/")
     if "**" not in parts:  # a bounded walk: one folder level per part
         return sorted({os.path.relpath(m, root).replace(os.sep, "/")
@@ -160,7 +164,7 @@ def _entries(folder: str) -> list:
     try:
         with os.scandir(folder) as it:
             return sorted(it, key=lambda e: e.name)
-    except OSError:
+    except (OSError, ValueError):
         return []
 
 

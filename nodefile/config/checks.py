@@ -35,6 +35,14 @@ def timeout_problem(value) -> str | None:
     return None
 
 
+def nul_problem(kind: str, target: str, args: list, env: dict) -> str | None:
+    """A command line and an environment cannot hold a NUL character."""
+    for what, values in ((kind, [target]), ("args", args), ("env", list(env) + list(env.values()))):
+        if any(isinstance(v, str) and "\x00" in v for v in values):
+            return f"{what} holds a NUL character, which no command line or environment can"
+    return None
+
+
 def names_problem(value, what: str) -> str | None:
     """A list of names (strings): template `needs`, a sub-pipeline's `default`."""
     if isinstance(value, str):

@@ -16,7 +16,7 @@ from ..model import Entry, Node, Project, Recipe, RECIPE_KINDS, Store
 from .. import placeholders
 from ..pathsafe import OutputGuard, glob_files
 from ..placeholders import placeholder_context
-from .checks import is_amount, timeout_problem
+from .checks import is_amount, nul_problem, timeout_problem
 from .locate import Locator
 
 try:  # tomli's wheels are compiled (mypyc): 3x faster than the standard library's
@@ -746,6 +746,9 @@ class _Builder:
                 c.err("resources must be a table of name = number, e.g. { cores = 2, mem_gb = 8 }", tt,
                       "resources" if "resources" in spec else where)
                 res = {}
+            nul = nul_problem(kind, target, args, env)
+            if nul:
+                c.err(nul, tt, where)
             recipes.append(Recipe(kind=kind, target=target, name=name, label=label,
                                   args=tuple(placeholders.toml_text(a) for a in args),
                                   env=tuple((str(k), placeholders.toml_text(v)) for k, v in env.items()),

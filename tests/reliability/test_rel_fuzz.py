@@ -336,10 +336,16 @@ def sandbox(tmp_path_factory):
     return root
 
 
+_WRITTEN: dict = {}  # path -> the text last written there (a slow disk: skip rewriting the same)
+
+
 def write_project(root, files: dict) -> None:
     for rel, text in files.items():
-        with open(root / rel, "w", encoding="utf-8", errors="surrogatepass") as f:
-            f.write(text)
+        path = root / rel
+        if _WRITTEN.get(path) != text:
+            with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:
+                f.write(text)
+            _WRITTEN[path] = text
 
 
 def parsed(rel: str) -> dict:

@@ -207,3 +207,19 @@ def test_a_glob_over_symlink_loops_finishes_and_lists_each_file_once(world, loop
     run(project, "build", check=0, timeout=30)
     assert (project / "all.txt").read_text() == "a\nb\n"
     assert "up to date" in run(project, "status", check=0, timeout=30).stdout
+
+
+def test_a_nul_reaching_a_command_line_through_a_param_fails_the_node_cleanly(world):
+    project, outside = world
+    write(project, {"Nodefile.toml": """
+        [params]
+        p = "a\\u0000b"
+
+        [nodes.a]
+        outputs = "a.txt"
+        shell = "echo {params.p} > {outputs}"
+        params = ["p"]
+    """})
+    proc = run(project, "build")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "cannot start /bin/sh: embedded null byte" in proc.stdout + proc.stderr

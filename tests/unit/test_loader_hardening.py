@@ -351,3 +351,24 @@ def test_a_template_package_whose_import_fails_is_not_found(project, monkeypatch
         ''')
     p = find(project.problems(), "template 'package:badpkg:t.toml' not found")
     assert p.key == "use.x.template"
+
+
+@pytest.mark.parametrize("line", ['shell = "echo a\\u0000b"', 'args = ["a\\u0000b"]', 'env = { X = "a\\u0000b" }',
+                                  'env = { "X\\u0000" = "b" }'])
+def test_a_nul_in_a_command_line_or_environment_is_reported(project, line):
+    project.write(f'''
+        [nodes.a]
+        outputs = "a.txt"
+        shell = "true"
+        {line}
+        '''.replace('shell = "true"\n        shell', 'shell'))
+    find(project.problems(), "holds a NUL character")
+
+
+def test_a_nul_in_an_output_path_is_reported(project):
+    project.write('''
+        [nodes.a]
+        outputs = "a\\u0000b.txt"
+        shell = "true"
+        ''')
+    assert find(project.problems(), "holds a NUL character").key == "nodes.a.outputs"
