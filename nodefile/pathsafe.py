@@ -25,7 +25,7 @@ import stat
 from .errors import NodefileError
 
 STATE_DIR = ".nodefile"
-_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
+_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f\ud800-\udfff]")  # separators, controls, undecodable bytes
 _NAME_BYTES = 120  # room left in a 255-byte file name for ".N.recipe.log" and the like
 
 
@@ -106,6 +106,17 @@ class OutputGuard:
             why = self.problem(p)
             if why:
                 raise UnsafeOutput(f"{why}; nothing was written")
+
+
+def undecodable(paths) -> str | None:
+    """The first path whose name is not valid UTF-8 (os gives its bytes as lone
+    surrogates), or None: such a name cannot be recorded, so a glob may not match it."""
+    for p in paths:
+        try:
+            p.encode()
+        except UnicodeEncodeError:
+            return p
+    return None
 
 
 def glob_files(root: str, pattern: str) -> list[str]:

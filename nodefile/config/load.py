@@ -14,7 +14,7 @@ import re
 from ..errors import ConfigError, Problem
 from ..model import Entry, Node, Project, Recipe, RECIPE_KINDS, Store
 from .. import placeholders
-from ..pathsafe import OutputGuard, glob_files
+from ..pathsafe import OutputGuard, glob_files, undecodable
 from ..placeholders import placeholder_context
 from .checks import is_amount, nul_problem, timeout_problem
 from .locate import Locator
@@ -481,6 +481,9 @@ class _Builder:
         for req in self.requests:
             if req in drafts:
                 continue
+            if undecodable([req]):  # bytes from the command line that are not UTF-8: not recordable
+                c.err(f"target {req!r} is not valid UTF-8 text")
+                continue
             p = norm(os.path.relpath(os.path.abspath(req), self.root).replace(os.sep, "/"))
             if p.rstrip("/") not in producers:
                 work = []
@@ -553,6 +556,11 @@ class _Builder:
                 if _GLOB.search(p):
                     kind = "glob"
                     matched = self._glob(p, producers)
+                    odd = undecodable(matched)
+                    if odd:
+                        c.err(f"input glob '{item}' matches {odd!r}, whose name is not valid UTF-8: rename it",
+                              t, "inputs")
+                        matched = [m for m in matched if m != odd]
                     for m in matched:
                         owner = _producer_of(m, producers, dirs)
                         if owner:

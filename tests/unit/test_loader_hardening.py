@@ -372,3 +372,29 @@ def test_a_nul_in_an_output_path_is_reported(project):
         shell = "true"
         ''')
     assert find(project.problems(), "holds a NUL character").key == "nodes.a.outputs"
+
+
+def test_a_glob_matching_a_file_name_that_is_not_utf8_is_reported(project):
+    (project.root / "data").mkdir()
+    (project.root / "data" / "b.csv").write_text("b")
+    with open(os.path.join(bytes(project.root), b"data/caf\xe9.csv"), "w") as f:
+        f.write("x")
+    project.write('''
+        [nodes.f]
+        outputs = "all.txt"
+        inputs = ["data/*.csv"]
+        shell = "cat {inputs} > {outputs}"
+        ''')
+    p = find(project.problems(), "whose name is not valid UTF-8: rename it")
+    assert p.key == "nodes.f.inputs" and "data/caf\\udce9.csv" in p.message
+
+
+def test_a_requested_path_that_is_not_utf8_is_reported(project):
+    from nodefile.config.load import load_project
+    project.write('''
+        [nodes.f]
+        outputs = "out/{m}.txt"
+        shell = "touch {outputs}"
+        ''')
+    with pytest.raises(ConfigError, match="is not valid UTF-8 text"):
+        load_project(str(project.root), requests=("out/\udcff.txt",), use_cache=False)
