@@ -358,6 +358,10 @@ def parse_set(items) -> dict:
             out[k] = tomllib.loads(f"v = {v}")["v"]
         except tomllib.TOMLDecodeError:
             out[k] = v  # a bare word is a string: --set model=xgb
+        except RecursionError:
+            raise ConfigError(f"--set {k}: arrays or tables nested too deep") from None
+        except ValueError as e:  # an integer of more than 4,300 digits
+            raise ConfigError(f"--set {k}: {str(e).split(';')[0]}") from None
     return out
 
 

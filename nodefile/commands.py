@@ -285,11 +285,17 @@ def cmd_clean(args, rep) -> int:
     project = _project(args, check_sources=False)
     from .engine import expand_aliases
     names = expand_aliases(project, resolve_targets(project, args.targets) if args.targets else list(project.nodes))
-    removed = 0
+    from .pathsafe import OutputGuard
+    guard = OutputGuard(project.root)
+    removed = refused = 0
     for n in names:
         for p in project.nodes[n].output_paths:
             full = os.path.join(project.root, p.rstrip("/"))
-            if os.path.isdir(full) and not os.path.islink(full):
+            why = guard.problem(p) if os.path.lexists(full) else None
+            if why:  # checked now: a folder may have become a symlink since the check
+                rep.error(f"{n}: {why}; not removed")
+                refused += 1
+            elif os.path.isdir(full) and not os.path.islink(full):
                 import shutil
                 shutil.rmtree(full)
                 removed += 1
@@ -297,7 +303,7 @@ def cmd_clean(args, rep) -> int:
                 os.remove(full)
                 removed += 1
     rep.print(f"removed {removed} output(s) of {len(names)} node(s)")
-    return 0
+    return 1 if refused else 0
 
 
 def cmd_log(args, rep) -> int:
@@ -574,12 +580,13 @@ def cmd_gc(args, rep) -> int:
         gone = [n for n in session.records() if not alive(n)]
         session.state.forget(gone)
         freed += _prune_logs(session, keep=20)
+        from .pathsafe import safe_filename
         for where in ("previous", "failed"):
             base = os.path.join(session.dir, where)
             if not os.path.isdir(base):
                 continue
             for d in os.listdir(base):
-                if d not in {n.replace("/", "_") for n in project.nodes}:
+                if d not in {safe_filename(n) for n in project.nodes}:
                     freed += _du(os.path.join(base, d))
                     import shutil
                     shutil.rmtree(os.path.join(base, d), ignore_errors=True)

@@ -20,7 +20,7 @@ from .session import (LOAD, TRANSFERS, Options, ProjectLock, Session, _move_asid
 
 
 def limits_for(options: Options, project: Project) -> dict:
-    jobs = options.jobs or project.jobs or os.cpu_count() or 1
+    jobs = min(options.jobs or project.jobs or os.cpu_count() or 1, 2 ** 31)  # -j 10**400: no float overflow
     limits = {"cores": float(jobs), "transfers": float(max(4, jobs)), "mem_gb": _memory_gb()}
     for k, v in options.resources.items():
         limits[k] = float(v)

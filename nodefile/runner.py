@@ -13,7 +13,8 @@ from . import recipes
 from .stores import describe_outputs, manifest_size
 from .model import NodeResult, Outcome, ReasonKind, Summary
 from .report.console import fmt_seconds
-from .session import TRANSFERS, Options, Session, _move_aside, _safe_name  # noqa: F401
+from .pathsafe import OutputGuard, UnsafeOutput, safe_filename
+from .session import TRANSFERS, Options, Session, _move_aside  # noqa: F401
 
 
 def _tail(path: str | None, n: int = 12) -> str:
@@ -61,6 +62,7 @@ class Runner:
         self._decided_at: dict[str, int] = {}  # node -> sequence number when its attempt was prepared
         self.requeued: list[str] = []
         self._made: set[str] = set()
+        self.guard = OutputGuard(session.project.root)  # outputs stay in the project (pathsafe.py)
         self.reruns: dict[str, int] = {}
         self.known_up_to_date: set[str] = set()
         self.choices: dict = {}
@@ -189,6 +191,9 @@ class Runner:
         (an output's folder is a file, a disk error) fails, the build goes on."""
         try:
             return self._prepare(name, idx)
+        except UnsafeOutput as e:
+            self.summary.failed.append(name)
+            return NodeResult(name, Outcome.FAILED, message=str(e))
         except OSError as e:
             self.summary.failed.append(name)
             where = f" ({e.filename})" if getattr(e, "filename", None) else ""
@@ -201,11 +206,12 @@ class Runner:
         recipe = self.order[name][idx]
         n = self.attempt_no.get(name, 0) + 1
         self.attempt_no[name] = n
+        self.guard.check(node.output_paths)  # at the moment of writing: a symlink may be new
         _move_aside(self.s, node, "previous", "last")
         for p in node.output_paths:
             self.makedirs(os.path.dirname(os.path.join(self.s.project.root, p.rstrip("/"))))
         log = os.path.join(self.s.dir, "logs", f"{self.build_id:05d}",
-                           f"{_safe_name(name)}.{n}.{recipe.name.replace('#', '_')}.log")
+                           f"{safe_filename(name)}.{n}.{safe_filename(recipe.name.replace('#', '_'))}.log")
         if recipe.kind in TRANSFERS:
             return self._transfer_spec(node, recipe, n, log, idx)
         spec = recipes.prepare(self.s.project, node, recipe, n, log, self.jobdir, index=idx, base_env=self.base_env)

@@ -254,20 +254,22 @@ class ProjectLock:
 # -- running nodes ---------------------------------------------------------------------------
 
 
-def _safe_name(name: str) -> str:
-    return name.replace("/", "_")
-
-
 def _move_aside(session: Session, node, where: str, stamp: str) -> None:
     """Move the node's existing outputs under .nodefile/<where>/ so a recipe
-    starts from a clean slate and nothing is lost."""
+    starts from a clean slate and nothing is lost. An output whose real location
+    is outside the project (a folder became a symlink) is left where it is."""
+    from .pathsafe import OutputGuard, safe_filename
     base = None
+    guard = None
     for p in node.output_paths:
         src = os.path.join(session.project.root, p.rstrip("/"))
         if not os.path.lexists(src):
             continue
+        guard = guard or OutputGuard(session.project.root)
+        if guard.problem(p):
+            continue
         if base is None:
-            base = os.path.join(session.dir, where, node.name.replace("/", "_"), stamp)
+            base = os.path.join(session.dir, where, safe_filename(node.name), stamp)
         dst = os.path.join(base, p.rstrip("/"))
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         if os.path.lexists(dst):  # a file over a file: os.replace below replaces it

@@ -27,6 +27,7 @@ from ..records import field, record
 
 from ..errors import Problem
 from ..placeholders import toml_text
+from .checks import names_problem
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 USE_KEYS = ("template", "nodefile", "with")
@@ -160,6 +161,9 @@ class Gatherer:
                 sctx.unknown_keys(data["project"], PROJECT_KEYS, ("project",))
             sctx.unknown_keys(data, TOP_KEYS, (), "top-level table")
             default = (data.get("project") or {}).get("default") if isinstance(data.get("project"), dict) else None
+            if default is not None and names_problem(default, "default"):
+                sctx.err(names_problem(default, "default"), ("project",), "default")
+                default = None
             self.out.groups[scope + uname] = (ctx, t, new_scope, default)
             self.walk(data, sctx, cwd=folder, script_base=folder, params=sub_params, scope=new_scope,
                       scopes=(new_scope,), stack=stack + (path,))
@@ -179,6 +183,9 @@ class Gatherer:
         optional = head.get("optional", {})
         if not isinstance(needs, list) or not isinstance(optional, dict):
             tctx.err("needs must be a list of names and optional a table of defaults", ("template",))
+            return None
+        if names_problem(needs, "needs"):
+            tctx.err(names_problem(needs, "needs"), ("template",), "needs")
             return None
         ok = True
         for n in needs:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import collections
 import difflib
-import glob as globmod
 import os
 import posixpath
 import re
@@ -15,7 +14,9 @@ import re
 from ..errors import ConfigError, Problem
 from ..model import Entry, Node, Project, Recipe, RECIPE_KINDS, Store
 from .. import placeholders
+from ..pathsafe import OutputGuard, glob_files, undecodable
 from ..placeholders import placeholder_context
+from .checks import is_amount, nul_problem, timeout_problem
 from .locate import Locator
 
 try:  # tomli's wheels are compiled (mypyc): 3x faster than the standard library's
@@ -68,12 +69,16 @@ def read_toml(path: str, display: str) -> tuple[dict, str]:
         raise ConfigError(f"{display}: not UTF-8 ({e.reason} at byte {e.start})")
     try:
         return tomllib.loads(text), text
+    except RecursionError:  # tomli refuses arrays/tables nested over 400 deep this way
+        raise ConfigError([Problem("invalid TOML: arrays or tables nested too deep", display)])
     except tomllib.TOMLDecodeError as e:
         msg = str(e)
         m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
         line = int(m.group(1)) if m else None
         msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
         raise ConfigError([Problem(f"invalid TOML: {msg}", display, line)])
+    except ValueError as e:  # an integer of more than 4,300 digits
+        raise ConfigError([Problem(f"invalid TOML: {str(e).split(';')[0]}", display)])
 
 
 class _Ctx:
@@ -161,6 +166,8 @@ class _Builder:
         self.missing: list[tuple] = []  # (path, nodes needing it, message): Project.missing
         self.missing_problems: list[Problem] = []  # the same, said with the Nodefile's other errors
         self.param_files: list[str] = []  # `[project] params` files read: sources of the project
+        self.guard = OutputGuard(root)  # outputs by their real location (pathsafe.py)
+        self._real_dirs: dict = {}
 
     # -- files -------------------------------------------------------------------------
     def locate_use(self, ref: str, ctx, cwd: str, is_template: bool):
@@ -171,7 +178,7 @@ class _Builder:
             try:
                 import importlib.resources as ir
                 p = str(ir.files(pkg).joinpath(sub))
-            except (ImportError, ModuleNotFoundError, TypeError, ValueError):
+            except Exception:  # not importable, or its import fails: not found
                 return None, ref
             return (p if os.path.isfile(p) else None), ref
         base = os.path.dirname(ctx.path)
@@ -342,6 +349,8 @@ class _Builder:
                     c.err(f"output '{e.source}' lies outside the project root", t, "outputs")
                 elif p in ("", "/"):
                     c.err(f"output '{e.source}' is the project root itself", t, "outputs")
+                elif self.guard.problem(p, self._real_dirs):
+                    c.err(self.guard.problem(p, self._real_dirs), t, "outputs")
                 for w in patterns.wildcards_in(p):
                     if w not in wild:
                         wild.append(w)
@@ -364,9 +373,10 @@ class _Builder:
                     if missing:
                         c.err(f"output '{p}' lacks wildcard(s) {', '.join(missing)}: every output of a pattern "
                               f"node must use all of them", t, "outputs")
+                        continue  # not matched against requested paths: it names no instance
                     try:
                         d.regexes.append(patterns.compile_output(p, cons))
-                    except re.error as ex:
+                    except (re.error, OverflowError, RecursionError) as ex:  # `a{99999999999}`, deep nesting
                         c.err(f"invalid wildcard regex: {ex}", t, "wildcards")
         elif "matrix" in spec or "wildcards" in spec:
             if not decl.wildcards:
@@ -411,6 +421,10 @@ class _Builder:
             for p in paths:
                 if p.startswith("../") or p == ".." or os.path.isabs(p) or p in ("", "/"):
                     decl.ctx.err(f"instance {name}: output '{p}' lies outside the project root", decl.table, "outputs")
+                    return None
+                why = self.guard.problem(p, self._real_dirs)
+                if why:
+                    decl.ctx.err(f"instance {name}: {why}", decl.table, "outputs")
                     return None
             outs.append(Entry(e.name, paths, e.many, e.source))
         d.outputs = tuple(outs)
@@ -487,6 +501,10 @@ class _Builder:
                 continue
             if default:
                 members = [prefix + x for x in ([default] if isinstance(default, str) else default)]
+                for m in members:
+                    if m not in drafts:
+                        gctx.err(f"sub-pipeline's default names unknown node '{m[len(prefix):]}'", gt, "nodefile")
+                members = [m for m in members if m in drafts]
             else:
                 members = [n for n in drafts if n.startswith(prefix) and "[" not in n[len(prefix):].split(".")[0]]
             groups[gname] = members
@@ -543,6 +561,9 @@ class _Builder:
         # requested paths (command line) may name pattern instances
         for req in self.requests:
             if req in drafts:
+                continue
+            if undecodable([req]):  # bytes from the command line that are not UTF-8: not recordable
+                c.err(f"target {req!r} is not valid UTF-8 text")
                 continue
             p = norm(os.path.relpath(os.path.abspath(req), self.root).replace(os.sep, "/"))
             if p.rstrip("/") not in producers:
@@ -622,6 +643,11 @@ class _Builder:
                 if _GLOB.search(p):
                     kind = "glob"
                     matched = self._glob(p, producers)
+                    odd = undecodable(matched)
+                    if odd:
+                        c.err(f"input glob '{item}' matches {odd!r}, whose name is not valid UTF-8: rename it",
+                              t, "inputs")
+                        matched = [m for m in matched if m != odd]
                     for m in matched:
                         owner = _producer_of(m, producers, dirs)
                         if owner:
@@ -712,11 +738,10 @@ class _Builder:
 
     @staticmethod
     def _glob_static(root: str, pattern: str, producers: dict) -> list[str]:
-        """Files matching a glob: on disk, and outputs that nodes will write."""
+        """Files matching a glob: on disk (never through a symlink loop), and outputs
+        that nodes will write."""
         import fnmatch
-        found = set()
-        for m in globmod.glob(os.path.join(root, pattern), recursive=True):
-            found.add(os.path.relpath(m, root).replace(os.sep, "/"))
+        found = set(glob_files(root, pattern))
         found.update(p for p in producers if fnmatch.fnmatchcase(p, pattern))
         return sorted(found)
 
@@ -818,19 +843,21 @@ class _Builder:
                 c.err("env must be a table of NAME = \"value\"", tt, "env" if "env" in spec else where)
                 env = {}
             timeout = r.get("timeout")
-            if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-                c.err("timeout must be a positive number of seconds", tt, "timeout" if "timeout" in spec else where)
+            if timeout is not None and timeout_problem(timeout):
+                c.err(timeout_problem(timeout), tt, "timeout" if "timeout" in spec else where)
                 timeout = None
             retries = r.get("retries", 0)
             if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
                 c.err("retries must be a non-negative integer", tt, "retries" if "retries" in spec else where)
                 retries = 0
             res = r.get("resources", {})
-            if not isinstance(res, dict) or not all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in res.values()):
+            if not isinstance(res, dict) or not all(is_amount(v) and v >= 0 for v in res.values()):
                 c.err("resources must be a table of name = number, e.g. { cores = 2, mem_gb = 8 }", tt,
                       "resources" if "resources" in spec else where)
                 res = {}
+            nul = nul_problem(kind, target, args, env)
+            if nul:
+                c.err(nul, tt, where)
             warm = r.get("warm", True)
             if not isinstance(warm, bool):
                 c.err("warm must be true or false", tt, "warm" if "warm" in spec else where)
@@ -883,7 +910,7 @@ class _Ambiguous(Exception):
 def _fullmatch(rx: str, value: str) -> bool:
     try:
         return re.fullmatch(rx, value) is not None
-    except re.error:
+    except (re.error, OverflowError, RecursionError):
         return True
 
 

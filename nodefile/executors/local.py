@@ -240,8 +240,9 @@ class LocalExecutor:
                 start = time.monotonic()
             else:
                 start = self.inline.start(handle, exe, argv, spec.env, spec.cwd, spec.log)
-        except OSError as e:
-            msg = cannot_start(argv[0], e)  # the runner puts it in the log
+        except (OSError, ValueError) as e:  # ValueError: a NUL in an argument (a param's value)
+            msg = (cannot_start(argv[0], e) if isinstance(e, OSError)
+                   else f"cannot start {argv[0]}: {e}")  # the runner puts it in the log
             self._early.append(Finished(handle, None, 0.0, error=msg))
             return handle
         deadline = start + spec.timeout if spec.timeout else None

@@ -238,8 +238,8 @@ def serve(req, rep, run_log, procs_class=None):
         handle, exe, argv, env, cwd, log = m
         try:
             procs.start(handle, exe, argv, env, cwd, log)
-        except OSError as e:
-            done.append((handle, None, 0.0, 0, f"cannot start {argv[0]}: {e.strerror or e}"))
+        except (OSError, ValueError) as e:  # ValueError: a NUL in an argument
+            done.append((handle, None, 0.0, 0, f"cannot start {argv[0]}: {getattr(e, 'strerror', None) or e}"))
     os.set_blocking(rep, False)
     buf = b""
     closing_at = None

@@ -107,7 +107,8 @@ def write_job(jobdir: str, m: dict, with_r: bool) -> tuple[str, str | None]:
 
 
 def _safe(name: str) -> str:
-    return name.replace("/", "_")
+    from ..pathsafe import safe_filename
+    return safe_filename(name)
 
 
 def command(project: Project, node: Node, recipe: Recipe, ctx: dict | None = None) -> list[str]:
