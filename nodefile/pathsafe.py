@@ -25,6 +25,7 @@ import stat
 from .errors import NodefileError
 
 STATE_DIR = ".nodefile"
+VALUES = "values"  # .nodefile/values/: function nodes' return values, the one output folder allowed there
 _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f\ud800-\udfff]")  # separators, controls, undecodable bytes
 _NAME_BYTES = 120  # room left in a 255-byte file name for ".N.recipe.log" and the like
 
@@ -96,6 +97,9 @@ class OutputGuard:
         if not _inside(real, self.root):
             return (f"output '{path}' lies outside the project: its folder '{folder}' is a symlink "
                     f"to {real_folder}")
+        values = (os.path.join(self.state, VALUES), os.path.join(self.state_real, VALUES))
+        if any(_inside(real, v) and real != v for v in values):
+            return None  # a function node's value (.nodefile/values/NODE): nodefile's own artifacts
         if _inside(real, self.state) or _inside(real, self.state_real):
             return f"output '{path}' lies inside {STATE_DIR}/, which holds nodefile's own state"
         return None
