@@ -1,4 +1,4 @@
-"""nodefile.hashing: xxh3-128 behind a (size, mtime_ns, inode) stat cache, racy-git, node keys."""
+"""nodefile.hashing: xxh3-128 behind a (size, mtime_ns, ctime_ns, inode) stat cache, racy-git, node keys."""
 from __future__ import annotations
 
 import os
@@ -10,14 +10,18 @@ import xxhash
 from nodefile import hashing
 from nodefile.hashing import RACY_NS, Hasher, hash_bytes, hash_file_content, key_of, key_parts
 from nodefile.model import Entry, Node, Recipe
+from nodefile.fsclock import racy_ns
 from nodefile.state import State
 
 OLD = 10 * 1_000_000_000  # far enough in the past not to be racy
 
 
 def age(path, seconds_ago: float = 60.0) -> int:
+    """Set the mtime in the past; the ctime is now then, so wait out the racy window
+    (a stamp recorded within it of the ctime is not trusted)."""
     ns = time.time_ns() - int(seconds_ago * 1e9)
     os.utime(path, ns=(ns, ns))
+    time.sleep(racy_ns(os.stat(path).st_dev) / 1e9 + 0.002)
     return ns
 
 
@@ -187,7 +191,7 @@ def test_stamp_is_recorded_with_stat(tmp_path, state):
     age(f)
     st = os.stat(f)
     Hasher(str(tmp_path), state).hash("a.txt")
-    size, mtime, ino, h, recorded = state.stamps()["a.txt"]
+    size, mtime, ino, h, recorded, ctime = state.stamps()["a.txt"]
     assert (size, mtime, ino, h) == (5, st.st_mtime_ns, st.st_ino, hash_bytes(b"hello"))
     assert recorded - mtime > RACY_NS
 

@@ -103,53 +103,53 @@ def test_builds_and_attempts(root, st):
 
 def test_stamps_flush_and_reload(root):
     s = State(root)
-    s.put_stamp("a.csv", (5, 100, 7, "h" * 32, 200))
-    assert s.stamps()["a.csv"] == (5, 100, 7, "h" * 32, 200)
+    s.put_stamp("a.csv", (5, 100, 7, "h" * 32, 200, 300))
+    assert s.stamps()["a.csv"] == (5, 100, 7, "h" * 32, 200, 300)
     other = State(root)
     assert "a.csv" not in other.stamps()  # not flushed yet
     other.close()
     s.flush_stamps()
     assert s._dirty_stamps == {}
     other = State(root)
-    assert other.stamps()["a.csv"] == (5, 100, 7, "h" * 32, 200)
+    assert other.stamps()["a.csv"] == (5, 100, 7, "h" * 32, 200, 300)
     other.close()
     s.close()
 
 
 def test_close_flushes_stamps(root):
     s = State(root)
-    s.put_stamp("b.csv", (1, 2, 3, "h", 4))
+    s.put_stamp("b.csv", (1, 2, 3, "h", 4, 5))
     s.close()
     s2 = State(root)
-    assert s2.stamps()["b.csv"] == (1, 2, 3, "h", 4)
+    assert s2.stamps()["b.csv"] == (1, 2, 3, "h", 4, 5)
     s2.close()
 
 
 def test_put_record_writes_pending_stamps_in_the_same_transaction(root):
     s = State(root)
-    s.put_stamp("in.csv", (1, 2, 3, "h", 4))
+    s.put_stamp("in.csv", (1, 2, 3, "h", 4, 5))
     s.put_record("n", "K", {}, {}, "python", 1)
     assert s._dirty_stamps == {}
     s2 = State(root)
-    assert s2.stamps()["in.csv"] == (1, 2, 3, "h", 4)
+    assert s2.stamps()["in.csv"] == (1, 2, 3, "h", 4, 5)
     s2.close()
     s.db.close()
 
 
 def test_put_stamp_replaces(root, st):
-    st.put_stamp("a", (1, 1, 1, "x", 1))
+    st.put_stamp("a", (1, 1, 1, "x", 1, 1))
     st.flush_stamps()
-    st.put_stamp("a", (2, 2, 2, "y", 2))
+    st.put_stamp("a", (2, 2, 2, "y", 2, 2))
     st.flush_stamps()
     s2 = State(root)
-    assert s2.stamps()["a"] == (2, 2, 2, "y", 2)
+    assert s2.stamps()["a"] == (2, 2, 2, "y", 2, 2)
     s2.close()
 
 
 def test_readonly_without_database_creates_nothing(tmp_path):
     s = State(str(tmp_path), readonly=True)
     assert s.records() == {} and s.record("x") is None and s.stamps() == {}
-    s.put_stamp("a", (1, 2, 3, "h", 4))
+    s.put_stamp("a", (1, 2, 3, "h", 4, 5))
     s.close()
     assert not (tmp_path / ".nodefile").exists()
 
