@@ -5,7 +5,11 @@ Imports are lazy so that `nodefile.job()` inside a recipe costs almost nothing.
 """
 from __future__ import annotations
 
-from .errors import BuildError, ConfigError, NodefileError
+from .interrupts import install_early
+
+install_early()  # the CLI: a Ctrl-C from here on exits 130 without a traceback (interrupts.py)
+
+from .errors import BuildError, ConfigError, NodefileError  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["build", "status", "job", "load_project", "NodefileError", "BuildError", "ConfigError"]

@@ -199,6 +199,28 @@ def parse_resources(text: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. In the CLI process a Ctrl-C or SIGTERM at any moment exits 130
+    without a traceback (interrupts.py): here they raise KeyboardInterrupt, caught below."""
+    from .interrupts import hand_back, take_over
+    owned = take_over()
+    try:
+        try:
+            return _main(argv)
+        finally:
+            if owned:
+                hand_back()
+    except KeyboardInterrupt:
+        while True:  # a second signal inside this handler: once more, until handed back
+            try:
+                if owned:
+                    hand_back()
+                sys.stderr.write("nodefile: interrupted\n")
+                return ExitCode.INTERRUPTED
+            except KeyboardInterrupt:
+                continue
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     prog = os.path.basename(sys.argv[0]) if sys.argv else "node"
     if prog == "node" and argv and not is_ours(argv):
@@ -243,6 +265,13 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
         return ExitCode.OK
+    except Exception as e:  # a full or read-only disk, a damaged state database: one line
+        from .state import translate_error
+        err = translate_error(e)
+        if err is None:
+            raise
+        rep.error(str(err))
+        return err.exit_code
 
 
 if __name__ == "__main__":

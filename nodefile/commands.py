@@ -31,9 +31,14 @@ def cmd_build(args, rep) -> int:
                    noop_record=(getattr(args, "_argv", None), os.getcwd()) if getattr(args, "_argv", None) else None)
     if opts.jobs is not None and opts.jobs < 1:
         raise ConfigError("-j must be at least 1")
-    from .engine import build_incremental
-    summary = build_incremental(opts, rep)  # a few nodes changed: without loading the project
-    if summary is None:
+    try:
+        summary = _build(args, opts, rep)
+    except Exception as e:  # the state database found malformed mid-build: once afresh
+        from .errors import StateDamaged
+        from .state import translate_error
+        err = translate_error(e)
+        if not isinstance(err, StateDamaged):
+            raise
         summary = build(_project(args), args.targets, opts, rep)
     if args.dry_run:
         return 0
@@ -41,6 +46,14 @@ def cmd_build(args, rep) -> int:
     if summary.interrupted:
         return 130
     return 0 if summary.ok else 1
+
+
+def _build(args, opts, rep):
+    from .engine import build_incremental
+    summary = build_incremental(opts, rep)  # a few nodes changed: without loading the project
+    if summary is None:
+        summary = build(_project(args), args.targets, opts, rep)
+    return summary
 
 
 def cmd_check(args, rep) -> int:
@@ -372,9 +385,10 @@ def cmd_gc(args, rep) -> int:
         lock.acquire(True, on_wait=rep.info)  # never prune what a running build is writing
         older = args.older_than * 86400 if args.older_than is not None else None
         entries = freed = 0
+        kept = set(project.nodes) | _requested_instances(args, project, session.records())
         if session.cache is not None:
-            entries, freed = session.cache.gc(lambda n: n in project.nodes, older)
-        gone = [n for n in session.records() if n not in project.nodes]
+            entries, freed = session.cache.gc(lambda n: n in kept, older)
+        gone = [n for n in session.records() if n not in kept]
         session.state.forget(gone)
         freed += _prune_logs(session, keep=20)
         for where in ("previous", "failed"):
@@ -382,7 +396,7 @@ def cmd_gc(args, rep) -> int:
             if not os.path.isdir(base):
                 continue
             for d in os.listdir(base):
-                if d not in {n.replace("/", "_") for n in project.nodes}:
+                if d not in {n.replace("/", "_") for n in kept}:
                     freed += _du(os.path.join(base, d))
                     import shutil
                     shutil.rmtree(os.path.join(base, d), ignore_errors=True)
@@ -392,6 +406,31 @@ def cmd_gc(args, rep) -> int:
     rep.print(f"gc: removed {entries} cache entr{'y' if entries == 1 else 'ies'} and the records of "
               f"{len(gone)} node(s) no longer in the Nodefile; freed {_fmt_bytes(freed)}")
     return 0
+
+
+def _requested_instances(args, project, records: dict) -> set[str]:
+    """The recorded nodes that are instances of a pattern node still in the Nodefile:
+    made when a build asked for one of their outputs (`node build fits/lin.json`), they
+    are in the project only when asked for. The project is loaded again with the
+    recorded outputs of every node not in it as requests: those it then holds stay."""
+    recorded = {}
+    for name, rec in records.items():
+        if name in project.nodes:
+            continue
+        try:
+            recorded[name] = list(json.loads(rec["outputs"] or "{}"))
+        except (ValueError, TypeError):
+            continue
+    if not recorded:
+        return set()
+    requests = sorted({os.path.join(project.root, p) for outs in recorded.values() for p in outs})
+    from .cli import parse_set
+    try:
+        again = load_project(args.file, parse_set(getattr(args, "set", []) or []), check_sources=False,
+                             requests=tuple(requests))
+    except ConfigError:
+        return set(recorded)  # cannot tell: keep them (gc never drops what may be in use)
+    return {n for n in recorded if n in again.nodes}
 
 
 def _prune_logs(session, keep: int) -> int:

@@ -75,10 +75,11 @@ def resolve_targets(project: Project, targets, cwd: str | None = None) -> list[s
 class Session:
     """The project, its state store and a hasher: what every command works with."""
 
-    def __init__(self, project: Project, readonly: bool = False, lazy: bool = False):
+    def __init__(self, project: Project, readonly: bool = False, lazy: bool = False, recover: bool = False):
         self.project = project
         self.lazy = lazy  # a few nodes of a big project: read their records and stamps one by one
-        self.state = State(project.root, readonly=readonly, lazy=lazy)
+        # recover (a build): a damaged state database is moved aside and started afresh
+        self.state = State(project.root, readonly=readonly, lazy=lazy, recover=recover)
         self.hasher = hashing.Hasher(project.root, self.state)
         self.dir = self.state.dir
         self._records = None

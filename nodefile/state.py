@@ -84,6 +84,8 @@ class State:
             self._open(readonly)
         except StateDamaged as e:
             if not recover:
+                from .fastpath import invalidate
+                invalidate(root)  # `node build` must not say "nothing to do" from a no-op record
                 raise
             self.recovered = (e.reason, move_aside(self.dir))
             self._open(readonly)
@@ -469,6 +471,7 @@ def _rel(path: str) -> str:
 _DAMAGE_WORDS = ("malformed", "not a database", "no such table", "no such column", "corrupt", "has no column")
 _ERRNO_WORDS = {"ENOSPC": "the disk is full", "EDQUOT": "the disk quota is exceeded",
                 "EROFS": "the filesystem is read-only", "EACCES": "permission denied", "EPERM": "permission denied"}
+_FIX = {"ENOSPC": "free some space", "EDQUOT": "free some space"}
 
 
 def translate_error(e: BaseException):
@@ -481,8 +484,8 @@ def translate_error(e: BaseException):
         if name not in _ERRNO_WORDS:
             return None
         what = _rel(e.filename) if isinstance(e.filename, str) else "a file"
-        return DiskError(f"cannot write {what}: {_ERRNO_WORDS[name]}. Nothing was recorded for the nodes "
-                         f"not finished; free some space or make it writable, then run the command again")
+        return DiskError(f"cannot write {what}: {_ERRNO_WORDS[name]}. The state is as it was (a node not "
+                         f"finished is not recorded): {_FIX.get(name, 'make it writable')}, then run the command again")
     if not isinstance(e, sqlite3.Error):
         return None
     sdir = OPENED[-1] if OPENED else ".nodefile"
@@ -497,15 +500,14 @@ def translate_error(e: BaseException):
         except OSError:
             pass
         return damaged(sdir, f"a query found it damaged ({e})")
-    if "full" in msg:
-        why = "the disk is full"
-    elif "readonly" in msg or "read-only" in msg or "unable to open" in msg or "permission" in msg:
-        why = f"{_rel(sdir)}/ is not writable"
-    elif "locked" in msg or "busy" in msg:
-        why = "another process holds it locked"
-    elif "i/o" in msg:
-        why = "a disk I/O error (is the disk full?)"
-    else:
-        why = str(e)
-    return DiskError(f"cannot use the state database {rel}: {why} ({e}). The state is as it was: "
-                     f"fix that, then run the command again")
+    why, fix = {"full": ("the disk is full", "free some space"),
+                "i/o": ("a disk I/O error (is the disk full?)", "free some space or check the disk"),
+                "locked": ("another process holds it locked", "wait for it to end"),
+                "busy": ("another process holds it locked", "wait for it to end")}.get(
+        next((w for w in ("full", "i/o", "locked", "busy") if w in msg), ""), (None, None))
+    if why is None and any(w in msg for w in ("readonly", "read-only", "unable to open", "permission")):
+        why, fix = f"{_rel(sdir)}/ is not writable ({e})", f"make {_rel(sdir)}/ writable"
+    if why is None:
+        why, fix = str(e), "fix that"
+    return DiskError(f"cannot use the state database {rel}: {why}. The state is as it was: "
+                     f"{fix}, then run the command again")
