@@ -23,6 +23,10 @@ def quiet_exit(signum, frame) -> None:
             stream.flush()
         except Exception:  # interrupted inside a write, a closed pipe: what is buffered is lost
             pass
+    try:
+        os.write(2, b"nodefile: interrupted\n")
+    except OSError:
+        pass
     os._exit(EXIT)
 
 
