@@ -174,6 +174,23 @@ def test_racy_write_with_same_size_and_mtime_is_detected(tmp_path, state):
     assert Hasher(str(tmp_path), state).hash("a.txt") == hash_bytes(b"bbbb")
 
 
+def test_same_size_rewrite_with_restored_mtime_is_seen_by_its_ctime(tmp_path, state):
+    """cp -p, rsync -t, touch -r: size, mtime and inode as recorded, only the ctime moved."""
+    f = tmp_path / "a.txt"
+    f.write_bytes(b"aaaa")
+    age(f)
+    assert Hasher(str(tmp_path), state).hash("a.txt") == hash_bytes(b"aaaa")
+    assert Hasher(str(tmp_path), state).hash("a.txt") == hash_bytes(b"aaaa")  # trusted now
+    st = os.stat(f)
+    time.sleep(0.01)
+    with open(f, "r+b") as fh:
+        fh.write(b"bbbb")
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    st2 = os.stat(f)
+    assert (st2.st_size, st2.st_mtime_ns, st2.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    assert Hasher(str(tmp_path), state).hash("a.txt") == hash_bytes(b"bbbb")
+
+
 def test_racy_stamp_becomes_trusted_once_old_enough(tmp_path, state, counted, monkeypatch):
     f = tmp_path / "a.txt"
     f.write_text("hello")
