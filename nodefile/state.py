@@ -113,8 +113,10 @@ class State:
         self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
         try:
             self.db.execute("PRAGMA busy_timeout=60000")
-            if not self.exists or not readonly or not self._current():
-                self._init_schema()
+            if not self.exists or not self._current():
+                self._init_schema()  # create, or migrate (or refuse) an older schema
+            elif not readonly:
+                self.db.execute("PRAGMA synchronous=NORMAL")  # per connection (WAL mode is in the file)
         except BaseException as e:
             self.db.close()
             raise translate_error(e) or e
@@ -468,10 +470,12 @@ def _rel(path: str) -> str:
     return path if rel.startswith("../..") else rel
 
 
-_DAMAGE_WORDS = ("malformed", "not a database", "no such table", "no such column", "corrupt", "has no column")
+# what SQLite says of a damaged file ("no such table/column" is not among them: the
+# schema is checked when the database opens, and anything else would be a bug)
+_DAMAGE_WORDS = ("malformed", "not a database", "corrupt")
 _ERRNO_WORDS = {"ENOSPC": "the disk is full", "EDQUOT": "the disk quota is exceeded",
                 "EROFS": "the filesystem is read-only", "EACCES": "permission denied", "EPERM": "permission denied"}
-_FIX = {"ENOSPC": "free some space", "EDQUOT": "free some space"}
+_FULL = ("ENOSPC", "EDQUOT")
 
 
 def translate_error(e: BaseException):
@@ -484,9 +488,10 @@ def translate_error(e: BaseException):
         if name not in _ERRNO_WORDS:
             return None
         what = _rel(e.filename) if isinstance(e.filename, str) else "a file"
-        return DiskError(f"cannot write {what}: {_ERRNO_WORDS[name]}. The state is as it was (a node not "
-                         f"finished is not recorded): {_FIX.get(name, 'make it writable')}, then run the command again")
-    if not isinstance(e, sqlite3.Error):
+        verb, fix = ("write", "free some space") if name in _FULL else ("use", "fix its permissions")
+        return DiskError(f"cannot {verb} {what}: {_ERRNO_WORDS[name]}. The state is as it was (a node not "
+                         f"finished is not recorded): {fix}, then run the command again")
+    if not isinstance(e, sqlite3.DatabaseError):
         return None
     sdir = OPENED[-1] if OPENED else ".nodefile"
     rel = _rel(os.path.join(sdir, "state.db"))
@@ -500,6 +505,8 @@ def translate_error(e: BaseException):
         except OSError:
             pass
         return damaged(sdir, f"a query found it damaged ({e})")
+    if not isinstance(e, sqlite3.OperationalError):
+        return None  # a bug, not the disk: its traceback is wanted
     why, fix = {"full": ("the disk is full", "free some space"),
                 "i/o": ("a disk I/O error (is the disk full?)", "free some space or check the disk"),
                 "locked": ("another process holds it locked", "wait for it to end"),

@@ -218,3 +218,62 @@ def test_a_local_cache_manifest_cut_short_is_rejected_never_taken_for_an_entry(r
             f.write(data[:cut])
         with pytest.raises(StoreError, match="corrupt"):
             cache.manifest(key)
+
+
+# -- a damaged database ----------------------------------------------------------------------
+def _garbage(root):
+    State(root).close()
+    with open(os.path.join(root, ".nodefile", "state.db"), "wb") as f:
+        f.write(b"not a database" * 300)
+
+
+def test_damaged_database_is_refused_when_opened(root):
+    from nodefile.errors import StateDamaged
+    _garbage(root)
+    for readonly in (True, False):
+        with pytest.raises(StateDamaged, match="not a SQLite database.*node build"):
+            State(root, readonly=readonly)
+    assert open(os.path.join(root, ".nodefile", "state.db"), "rb").read(14) == b"not a database"
+
+
+def test_recover_moves_the_damaged_file_aside_and_starts_afresh(root):
+    _garbage(root)
+    s = State(root, recover=True)
+    why, kept = s.recovered
+    assert "not a SQLite database" in why
+    assert os.path.basename(kept).startswith("state.db.damaged-")
+    assert open(kept, "rb").read(14) == b"not a database"  # kept as it was
+    assert s.records() == {}
+    s.close()
+    assert State(root).recovered is None
+
+
+def test_a_newer_schema_is_refused_and_a_schema_1_database_migrated(root):
+    from nodefile.errors import StateDamaged
+    s = State(root)
+    s.put_record("n", "k", {}, {}, "r", None)
+    s.close()
+    db = sqlite3.connect(os.path.join(root, ".nodefile", "state.db"))
+    db.execute("ALTER TABLE files DROP COLUMN ctime_ns")
+    db.execute("PRAGMA user_version=0")
+    db.commit()
+    s = State(root, readonly=True)  # schema 1: upgraded, records kept
+    assert s.record("n")["key"] == "k"
+    s.close()
+    db.execute("PRAGMA user_version=7")
+    db.commit()
+    db.close()
+    with pytest.raises(StateDamaged, match="newer nodefile"):
+        State(root)
+
+
+def test_translate_error_words_storage_failures(root):
+    import errno
+    from nodefile.errors import DiskError
+    from nodefile.state import translate_error
+    e = translate_error(OSError(errno.ENOSPC, "No space left on device", "out.csv"))
+    assert isinstance(e, DiskError) and "cannot write out.csv: the disk is full" in str(e)
+    e = translate_error(sqlite3.OperationalError("database or disk is full"))
+    assert isinstance(e, DiskError) and "the disk is full" in str(e)
+    assert translate_error(ValueError("x")) is None
+    assert translate_error(sqlite3.ProgrammingError("a bug")) is None
