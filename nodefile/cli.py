@@ -201,11 +201,11 @@ def parse_resources(text: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Run one command. In the CLI process a Ctrl-C or SIGTERM at any moment exits 130
     without a traceback (interrupts.py): here they raise KeyboardInterrupt, caught below."""
-    from .interrupts import hand_back, take_over
+    from .interrupts import exit_interrupted, hand_back, take_over
     owned = take_over()
     try:
         try:
-            return _main(argv)
+            code = _main(argv)
         finally:
             if owned:
                 hand_back()
@@ -215,9 +215,13 @@ def main(argv: list[str] | None = None) -> int:
                 if owned:
                     hand_back()
                 sys.stderr.write("nodefile: interrupted\n")
-                return ExitCode.INTERRUPTED
+                code = ExitCode.INTERRUPTED
+                break
             except KeyboardInterrupt:
                 continue
+    if owned and code == ExitCode.INTERRUPTED:
+        exit_interrupted()  # 130, never death by SIGINT (interrupts.py)
+    return code
 
 
 def _main(argv: list[str] | None) -> int:

@@ -18,15 +18,23 @@ EXIT = 130
 
 
 def quiet_exit(signum, frame) -> None:
+    exit_interrupted(say=True)
+
+
+def exit_interrupted(say: bool = False) -> None:
+    """Flush and exit 130 now. cli.main ends an interrupted command so too: CPython
+    exits by SIGINT (not 130) after a KeyboardInterrupt raised inside exec() of a
+    string (namedtuple, dataclasses), even when it was caught."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:  # interrupted inside a write, a closed pipe: what is buffered is lost
             pass
-    try:
-        os.write(2, b"nodefile: interrupted\n")
-    except OSError:
-        pass
+    if say:
+        try:
+            os.write(2, b"nodefile: interrupted\n")
+        except OSError:
+            pass
     os._exit(EXIT)
 
 

@@ -22,10 +22,11 @@ import pytest
 from cli_helpers import base_env, describe, run, write
 
 SITECUSTOMIZE = textwrap.dedent("""\
-    import os, signal, sys
+    import atexit, os, signal, sys
     _spec = os.environ.pop("NODEFILE_TEST_SIGNAL_AT", None)  # not for the recipes it starts
     if _spec:
         _name, _delay = _spec.split(":")
+        atexit.register(signal.setitimer, signal.ITIMER_REAL, 0)  # done first: no alarm at shutdown
 
         def _fire(*_):
             if "nodefile.errors" not in sys.modules:  # nodefile's code has not begun yet
