@@ -13,6 +13,7 @@ import time
 
 from . import graph, hashing
 from .errors import ConfigError
+from .interrupts import raise_interrupt
 from .model import Project, Summary
 from .runner import Runner
 from .session import (LOAD, TRANSFERS, Options, ProjectLock, Session, _move_aside,  # noqa: F401
@@ -193,7 +194,7 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         sched = Scheduler(order, {n: project.nodes[n].deps for n in order}, priority, limits, executor, runner,
                           keep_going=options.keep_going)
         status = 0
-        old = signal.signal(signal.SIGTERM, _raise_interrupt)
+        old = signal.signal(signal.SIGTERM, raise_interrupt)
         try:
             try:
                 sched.run()
@@ -402,10 +403,6 @@ def _report_restored(session, runner, reporter) -> None:
                 if a["kind"] == "load" and a["outcome"] == "ok")
     ran = len(runner.summary.built) - loads
     reporter.warn(f"started afresh: {loads} node(s) restored from the local cache, {ran} rebuilt")
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _record_cancelled(session, runner, executor) -> None:

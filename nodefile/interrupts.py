@@ -2,7 +2,8 @@
 
 Imported first by the package when the process is the CLI (`node`, `nodefile`,
 `python -m nodefile`), it makes both signals exit 130 at once until cli.main
-takes over (take_over: they raise KeyboardInterrupt, which main catches), and
+takes over (take_over: they raise KeyboardInterrupt, which main catches, except
+inside a deferred() section, which raises it as it ends), and
 again once main is done (hand_back: a signal while the interpreter shuts down).
 In any other process (a recipe importing nodefile, the test suite) it changes
 nothing. Only builtin modules: this runs on every start, the no-op's too.
@@ -38,8 +39,46 @@ def exit_interrupted(say: bool = False) -> None:
     os._exit(EXIT)
 
 
+_defer = [0, None]  # depth of deferred() sections, a signal that arrived inside one
+
+
 def raise_interrupt(signum, frame) -> None:
+    if _defer[0]:
+        _defer[1] = signum  # raised as the section ends
+        return
+    _last[0] = signum
     raise KeyboardInterrupt
+
+
+_last = [_signal.SIGINT]  # the signal raise_interrupt last turned into a KeyboardInterrupt
+
+
+def _unraisable(hook):
+    """sys.unraisablehook: a KeyboardInterrupt raised inside a weakref callback or a
+    __del__ (where Python prints "Exception ignored" and goes on, the Ctrl-C lost) is
+    delivered again, to be raised at the next bytecode of ordinary code."""
+    def unraisable(info):
+        if info.exc_type is not None and issubclass(info.exc_type, KeyboardInterrupt):
+            _signal.raise_signal(_last[0])
+            return
+        hook(info)
+    return unraisable
+
+
+class deferred:
+    """A section a Ctrl-C must not cut in two (a recipe spawned but not yet registered
+    would be left running): the KeyboardInterrupt is raised as it ends. Only in the
+    CLI process (take_over), where SIGINT and SIGTERM go through raise_interrupt."""
+
+    def __enter__(self):
+        _defer[0] += 1
+
+    def __exit__(self, *exc):
+        _defer[0] -= 1
+        if not _defer[0] and _defer[1] is not None:
+            _defer[1] = None
+            raise KeyboardInterrupt
+        return False
 
 
 def started_as_cli() -> bool:
@@ -67,11 +106,13 @@ def take_over() -> bool:
     set them): cli.main catches it. False when this is not the CLI process."""
     owned = False
     if _signal.getsignal(_signal.SIGINT) is quiet_exit:
-        _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+        _signal.signal(_signal.SIGINT, raise_interrupt)
         owned = True
     if _signal.getsignal(_signal.SIGTERM) is quiet_exit:
         _signal.signal(_signal.SIGTERM, raise_interrupt)
         owned = True
+    if owned:
+        sys.unraisablehook = _unraisable(sys.unraisablehook)
     return owned
 
 
@@ -79,5 +120,5 @@ def hand_back() -> None:
     """Quiet exits again: main is done (or interrupted)."""
     if _signal.getsignal(_signal.SIGTERM) is raise_interrupt:
         _signal.signal(_signal.SIGTERM, quiet_exit)
-    if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+    if _signal.getsignal(_signal.SIGINT) is raise_interrupt:
         _signal.signal(_signal.SIGINT, quiet_exit)

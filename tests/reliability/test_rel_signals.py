@@ -87,6 +87,7 @@ def interrupted_run(root: Path, args, sig: str, delay: float):
 
 def check_interrupted(root: Path, proc, sig: str) -> None:
     assert "Traceback" not in proc.stderr + proc.stdout and "KeyboardInterrupt" not in proc.stderr, describe(proc)
+    assert "Exception ignored" not in proc.stderr, describe(proc)  # a Ctrl-C swallowed in a callback
     # 130; 0 when the command was done first; death by the signal itself only while the
     # interpreter shuts down (it resets the handlers), after the command's last line
     assert proc.returncode in (0, 130, -getattr(signal, sig)), describe(proc)
