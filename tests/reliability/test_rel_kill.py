@@ -74,7 +74,9 @@ def wrong_up_to_date(root: Path) -> list[str]:
 def test_kill_9_at_random_moments_never_leaves_a_wrong_output_up_to_date(tmp_path, trials):
     root = tmp_path
     project(root)
+    t = time.monotonic()
     run(root, "build", "-j", "3", check=0)
+    span = (time.monotonic() - t) * 1.1  # kill moments over the length of a full build, and a little after
     rng = random.Random(os.getpid())
     n = trials(3, 100)
     wrong_status = wrong_after = killed_mid_build = 0
@@ -85,7 +87,7 @@ def test_kill_9_at_random_moments_never_leaves_a_wrong_output_up_to_date(tmp_pat
         (root / "src.txt").write_text(text)
         proc = subprocess.Popen([sys.executable, "-m", "nodefile", "build", "-j", "3"], cwd=root,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=base_env())
-        time.sleep(rng.uniform(0.0, 1.6))
+        time.sleep(rng.uniform(0.0, span))
         if proc.poll() is None:
             killed_mid_build += 1
         proc.send_signal(signal.SIGKILL)
