@@ -382,13 +382,31 @@ def _group(rows):
     return itertools.groupby(rows, key=lambda r: r[0])
 
 
-def _marked(sdir: str) -> str | None:
-    """Why an earlier command found the database malformed (translate_error), or None."""
+def _identity(path: str) -> str:
     try:
-        with open(os.path.join(sdir, DAMAGED_MARK)) as f:
-            return f.read().strip() or "found malformed by an earlier command"
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return f"{st.st_ino} {st.st_size} {st.st_mtime_ns}"
+
+
+def _marked(sdir: str) -> str | None:
+    """Why an earlier command found the database malformed (translate_error), or None.
+    The mark names the file it was written for: a database put back since (a backup
+    copied over it) is not that file, and the mark goes."""
+    mark = os.path.join(sdir, DAMAGED_MARK)
+    try:
+        with open(mark) as f:
+            why, _, who = f.read().partition("\n")
     except OSError:
         return None
+    if who.strip() and who.strip() != _identity(os.path.join(sdir, "state.db")):
+        try:
+            os.remove(mark)
+        except OSError:
+            pass
+        return None
+    return why.strip() or "found malformed by an earlier command"
 
 
 def _header_problem(path: str) -> str | None:
@@ -499,7 +517,7 @@ def translate_error(e: BaseException):
     if any(w in msg for w in _DAMAGE_WORDS):
         try:
             with open(os.path.join(sdir, DAMAGED_MARK), "w") as f:
-                f.write(f"a query found it damaged ({e})\n")
+                f.write(f"a query found it damaged ({e})\n{_identity(os.path.join(sdir, 'state.db'))}\n")
             from .fastpath import invalidate
             invalidate(os.path.dirname(sdir))
         except OSError:

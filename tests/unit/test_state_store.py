@@ -277,3 +277,21 @@ def test_translate_error_words_storage_failures(root):
     assert isinstance(e, DiskError) and "the disk is full" in str(e)
     assert translate_error(ValueError("x")) is None
     assert translate_error(sqlite3.ProgrammingError("a bug")) is None
+
+
+def test_a_damage_mark_applies_to_its_file_only(root):
+    """A query found the database malformed: the next open refuses it, until the file
+    is replaced (a backup copied back), which the mark does not name."""
+    import shutil
+    from nodefile.errors import StateDamaged
+    from nodefile.state import translate_error
+    State(root).close()
+    db = os.path.join(root, ".nodefile", "state.db")
+    shutil.copy(db, db + ".backup")
+    err = translate_error(sqlite3.DatabaseError("database disk image is malformed"))
+    assert isinstance(err, StateDamaged)
+    with pytest.raises(StateDamaged, match="a query found it damaged"):
+        State(root, readonly=True)
+    os.replace(db + ".backup", db)
+    State(root, readonly=True).close()
+    assert not os.path.exists(os.path.join(root, ".nodefile", "state.db.is-damaged"))
