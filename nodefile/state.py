@@ -55,6 +55,10 @@ _COLUMNS_1 = {
 }
 _COLUMNS = dict(_COLUMNS_1, files=_COLUMNS_1["files"] + ("ctime_ns",))
 _STAMP_COLS = "size, mtime_ns, ino, hash, recorded_ns, ctime_ns"
+# columns named: a table may have more (added later, at the end)
+_PUT_STAMP = f"INSERT OR REPLACE INTO files(path, {_STAMP_COLS}) VALUES (?,?,?,?,?,?,?)"
+_PUT_NODE = ("INSERT OR REPLACE INTO nodes(name, key, parts, outputs, built_ns, recipe, build_id, incomplete) "
+             "VALUES (?,?,?,?,?,?,?,0)")
 
 
 _ATTEMPT_COLS = ("build_id", "node", "recipe", "kind", "attempt", "start_ns", "duration", "outcome",
@@ -131,7 +135,7 @@ class State:
         if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             return False
         cols = self._columns()
-        return all(cols.get(t) == c for t, c in _COLUMNS.items())
+        return all(_fits(cols.get(t), c) for t, c in _COLUMNS.items())
 
     def _records_change(self) -> None:
         """Any change to node records voids every recorded no-op (fastpath.py)."""
@@ -221,7 +225,7 @@ class State:
         self._dirty_stamps = {}
         try:
             with self._tx():
-                self.db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?)", rows)
+                self.db.executemany(_PUT_STAMP, rows)
         except sqlite3.OperationalError:
             pass  # a read-only view (status, explain): the cache is only an optimisation
 
@@ -238,9 +242,9 @@ class State:
             if attempts:
                 self.db.executemany(_ADD_ATTEMPT, attempts)
             if nodes:
-                self.db.executemany("INSERT OR REPLACE INTO nodes VALUES (?,?,?,?,?,?,?,0)", nodes)
+                self.db.executemany(_PUT_NODE, nodes)
             if rows:
-                self.db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?)", rows)
+                self.db.executemany(_PUT_STAMP, rows)
 
     # -- node records ----------------------------------------------------------------
     def records(self) -> dict:
@@ -445,9 +449,15 @@ def _schema_problem(version: int, cols: dict) -> str | None:
     if want is None:
         return f"it has an unknown schema version {version}"
     for table, have in cols.items():
-        if table in want and have != want[table] and not (version == 0 and have == _COLUMNS[table]):
+        if table in want and not _fits(have, want[table]) and not (version == 0 and _fits(have, _COLUMNS[table])):
             return f"its table '{table}' has columns ({', '.join(have)}), not those of schema {version or 1}"
     return None
+
+
+def _fits(have, want) -> bool:
+    """The columns a table has begin with those wanted (a column added later by ALTER
+    TABLE, at the end, does not make a database incompatible)."""
+    return have is not None and tuple(have[:len(want)]) == tuple(want)
 
 
 def damaged(sdir: str, why: str) -> StateDamaged:

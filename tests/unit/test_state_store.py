@@ -295,3 +295,21 @@ def test_a_damage_mark_applies_to_its_file_only(root):
     os.replace(db + ".backup", db)
     State(root, readonly=True).close()
     assert not os.path.exists(os.path.join(root, ".nodefile", "state.db.is-damaged"))
+
+
+def test_a_column_added_at_the_end_keeps_the_database_compatible(root):
+    """Another version may add a column (ALTER TABLE ... ADD COLUMN, at the end):
+    the database stays in use, never called damaged."""
+    State(root).close()
+    db = sqlite3.connect(os.path.join(root, ".nodefile", "state.db"))
+    db.execute("ALTER TABLE attempts ADD COLUMN key TEXT")
+    db.execute("ALTER TABLE files ADD COLUMN later TEXT")
+    db.commit()
+    db.close()
+    s = State(root)
+    s.put_stamp("a", (1, 2, 3, "h", 4, 5))
+    s.put_record("n", "k", {}, {}, "r", None)
+    s.close()
+    s = State(root, readonly=True)
+    assert s.stamps()["a"] == (1, 2, 3, "h", 4, 5) and s.record("n")["key"] == "k"
+    s.close()
