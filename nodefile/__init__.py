@@ -5,9 +5,13 @@ Imports are lazy so that `nodefile.job()` inside a recipe costs almost nothing.
 """
 from __future__ import annotations
 
-import os
+from .interrupts import install_early
 
-from .errors import BuildError, ConfigError, NodefileError
+install_early()  # the CLI: a Ctrl-C from here on exits 130 without a traceback (interrupts.py)
+
+import os  # noqa: E402
+
+from .errors import BuildError, ConfigError, NodefileError  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["build", "status", "job", "load_project", "Pipeline", "NodefileError", "BuildError", "ConfigError"]

@@ -380,6 +380,32 @@ def parse_resources(text: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. In the CLI process a Ctrl-C or SIGTERM at any moment exits 130
+    without a traceback (interrupts.py): here they raise KeyboardInterrupt, caught below."""
+    from .interrupts import exit_interrupted, hand_back, take_over
+    owned = take_over()
+    try:
+        try:
+            code = _main(argv)
+        finally:
+            if owned:
+                hand_back()
+    except KeyboardInterrupt:
+        while True:  # a second signal inside this handler: once more, until handed back
+            try:
+                if owned:
+                    hand_back()
+                sys.stderr.write("nodefile: interrupted\n")
+                code = ExitCode.INTERRUPTED
+                break
+            except KeyboardInterrupt:
+                continue
+    if owned and code == ExitCode.INTERRUPTED:
+        exit_interrupted()  # 130, never death by SIGINT (interrupts.py)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     prog = os.path.basename(sys.argv[0]) if sys.argv else "node"
     as_node = os.environ.pop("NODEFILE_AS_NODE", "") == "1" or prog == "node"
@@ -442,6 +468,13 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
         return ExitCode.OK
+    except Exception as e:  # a full or read-only disk, a damaged state database: one line
+        from .state import translate_error
+        err = translate_error(e)
+        if err is None:
+            raise
+        rep.error(str(err))
+        return err.exit_code
 
 
 if __name__ == "__main__":

@@ -48,14 +48,14 @@ def cmd_build(args, rep) -> int:
     if opts.jobs is not None and opts.jobs < 1:
         raise ConfigError("-j must be at least 1")
     opts.dry_run = args.dry_run or args.check  # --check never runs anything
-    from .engine import build_incremental
-    summary = None if args.force else build_incremental(opts, rep)  # a few nodes changed: without loading
-    if summary is None:
-        project = _project(args)
-        if args.force:
-            from .engine import expand_aliases
-            opts.force = frozenset(expand_aliases(project, resolve_targets(project, args.targets)))
-        summary = build(project, args.targets, opts, rep)
+    try:
+        summary = _build(args, opts, rep)
+    except Exception as e:  # the state database found malformed mid-build: once afresh
+        from .errors import StateDamaged
+        from .state import translate_error
+        if not isinstance(translate_error(e), StateDamaged):
+            raise
+        summary = _build(args, opts, rep, incremental=False)
     if args.json:
         emit("build", {"dry_run": opts.dry_run, "ok": summary.ok, "interrupted": summary.interrupted,
                        "elapsed_seconds": round(summary.elapsed, 3),
@@ -69,6 +69,18 @@ def cmd_build(args, rep) -> int:
     if summary.interrupted:
         return 130
     return 0 if summary.ok else 1
+
+
+def _build(args, opts, rep, incremental: bool = True):
+    from .engine import build_incremental
+    summary = None if args.force or not incremental else build_incremental(opts, rep)  # a few nodes changed
+    if summary is None:
+        project = _project(args)
+        if args.force:
+            from .engine import expand_aliases
+            opts.force = frozenset(expand_aliases(project, resolve_targets(project, args.targets)))
+        summary = build(project, args.targets, opts, rep)
+    return summary
 
 
 def cmd_check(args, rep) -> int:
@@ -572,9 +584,10 @@ def cmd_gc(args, rep) -> int:
         older = args.older_than * 86400 if args.older_than is not None else None
         entries = freed = 0
         from .pipeline import value_path
+        kept = set(project.nodes) | _requested_instances(args, project, session.records())
 
         def alive(n):  # a Pipeline's function node is not in the Nodefile: kept while its value is there
-            return n in project.nodes or os.path.exists(os.path.join(project.root, value_path(n)))
+            return n in kept or os.path.exists(os.path.join(project.root, value_path(n)))
         if session.cache is not None:
             entries, freed = session.cache.gc(alive, older)
         gone = [n for n in session.records() if not alive(n)]
@@ -586,7 +599,7 @@ def cmd_gc(args, rep) -> int:
             if not os.path.isdir(base):
                 continue
             for d in os.listdir(base):
-                if d not in {safe_filename(n) for n in project.nodes}:
+                if d not in {safe_filename(n) for n in kept}:
                     freed += _du(os.path.join(base, d))
                     import shutil
                     shutil.rmtree(os.path.join(base, d), ignore_errors=True)
@@ -621,6 +634,31 @@ def _gc_store(project, name: str, rep) -> int:
     rep.print(f"gc --store {name}: checked {manifests} manifest(s) and {blobs} blob(s); removed {len(removed)} "
               f"damaged entr{'y' if len(removed) == 1 else 'ies'}")
     return 0
+
+
+def _requested_instances(args, project, records: dict) -> set[str]:
+    """The recorded nodes that are instances of a pattern node still in the Nodefile:
+    made when a build asked for one of their outputs (`node build fits/lin.json`), they
+    are in the project only when asked for. The project is loaded again with the
+    recorded outputs of every node not in it as requests: those it then holds stay."""
+    recorded = {}
+    for name, rec in records.items():
+        if name in project.nodes:
+            continue
+        try:
+            recorded[name] = list(json.loads(rec["outputs"] or "{}"))
+        except (ValueError, TypeError):
+            continue
+    if not recorded:
+        return set()
+    requests = sorted({os.path.join(project.root, p) for outs in recorded.values() for p in outs})
+    from .cli import parse_set
+    try:
+        again = load_project(args.file, parse_set(getattr(args, "set", []) or []), check_sources=False,
+                             requests=tuple(requests))
+    except ConfigError:
+        return set(recorded)  # cannot tell: keep them (gc never drops what may be in use)
+    return {n for n in recorded if n in again.nodes}
 
 
 def _prune_logs(session, keep: int) -> int:

@@ -13,6 +13,7 @@ import time
 
 from . import graph, hashing
 from .errors import ConfigError
+from .interrupts import raise_interrupt
 from .model import Project, Summary
 from .runner import Runner
 from .session import (LOAD, TRANSFERS, Options, ProjectLock, Session, _move_aside,  # noqa: F401
@@ -212,12 +213,20 @@ def _incremental(ix, options, reporter, t0, root, rec, paths, argv, cwd):
 def _run(project: Project, names, order, limits, options: Options, reporter, t0: float,
          partial: _Partial | None = None, executor=None) -> Summary:
     from .scheduler import Scheduler
-    session = Session(project, lazy=partial is not None)
-    lock = ProjectLock(session.dir)
+    from .state import state_dir
+    lock = ProjectLock(state_dir(project.root))
+    lock.acquire(options.wait_for_lock, on_wait=reporter.info)  # before the state: a damaged one is moved
+    try:
+        session = Session(project, lazy=partial is not None, recover=True)
+    except BaseException:
+        lock.release()
+        raise
     here = os.getcwd()
     try:
         os.chdir(project.root)  # recipes run here (posix_spawn cannot chdir); restored below
-        lock.acquire(options.wait_for_lock, on_wait=reporter.info)
+        if session.state.recovered:
+            why, kept = session.state.recovered
+            reporter.warn(f"the state database was damaged ({why}): kept as {_rel(kept)}; starting afresh")
         build_id = session.state.start_build(names)
         _remove_tree(os.path.join(session.dir, "tmp"))  # partial fetches of a killed build
         runner = Runner(session, options, reporter, build_id)
@@ -272,13 +281,16 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         sched = Scheduler(order, deps, priority, limits, executor, runner,
                           keep_going=options.keep_going)
         status = 0
-        old = signal.signal(signal.SIGTERM, _raise_interrupt)
+        old = signal.signal(signal.SIGTERM, raise_interrupt)
         try:
             try:
                 sched.run()
             finally:
                 runner.flush()
-        except KeyboardInterrupt:
+        except BaseException as e:
+            if not isinstance(e, KeyboardInterrupt):
+                executor.cancel_all()  # a full disk, a damaged database: no recipe left running
+                raise
             runner.summary.interrupted = True
             # a second Ctrl-C must not cut the clean-up short (recipes left running)
             prev_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -307,6 +319,8 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         if session._learner is not None:
             session._learner.end_build()  # the medians' lists, for the next lazy build
         session.state.end_build(build_id, status)
+        if session.state.recovered:
+            _report_restored(session, runner, reporter)
         if options.noop_record and status == 0 and not summary.skipped and not volatile(project, order):
             # every node is up to date now: record it (nodes skipped as unaffected were
             # checked through the previous record, so its paths are part of this one)
@@ -319,9 +333,11 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
             executor.close()  # also when the build stopped early: no cluster left behind
         from . import fastpath
         fastpath.PENDING = None  # used up: later commands in this process stat afresh
-        session.close()
-        lock.release()
-        os.chdir(here)
+        try:
+            session.close()
+        finally:
+            lock.release()
+            os.chdir(here)
 
 
 def drop_removed_instances(session: Session, reporter) -> list[str]:
@@ -511,8 +527,16 @@ def _remove_tree(path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+def _rel(path: str) -> str:
+    return os.path.relpath(path) if os.path.isabs(path) else path
+
+
+def _report_restored(session, runner, reporter) -> None:
+    """After starting afresh from a damaged state: how much came back from the cache."""
+    loads = sum(1 for a in session.state.attempts(build_id=runner.build_id)
+                if a["kind"] == "load" and a["outcome"] == "ok")
+    ran = len(runner.summary.built) - loads
+    reporter.warn(f"started afresh: {loads} node(s) restored from the local cache, {ran} rebuilt")
 
 
 def _workers(session, run_log: str, token: str):

@@ -73,3 +73,18 @@ class BuildError(NodefileError):
 
 class Interrupted(NodefileError):
     exit_code = 130
+
+
+class StateDamaged(NodefileError):
+    """The state database is damaged or of an incompatible schema (state.py)."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason
+
+
+class DiskError(NodefileError):
+    """A write under .nodefile/ (or an output) failed: disk full, read-only, no permission.
+    The state is left as it was."""
+
+    exit_code = 1

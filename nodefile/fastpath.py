@@ -1,7 +1,7 @@
 """The no-op fast path: `node build` when nothing changed costs one stat per file.
 
 After a build in which every node was up to date, the build records the stat
-(size, mtime_ns, inode) of every file its decision read: the Nodefile and
+(size, mtime_ns, inode, ctime_ns) of every file its decision read: the Nodefile and
 templates, scripts and the files they import, inputs, outputs, and the folders
 whose listing matters (globs, import resolution). The same command line run
 again in the same folder only re-stats that list; when every stat matches it
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-VERSION = 7  # bump with the key format (model.FORMAT_VERSION) or the record layout
+VERSION = 8  # 8: the ctime joined the stat. Bump with the key format (model.FORMAT_VERSION) or the record layout
 
 # What try_noop saw when the record did not match: (root, canonical argv, cwd, record,
 # paths, the current stats packed and joined). The build that follows uses it
@@ -65,8 +65,9 @@ def record_path(root: str, argv, cwd: str) -> str:
     return os.path.join(root, ".nodefile", "noop", f"{h:08x}")
 
 
-_MISSING = (-1, -1, -1)
-_RACY = (-2, -2, -2)  # recorded for a file too fresh to trust its stat: never matches
+STAT = 32  # bytes of one packed stat: (mtime_ns, size, inode, ctime_ns)
+_MISSING = (-1, -1, -1, -1)
+_RACY = (-2, -2, -2, -2)  # recorded for a file too fresh to trust its stat: never matches
 
 
 def _read(root: str, argv, cwd: str):
@@ -84,7 +85,7 @@ def _read(root: str, argv, cwd: str):
 
 def _stat_all(paths, out: list) -> None:
     import struct
-    pack = struct.Struct("qqq").pack
+    pack = struct.Struct("qqqq").pack
     stat = os.stat
     missing = pack(*_MISSING)
     append = out.append
@@ -94,11 +95,11 @@ def _stat_all(paths, out: list) -> None:
         except OSError:
             append(missing)
             continue
-        append(pack(st.st_mtime_ns, st.st_size, st.st_ino))
+        append(pack(st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns))
 
 
 def _stamps(root: str, paths: list[str]) -> list[bytes]:
-    """The packed (mtime_ns, size, inode) of each path, statted relative to root, in
+    """The packed (mtime_ns, size, inode, ctime_ns) of each path, statted relative to root, in
     this thread. (Two threads were tried: on this 2-core machine their GIL hand-offs
     made the no-op at 10,000 nodes slower one run in four, up to 2x, and cost twice
     the CPU; docs/decisions.md.)"""
@@ -131,7 +132,7 @@ def try_noop(argv: list[str]) -> str | None:
     # where 20,000 path strings and stat tuples cost as much as the stats themselves
     paths = joined.split("\0")
     now = _stamps(root, [paths[i] for i in sources])
-    if any(s != packed[24 * i:24 * i + 24] for s, i in zip(now, sources)):
+    if any(s != packed[STAT * i:STAT * i + STAT] for s, i in zip(now, sources)):
         # a Nodefile or template changed: the build checks the whole project whatever
         # else changed, so the other stats are not taken (20,000 at 10,000 nodes)
         PENDING = (root, canonical(argv), cwd, rec, paths, None)
@@ -173,7 +174,7 @@ def changed_since_record(root: str, argv, cwd: str, limit: int = 1000) -> set[st
     return None if len(at) > limit else {paths[i] for i in at}
 
 
-def differing(a: bytes, b: bytes, limit: int, size: int = 24, block: int = 256) -> list[int]:
+def differing(a: bytes, b: bytes, limit: int, size: int = STAT, block: int = 256) -> list[int]:
     """The indices of the size-byte entries in which a and b (of equal length) differ,
     up to limit + 1 of them: blocks of entries are compared at memcmp speed and only
     a differing block is looked into."""
@@ -210,7 +211,7 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
     it, so reuse can cost a check but never hides a change. digest: the parsed
     project the record is for (the node index, write_index). prior: paths recorded
     before (the record try_noop checked: then only `paths` is looked up in it).
-    hashed: path -> (mtime_ns, size, inode, device, ...) when the build hashed it (None:
+    hashed: path -> (mtime_ns, size, inode, device, is a folder, ctime_ns) when the build hashed it (None:
     missing then), Hasher.stats. Such a path is recorded with that stat, not one
     taken now: an input edited after its node ran, while the build went on, must
     differ next time (a stat taken now would hide the edit for good). sources: the
@@ -220,7 +221,7 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
     import time
     from .fsclock import racy_ns
     clock = time.time_ns()
-    pack = struct.Struct("qqq").pack
+    pack = struct.Struct("qqqq").pack
 
     def fresh_stamp(p: str):
         """The packed stat of p as the build hashed it (else now); RACY when it is too
@@ -233,18 +234,18 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
             seen = hashed[p]
             if seen is None:
                 return pack(*_MISSING)
-            mtime, size, ino, dev = seen[:4]
+            mtime, size, ino, dev, _, ctime = seen[:6]
         else:
             try:
                 st = os.stat(os.path.join(root, p))
             except OSError:
                 return pack(*_MISSING)
-            mtime, size, ino, dev = st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev
+            mtime, size, ino, dev, ctime = st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev, st.st_ctime_ns
             if STARTED_NS is not None:
                 since = min(clock, STARTED_NS)
-        if mtime > since - racy_ns(dev):
+        if max(mtime, ctime) > since - racy_ns(dev):
             return pack(*_RACY)
-        return pack(mtime, size, ino)
+        return pack(mtime, size, ino, ctime)
 
     paths = paths if isinstance(paths, (set, frozenset)) else set(paths)
     seen = pending(root, argv, cwd) if fresh is not None else None
@@ -269,7 +270,7 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
         redo = set(differing(seen[5], seen[3][5], len(plist)))
         redo.update(i for i in (_position(plist, p) for p in fresh) if i >= 0)
         for i in sorted(redo):
-            buf[24 * i:24 * i + 24] = fresh_stamp(plist[i])
+            buf[STAT * i:STAT * i + STAT] = fresh_stamp(plist[i])
         packed, joined = bytes(buf), seen[3][4]
     else:
         plist = sorted(every if every is not None else paths.union(prior))

@@ -1,7 +1,7 @@
 """xxh3-128 of files behind a stat cache, and the node key.
 
-A file's hash is re-read only when its stat (size, mtime_ns, inode) changed, or
-when its mtime lies within its filesystem's timestamp granularity of the moment
+A file's hash is re-read only when its stat (size, mtime_ns, ctime_ns, inode)
+changed, or when its mtime or ctime lies within its filesystem's timestamp granularity of the moment
 its hash was recorded (fsclock.racy_ns: 20 ms on ext4/xfs/btrfs/tmpfs, 2 s
 elsewhere): a write in the same tick as our read would otherwise go unseen
 (git's "racy clean" problem). Such a file is re-hashed until its stamp is old enough.
@@ -147,7 +147,7 @@ class Hasher:
         self.memo: dict[str, str | None] = {}
         self.bytes_read = 0
         self.seen: set[str] = set()  # every path consulted (for the no-op fast path)
-        # path -> (mtime_ns, size, inode, device, is a folder) as hashed, None when it was
+        # path -> (mtime_ns, size, inode, device, is a folder, ctime_ns) as hashed, None when it was
         # missing: the no-op record keeps these, never a later stat (an edit after the
         # hash must show); size() and kind() answer from them
         self.stats: dict[str, tuple | None] = {}
@@ -177,7 +177,7 @@ class Hasher:
             self.stats[key] = None
             return None
         is_dir = statmod.S_ISDIR(st.st_mode)
-        self.stats[key] = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev, is_dir)
+        self.stats[key] = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev, is_dir, st.st_ctime_ns)
         h = self._tree(key) if is_dir else self._file(key, st)
         self.memo[key] = h
         return h
@@ -206,15 +206,18 @@ class Hasher:
     def _file(self, rel: str, st: os.stat_result) -> str:
         old = self.state.stamp(rel)
         racy = racy_ns(st.st_dev)
+        # the ctime too: a same-size rewrite whose mtime was restored (cp -p, rsync -t,
+        # touch -r) keeps size, mtime and inode, but the kernel sets its ctime
         if old is not None and old[0] == st.st_size and old[1] == st.st_mtime_ns and old[2] == st.st_ino \
-                and old[4] - st.st_mtime_ns > racy:
+                and old[5] == st.st_ctime_ns and old[4] - max(st.st_mtime_ns, st.st_ctime_ns) > racy:
             return old[3]
         now = time.time_ns()
         h = hash_file_content(self.abspath(rel), st.st_size)
         self.bytes_read += st.st_size
         if old is None or old[3] != h or old[0] != st.st_size or old[1] != st.st_mtime_ns \
-                or old[2] != st.st_ino or old[4] - st.st_mtime_ns <= racy:
-            self.state.put_stamp(rel, (st.st_size, st.st_mtime_ns, st.st_ino, h, now))
+                or old[2] != st.st_ino or old[5] != st.st_ctime_ns \
+                or old[4] - max(st.st_mtime_ns, st.st_ctime_ns) <= racy:
+            self.state.put_stamp(rel, (st.st_size, st.st_mtime_ns, st.st_ino, h, now, st.st_ctime_ns))
         return h
 
     def _tree(self, rel: str) -> str:
@@ -232,7 +235,7 @@ class Hasher:
                     st = os.stat(full)
                 except OSError:
                     continue
-                self.stats[child] = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev, False)
+                self.stats[child] = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev, False, st.st_ctime_ns)
                 items.append((sub, self._file(child, st)))
         items.sort()
         return tree_hash(items)

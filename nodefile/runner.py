@@ -31,6 +31,24 @@ def _tail(path: str | None, n: int = 12) -> str:
     return "\n".join("    " + line for line in lines[-n:])
 
 
+def signal_name(n: int) -> str:
+    import signal
+    try:
+        return signal.Signals(n).name
+    except ValueError:
+        return f"signal {n}"
+
+
+def exit_problem(code: int, kind: str = "") -> str:
+    """"killed by SIGKILL" for a recipe a signal ended (a negative status); a shell's
+    128 + N says which signal ended a command in it."""
+    if code < 0:
+        return f"killed by {signal_name(-code)}"
+    if kind == "shell" and 128 < code <= 128 + 64 and not signal_name(code - 128).startswith("signal"):
+        return f"exited with status {code} (a command in it was killed by {signal_name(code - 128)})"
+    return f"exited with status {code}"
+
+
 MAX_RERUNS = 3  # re-runs of a node whose inputs changed while it ran, before it fails
 INLINE_CACHE_BYTES = 1 << 20  # outputs up to this size are cached in the build thread
 GROUP_COMMIT = 0.05  # seconds of finished attempts recorded in one transaction
@@ -363,7 +381,7 @@ class Runner:
         elif fin.timed_out:
             problem = f"timed out after {spec.timeout:g}s"
         elif fin.exit_code != 0:
-            problem = f"exited with status {fin.exit_code}"
+            problem = exit_problem(fin.exit_code, spec.recipe.kind)
         else:
             self.s.hasher.invalidate(node.output_paths)
             problem = self._check_outputs(node)

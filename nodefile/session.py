@@ -80,10 +80,11 @@ def resolve_targets(project: Project, targets, cwd: str | None = None) -> list[s
 class Session:
     """The project, its state store and a hasher: what every command works with."""
 
-    def __init__(self, project: Project, readonly: bool = False, lazy: bool = False):
+    def __init__(self, project: Project, readonly: bool = False, lazy: bool = False, recover: bool = False):
         self.project = project
         self.lazy = lazy  # a few nodes of a big project: read their records and stamps one by one
-        self.state = State(project.root, readonly=readonly, lazy=lazy)
+        # recover (a build): a damaged state database is moved aside and started afresh
+        self.state = State(project.root, readonly=readonly, lazy=lazy, recover=recover)
         self.hasher = hashing.Hasher(project.root, self.state)
         self.dir = self.state.dir
         self._records = None
@@ -233,17 +234,22 @@ class ProjectLock:
             if on_wait:
                 on_wait(f"waiting for the project lock, held by {holder}")
             fcntl.flock(self.fd, fcntl.LOCK_EX)
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, json.dumps({"pid": os.getpid(), "since": time.time(),
-                                       "argv": " ".join(os.sys.argv)}).encode(), 0)
+        data = json.dumps({"pid": os.getpid(), "since": time.time(), "argv": " ".join(os.sys.argv)}).encode()
+        os.pwrite(self.fd, data, 0)  # over the last holder's, then cut to length: never empty
+        os.ftruncate(self.fd, len(data))
 
     def holder(self) -> str:
-        try:
-            with open(self.path) as f:
-                h = json.load(f)
-            return f"pid {h['pid']}, `{h.get('argv', '?')}`, since {time.strftime('%H:%M:%S', time.localtime(h['since']))}"
-        except (OSError, ValueError, KeyError):
-            return "another process"
+        """Who holds the lock, from what it wrote there. A holder that has just taken it
+        may not have written yet (or be half-way): read again for a moment."""
+        for _ in range(20):
+            try:
+                with open(self.path) as f:
+                    h = json.load(f)
+                since = time.strftime('%H:%M:%S', time.localtime(h['since']))
+                return f"pid {h['pid']}, `{h.get('argv', '?')}`, since {since}"
+            except (OSError, ValueError, KeyError, TypeError):
+                time.sleep(0.01)
+        return "another process"
 
     def release(self) -> None:
         if self.fd is not None:

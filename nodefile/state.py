@@ -3,6 +3,14 @@
 Tables: file stamps (the stat cache), node records, builds, attempts. Only the
 build process writes node records, one transaction per finished node, so a
 killed build loses at most the nodes that were running.
+
+A damaged or incompatible database is detected when it is opened (its header,
+its size, its schema version and columns) or when a query finds it malformed
+(translate_error marks it damaged for the next open): read-only commands raise
+StateDamaged with the fix; a build (recover=True) moves the file aside, kept as
+state.db.damaged-<time>, and starts afresh. A schema-1 database (no ctime in the
+stat cache) is migrated in place: its stamps then match no stat, so files are
+re-hashed once.
 """
 from __future__ import annotations
 
@@ -11,15 +19,17 @@ import os
 import sqlite3
 import time
 
+from .errors import DiskError, StateDamaged
 from .hashing import dumps
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # PRAGMA user_version; 0 in a schema-1 database (which did not set it)
+DAMAGED_MARK = "state.db.is-damaged"  # written when a query finds the database malformed
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT);
 CREATE TABLE IF NOT EXISTS files(
   path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER,
-  hash TEXT, recorded_ns INTEGER);
+  hash TEXT, recorded_ns INTEGER, ctime_ns INTEGER);
 CREATE TABLE IF NOT EXISTS nodes(
   name TEXT PRIMARY KEY, key TEXT, parts TEXT, outputs TEXT, built_ns INTEGER,
   recipe TEXT, build_id INTEGER, incomplete INTEGER DEFAULT 0);
@@ -34,6 +44,22 @@ CREATE TABLE IF NOT EXISTS attempts(
 CREATE INDEX IF NOT EXISTS attempts_node ON attempts(node, build_id);
 """
 
+# the columns of each table, by schema version (a database is checked against them)
+_COLUMNS_1 = {
+    "meta": ("k", "v"),
+    "files": ("path", "size", "mtime_ns", "ino", "hash", "recorded_ns"),
+    "nodes": ("name", "key", "parts", "outputs", "built_ns", "recipe", "build_id", "incomplete"),
+    "builds": ("id", "started_ns", "ended_ns", "targets", "status", "pid"),
+    "attempts": ("id", "build_id", "node", "recipe", "kind", "attempt", "start_ns", "duration", "outcome",
+                 "failure", "bytes", "log", "exit_code", "message", "script_hash"),
+}
+_COLUMNS = dict(_COLUMNS_1, files=_COLUMNS_1["files"] + ("ctime_ns",))
+_STAMP_COLS = "size, mtime_ns, ino, hash, recorded_ns, ctime_ns"
+# columns named: a table may have more (added later, at the end)
+_PUT_STAMP = f"INSERT OR REPLACE INTO files(path, {_STAMP_COLS}) VALUES (?,?,?,?,?,?,?)"
+_PUT_NODE = ("INSERT OR REPLACE INTO nodes(name, key, parts, outputs, built_ns, recipe, build_id, incomplete) "
+             "VALUES (?,?,?,?,?,?,?,0)")
+
 
 _ATTEMPT_COLS = ("build_id", "node", "recipe", "kind", "attempt", "start_ns", "duration", "outcome",
                  "failure", "bytes", "log", "exit_code", "message", "script_hash", "key")
@@ -44,22 +70,29 @@ def state_dir(root: str) -> str:
     return os.path.join(root, ".nodefile")
 
 
+OPENED: list[str] = []  # the state folders opened by this process (translate_error names them)
+
+
 class State:
-    def __init__(self, root: str, readonly: bool = False, lazy: bool = False):
+    """recover: a damaged database is moved aside and a fresh one started (a build);
+    self.recovered then says (why, where the old file is kept)."""
+
+    def __init__(self, root: str, readonly: bool = False, lazy: bool = False, recover: bool = False):
         self.root = root
         self.dir = state_dir(root)
-        path = os.path.join(self.dir, "state.db")
-        self.exists = os.path.exists(path)
-        if readonly and not self.exists:
-            self.db = sqlite3.connect(":memory:")
-            self.db.executescript(_SCHEMA)
-        else:
-            from . import statedir
-            statedir.make(self.dir)
-            self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
-            self.db.execute("PRAGMA busy_timeout=60000")
-            if not self.exists or not readonly:
-                self._init_schema()
+        self.path = os.path.join(self.dir, "state.db")
+        self.recovered: tuple[str, str] | None = None
+        if self.dir not in OPENED:
+            OPENED.append(self.dir)
+        try:
+            self._open(readonly)
+        except StateDamaged as e:
+            if not recover:
+                from .fastpath import invalidate
+                invalidate(root)  # `node build` must not say "nothing to do" from a no-op record
+                raise
+            self.recovered = (e.reason, move_aside(self.dir))
+            self._open(readonly)
         self._stamps: dict = {}  # path -> stamp (None: known not recorded), as read or written
         self._all_stamps = False  # has every recorded stamp been read
         self.lazy = lazy  # read stamps one by one (a build of a few nodes in a big project)
@@ -69,6 +102,41 @@ class State:
         self._grouped = 0  # inside grouped(): node records and attempts wait in these lists
         self._node_rows: list = []  # until the group is written (one executemany per table)
         self._attempt_rows: list = []
+
+    def _open(self, readonly: bool) -> None:
+        path = self.path
+        self.exists = os.path.exists(path)
+        if readonly and not self.exists:
+            self.db = sqlite3.connect(":memory:")
+            self.db.executescript(_SCHEMA)
+            return
+        from . import statedir
+        statedir.make(self.dir)  # with its .gitignore
+        problem = _marked(self.dir) or (_header_problem(path) if self.exists else None)
+        if problem:
+            raise damaged(self.dir, problem)
+        self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        try:
+            self.db.execute("PRAGMA busy_timeout=60000")
+            if not self.exists or not self._current():
+                self._init_schema()  # create, or migrate (or refuse) an older schema
+            elif not readonly:
+                self.db.execute("PRAGMA synchronous=NORMAL")  # per connection (WAL mode is in the file)
+        except BaseException as e:
+            self.db.close()
+            raise translate_error(e) or e
+
+    def _columns(self) -> dict:
+        return {t: tuple(c for _, c in rows) for t, rows in _group(self.db.execute(
+            "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p "
+            "WHERE m.type = 'table' ORDER BY m.name, p.cid"))}
+
+    def _current(self) -> bool:
+        """Whether the database has this version's schema (else _init_schema migrates or refuses)."""
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            return False
+        cols = self._columns()
+        return all(_fits(cols.get(t), c) for t, c in _COLUMNS.items())
 
     def _records_change(self) -> None:
         """Any change to node records voids every recorded no-op (fastpath.py)."""
@@ -88,7 +156,7 @@ class State:
                 if self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
-                self.db.executescript(_SCHEMA)
+                self._migrate()
                 self._add_key_column()
                 return
             except sqlite3.OperationalError as e:
@@ -108,17 +176,41 @@ class State:
             if "duplicate column" not in str(e):
                 raise
 
+    def _migrate(self) -> None:
+        """Create the tables, or bring a schema-1 database to this version, in one
+        transaction (another process may do the same: the version is read inside it)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            cols = self._columns()
+            problem = _schema_problem(version, cols)
+            if problem:
+                raise damaged(self.dir, problem)
+            if version != SCHEMA_VERSION:
+                if "files" in cols and "ctime_ns" not in cols["files"]:
+                    self.db.execute("ALTER TABLE files ADD COLUMN ctime_ns INTEGER")
+                self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            for stmt in filter(str.strip, _SCHEMA.split(";")):
+                self.db.execute(stmt)
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
     def close(self) -> None:
-        self.flush_stamps()
-        self.db.close()
+        try:
+            self.flush_stamps()
+        finally:
+            self.db.close()
 
     # -- file stamps -------------------------------------------------------------------
     def stamps(self) -> dict:
-        """All recorded stamps, read in one query: path -> (size, mtime_ns, ino, hash, recorded_ns)."""
+        """All recorded stamps, read in one query: path -> (size, mtime_ns, ino, hash, recorded_ns, ctime_ns)."""
         if not self._all_stamps:
             known = {p: v for p, v in self._stamps.items() if v is not None}  # newer than the database
             self._stamps = {r[0]: r[1:] for r in self.db.execute(
-                "SELECT path, size, mtime_ns, ino, hash, recorded_ns FROM files")}
+                f"SELECT path, {_STAMP_COLS} FROM files")}
             self._stamps.update(known)
             self._all_stamps = True
         return self._stamps
@@ -129,7 +221,7 @@ class State:
             return self._stamps.get(path)
         if not self.lazy:
             return self.stamps().get(path)
-        r = self.db.execute("SELECT size, mtime_ns, ino, hash, recorded_ns FROM files WHERE path=?",
+        r = self.db.execute(f"SELECT {_STAMP_COLS} FROM files WHERE path=?",
                             (path,)).fetchone()
         self._stamps[path] = tuple(r) if r else None
         return self._stamps[path]
@@ -146,7 +238,7 @@ class State:
         self._dirty_stamps = {}
         try:
             with self._tx():
-                self.db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)", rows)
+                self.db.executemany(_PUT_STAMP, rows)
         except sqlite3.OperationalError:
             pass  # a read-only view (status, explain): the cache is only an optimisation
 
@@ -163,9 +255,9 @@ class State:
             if attempts:
                 self.db.executemany(_ADD_ATTEMPT, attempts)
             if nodes:
-                self.db.executemany("INSERT OR REPLACE INTO nodes VALUES (?,?,?,?,?,?,?,0)", nodes)
+                self.db.executemany(_PUT_NODE, nodes)
             if rows:
-                self.db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)", rows)
+                self.db.executemany(_PUT_STAMP, rows)
 
     # -- node records ----------------------------------------------------------------
     def records(self) -> dict:
@@ -312,3 +404,171 @@ class _Tx:
         if self.own:
             self.db.execute("ROLLBACK" if exc_type else "COMMIT")
         return False
+
+
+# -- a damaged or unwritable state ---------------------------------------------------------
+def _group(rows):
+    import itertools
+    return itertools.groupby(rows, key=lambda r: r[0])
+
+
+def _identity(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return f"{st.st_ino} {st.st_size} {st.st_mtime_ns}"
+
+
+def _marked(sdir: str) -> str | None:
+    """Why an earlier command found the database malformed (translate_error), or None.
+    The mark names the file it was written for: a database put back since (a backup
+    copied over it) is not that file, and the mark goes."""
+    mark = os.path.join(sdir, DAMAGED_MARK)
+    try:
+        with open(mark) as f:
+            why, _, who = f.read().partition("\n")
+    except OSError:
+        return None
+    if who.strip() and who.strip() != _identity(os.path.join(sdir, "state.db")):
+        try:
+            os.remove(mark)
+        except OSError:
+            pass
+        return None
+    return why.strip() or "found malformed by an earlier command"
+
+
+def _header_problem(path: str) -> str | None:
+    """What is wrong with the database file as its header and size show it (cheap:
+    100 bytes read), or None. The size is checked only without a write-ahead log,
+    which may hold pages the file does not have yet."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return None  # sqlite reports it, with its own words
+    if size == 0:
+        return None  # a new database
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\0"):
+        return "it is not a SQLite database"
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    try:
+        wal = os.path.getsize(path + "-wal")
+    except OSError:
+        wal = 0
+    if wal == 0 and page >= 512:
+        pages = int.from_bytes(head[28:32], "big")
+        valid = head[24:28] == head[92:96]  # the in-header page count is trustworthy
+        if size % page or (valid and pages * page > size):
+            return f"it is truncated ({size} bytes, {pages * page if valid else 'whole pages'} expected)"
+    return None
+
+
+def _schema_problem(version: int, cols: dict) -> str | None:
+    """None when the database is empty, of this schema, or of schema 1 (migrated)."""
+    if version > SCHEMA_VERSION:
+        return f"it was written by a newer nodefile (schema {version}; this one reads up to {SCHEMA_VERSION})"
+    want = _COLUMNS if version == SCHEMA_VERSION else _COLUMNS_1 if version == 0 else None
+    if want is None:
+        return f"it has an unknown schema version {version}"
+    for table, have in cols.items():
+        if table in want and not _fits(have, want[table]) and not (version == 0 and _fits(have, _COLUMNS[table])):
+            return f"its table '{table}' has columns ({', '.join(have)}), not those of schema {version or 1}"
+    return None
+
+
+def _fits(have, want) -> bool:
+    """The columns a table has begin with those wanted (a column added later by ALTER
+    TABLE, at the end, does not make a database incompatible)."""
+    return have is not None and tuple(have[:len(want)]) == tuple(want)
+
+
+def damaged(sdir: str, why: str) -> StateDamaged:
+    """The one-line error of read-only commands: what, and the fix."""
+    rel = _rel(os.path.join(sdir, "state.db"))
+    return StateDamaged(f"the state database {rel} is damaged or incompatible: {why}. Run `node build` to start "
+                        f"afresh: it keeps the damaged file as {rel}.damaged-<time> and restores what it can "
+                        f"from the local cache", reason=why)
+
+
+def move_aside(sdir: str) -> str:
+    """Move state.db (with its -wal and -shm) to state.db.damaged-<time>; never delete
+    it. The no-op records go (they vouch for node records that are gone)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = os.path.join(sdir, "state.db")
+    kept = f"{base}.damaged-{stamp}"
+    n = 1
+    while os.path.lexists(kept):
+        n += 1
+        kept = f"{base}.damaged-{stamp}-{n}"
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.lexists(base + suffix):
+            os.rename(base + suffix, kept + suffix)
+    try:
+        os.remove(os.path.join(sdir, DAMAGED_MARK))
+    except OSError:
+        pass
+    from .fastpath import invalidate
+    invalidate(os.path.dirname(sdir))
+    return kept
+
+
+def _rel(path: str) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("../..") else rel
+
+
+# what SQLite says of a damaged file ("no such table/column" is not among them: the
+# schema is checked when the database opens, and anything else would be a bug)
+_DAMAGE_WORDS = ("malformed", "not a database", "corrupt")
+_ERRNO_WORDS = {"ENOSPC": "the disk is full", "EDQUOT": "the disk quota is exceeded",
+                "EROFS": "the filesystem is read-only", "EACCES": "permission denied", "EPERM": "permission denied"}
+_FULL = ("ENOSPC", "EDQUOT")
+
+
+def translate_error(e: BaseException):
+    """A NodefileError with one clear line for a storage failure (disk full, read-only,
+    no permission) or a damaged database found by a query, or None for anything else.
+    A damaged database is marked so that the next command sees it when it opens."""
+    import errno
+    if isinstance(e, OSError) and e.errno is not None:
+        name = errno.errorcode.get(e.errno, "")
+        if name not in _ERRNO_WORDS:
+            return None
+        what = _rel(e.filename) if isinstance(e.filename, str) else "a file"
+        verb, fix = ("write", "free some space") if name in _FULL else ("use", "fix its permissions")
+        return DiskError(f"cannot {verb} {what}: {_ERRNO_WORDS[name]}. The state is as it was (a node not "
+                         f"finished is not recorded): {fix}, then run the command again")
+    if not isinstance(e, sqlite3.DatabaseError):
+        return None
+    sdir = OPENED[-1] if OPENED else ".nodefile"
+    rel = _rel(os.path.join(sdir, "state.db"))
+    msg = str(e).lower()
+    if any(w in msg for w in _DAMAGE_WORDS):
+        try:
+            with open(os.path.join(sdir, DAMAGED_MARK), "w") as f:
+                f.write(f"a query found it damaged ({e})\n{_identity(os.path.join(sdir, 'state.db'))}\n")
+            from .fastpath import invalidate
+            invalidate(os.path.dirname(sdir))
+        except OSError:
+            pass
+        return damaged(sdir, f"a query found it damaged ({e})")
+    if not isinstance(e, sqlite3.OperationalError):
+        return None  # a bug, not the disk: its traceback is wanted
+    why, fix = {"full": ("the disk is full", "free some space"),
+                "i/o": ("a disk I/O error (is the disk full?)", "free some space or check the disk"),
+                "locked": ("another process holds it locked", "wait for it to end"),
+                "busy": ("another process holds it locked", "wait for it to end")}.get(
+        next((w for w in ("full", "i/o", "locked", "busy") if w in msg), ""), (None, None))
+    if why is None and any(w in msg for w in ("readonly", "read-only", "unable to open", "permission")):
+        why, fix = f"{_rel(sdir)}/ is not writable ({e})", f"make {_rel(sdir)}/ writable"
+    if why is None:
+        why, fix = str(e), "fix that"
+    return DiskError(f"cannot use the state database {rel}: {why}. The state is as it was: "
+                     f"{fix}, then run the command again")

@@ -59,7 +59,7 @@ class _StatHasher:
             st = os.stat(self.abspath(rel))
         except OSError:
             return None
-        return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+        return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}"
 
 
 def watched_paths(project, names) -> frozenset[str]:

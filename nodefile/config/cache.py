@@ -39,7 +39,7 @@ def _stamp(path: str):
         st = os.stat(path)
     except OSError:
         return None
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)  # ctime: a cp -p over it shows
 
 
 def cache_key(nodefile: str, overrides: dict, requests, cwd: str) -> str:

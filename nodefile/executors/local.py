@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from ..interrupts import deferred
 from ..records import record
 from .helper import Helper, spawn_helper_argv
 from .spawner import GRACE, Procs, signal_group
@@ -184,7 +185,8 @@ class LocalExecutor:
                            failure=getattr(e, "failure", "transient"))
         with self._lock:
             self._thread_done.append(fin)
-        os.write(self._wake_w, b"x")
+            if self._wake_w is not None:
+                os.write(self._wake_w, b"x")
 
     def _which(self, name: str, path: str | None) -> str:
         """The program a bare command name runs, searched in the recipe's PATH once
@@ -231,22 +233,23 @@ class LocalExecutor:
 
     def _submit_cold(self, handle: int, spec) -> int:
         argv = list(spec.argv)
-        try:
-            exe = argv[0] if os.sep in argv[0] else self._which(argv[0], spec.env.get("PATH"))
-            if handle == self.helper_after and self.helper_after >= 0:
-                self.helper = Helper(spawn_helper_argv(self.run_log))
-            if self.helper is not None and self.helper.up():
-                self.helper.send(("run", handle, exe, argv, spec.env, spec.cwd, spec.log))
-                start = time.monotonic()
-            else:
-                start = self.inline.start(handle, exe, argv, spec.env, spec.cwd, spec.log)
-        except (OSError, ValueError) as e:  # ValueError: a NUL in an argument (a param's value)
-            msg = (cannot_start(argv[0], e) if isinstance(e, OSError)
-                   else f"cannot start {argv[0]}: {e}")  # the runner puts it in the log
-            self._early.append(Finished(handle, None, 0.0, error=msg))
-            return handle
-        deadline = start + spec.timeout if spec.timeout else None
-        self.procs[handle] = _Proc(start, deadline)
+        with deferred():  # a Ctrl-C between the spawn and the line below would leave it running, unknown
+            try:
+                exe = argv[0] if os.sep in argv[0] else self._which(argv[0], spec.env.get("PATH"))
+                if handle == self.helper_after and self.helper_after >= 0:
+                    self.helper = Helper(spawn_helper_argv(self.run_log))
+                if self.helper is not None and self.helper.up():
+                    self.helper.send(("run", handle, exe, argv, spec.env, spec.cwd, spec.log))
+                    start = time.monotonic()
+                else:
+                    start = self.inline.start(handle, exe, argv, spec.env, spec.cwd, spec.log)
+            except (OSError, ValueError) as e:  # ValueError: a NUL in an argument (a param's value)
+                msg = (cannot_start(argv[0], e) if isinstance(e, OSError)
+                       else f"cannot start {argv[0]}: {e}")  # the runner puts it in the log
+                self._early.append(Finished(handle, None, 0.0, error=msg))
+                return handle
+            deadline = start + spec.timeout if spec.timeout else None
+            self.procs[handle] = _Proc(start, deadline)
         return handle
 
     def submit_after(self, spec, earlier: int) -> int | None:
@@ -298,10 +301,17 @@ class LocalExecutor:
                 os.remove(self.run_log)
             except OSError:
                 pass
+        if not self.procs and not self.threads and self._wake_w is not None:
+            with self._lock:  # two descriptors a build: a long `node watch` ran out of them
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                self._wake_w = None
 
     def wake(self) -> None:
         """Thread-safe: make a blocked wait() return now (watch mode uses it to cancel)."""
-        os.write(self._wake_w, b"w")
+        with self._lock:
+            if self._wake_w is not None:
+                os.write(self._wake_w, b"w")
 
     def running(self) -> int:
         return len(self.procs) + len(self.threads)

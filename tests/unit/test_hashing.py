@@ -1,4 +1,4 @@
-"""nodefile.hashing: xxh3-128 behind a (size, mtime_ns, inode) stat cache, racy-git, node keys."""
+"""nodefile.hashing: xxh3-128 behind a (size, mtime_ns, ctime_ns, inode) stat cache, racy-git, node keys."""
 from __future__ import annotations
 
 import os
@@ -10,14 +10,18 @@ import xxhash
 from nodefile import hashing
 from nodefile.hashing import RACY_NS, Hasher, hash_bytes, hash_file_content, key_of, key_parts
 from nodefile.model import Entry, Node, Recipe
+from nodefile.fsclock import racy_ns
 from nodefile.state import State
 
 OLD = 10 * 1_000_000_000  # far enough in the past not to be racy
 
 
 def age(path, seconds_ago: float = 60.0) -> int:
+    """Set the mtime in the past; the ctime is now then, so wait out the racy window
+    (a stamp recorded within it of the ctime is not trusted)."""
     ns = time.time_ns() - int(seconds_ago * 1e9)
     os.utime(path, ns=(ns, ns))
+    time.sleep(racy_ns(os.stat(path).st_dev) / 1e9 + 0.002)
     return ns
 
 
@@ -170,6 +174,23 @@ def test_racy_write_with_same_size_and_mtime_is_detected(tmp_path, state):
     assert Hasher(str(tmp_path), state).hash("a.txt") == hash_bytes(b"bbbb")
 
 
+def test_same_size_rewrite_with_restored_mtime_is_seen_by_its_ctime(tmp_path, state):
+    """cp -p, rsync -t, touch -r: size, mtime and inode as recorded, only the ctime moved."""
+    f = tmp_path / "a.txt"
+    f.write_bytes(b"aaaa")
+    age(f)
+    assert Hasher(str(tmp_path), state).hash("a.txt") == hash_bytes(b"aaaa")
+    assert Hasher(str(tmp_path), state).hash("a.txt") == hash_bytes(b"aaaa")  # trusted now
+    st = os.stat(f)
+    time.sleep(0.01)
+    with open(f, "r+b") as fh:
+        fh.write(b"bbbb")
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    st2 = os.stat(f)
+    assert (st2.st_size, st2.st_mtime_ns, st2.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    assert Hasher(str(tmp_path), state).hash("a.txt") == hash_bytes(b"bbbb")
+
+
 def test_racy_stamp_becomes_trusted_once_old_enough(tmp_path, state, counted, monkeypatch):
     f = tmp_path / "a.txt"
     f.write_text("hello")
@@ -187,7 +208,7 @@ def test_stamp_is_recorded_with_stat(tmp_path, state):
     age(f)
     st = os.stat(f)
     Hasher(str(tmp_path), state).hash("a.txt")
-    size, mtime, ino, h, recorded = state.stamps()["a.txt"]
+    size, mtime, ino, h, recorded, ctime = state.stamps()["a.txt"]
     assert (size, mtime, ino, h) == (5, st.st_mtime_ns, st.st_ino, hash_bytes(b"hello"))
     assert recorded - mtime > RACY_NS
 

@@ -103,53 +103,53 @@ def test_builds_and_attempts(root, st):
 
 def test_stamps_flush_and_reload(root):
     s = State(root)
-    s.put_stamp("a.csv", (5, 100, 7, "h" * 32, 200))
-    assert s.stamps()["a.csv"] == (5, 100, 7, "h" * 32, 200)
+    s.put_stamp("a.csv", (5, 100, 7, "h" * 32, 200, 300))
+    assert s.stamps()["a.csv"] == (5, 100, 7, "h" * 32, 200, 300)
     other = State(root)
     assert "a.csv" not in other.stamps()  # not flushed yet
     other.close()
     s.flush_stamps()
     assert s._dirty_stamps == {}
     other = State(root)
-    assert other.stamps()["a.csv"] == (5, 100, 7, "h" * 32, 200)
+    assert other.stamps()["a.csv"] == (5, 100, 7, "h" * 32, 200, 300)
     other.close()
     s.close()
 
 
 def test_close_flushes_stamps(root):
     s = State(root)
-    s.put_stamp("b.csv", (1, 2, 3, "h", 4))
+    s.put_stamp("b.csv", (1, 2, 3, "h", 4, 5))
     s.close()
     s2 = State(root)
-    assert s2.stamps()["b.csv"] == (1, 2, 3, "h", 4)
+    assert s2.stamps()["b.csv"] == (1, 2, 3, "h", 4, 5)
     s2.close()
 
 
 def test_put_record_writes_pending_stamps_in_the_same_transaction(root):
     s = State(root)
-    s.put_stamp("in.csv", (1, 2, 3, "h", 4))
+    s.put_stamp("in.csv", (1, 2, 3, "h", 4, 5))
     s.put_record("n", "K", {}, {}, "python", 1)
     assert s._dirty_stamps == {}
     s2 = State(root)
-    assert s2.stamps()["in.csv"] == (1, 2, 3, "h", 4)
+    assert s2.stamps()["in.csv"] == (1, 2, 3, "h", 4, 5)
     s2.close()
     s.db.close()
 
 
 def test_put_stamp_replaces(root, st):
-    st.put_stamp("a", (1, 1, 1, "x", 1))
+    st.put_stamp("a", (1, 1, 1, "x", 1, 1))
     st.flush_stamps()
-    st.put_stamp("a", (2, 2, 2, "y", 2))
+    st.put_stamp("a", (2, 2, 2, "y", 2, 2))
     st.flush_stamps()
     s2 = State(root)
-    assert s2.stamps()["a"] == (2, 2, 2, "y", 2)
+    assert s2.stamps()["a"] == (2, 2, 2, "y", 2, 2)
     s2.close()
 
 
 def test_readonly_without_database_creates_nothing(tmp_path):
     s = State(str(tmp_path), readonly=True)
     assert s.records() == {} and s.record("x") is None and s.stamps() == {}
-    s.put_stamp("a", (1, 2, 3, "h", 4))
+    s.put_stamp("a", (1, 2, 3, "h", 4, 5))
     s.close()
     assert not (tmp_path / ".nodefile").exists()
 
@@ -218,3 +218,98 @@ def test_a_local_cache_manifest_cut_short_is_rejected_never_taken_for_an_entry(r
             f.write(data[:cut])
         with pytest.raises(StoreError, match="corrupt"):
             cache.manifest(key)
+
+
+# -- a damaged database ----------------------------------------------------------------------
+def _garbage(root):
+    State(root).close()
+    with open(os.path.join(root, ".nodefile", "state.db"), "wb") as f:
+        f.write(b"not a database" * 300)
+
+
+def test_damaged_database_is_refused_when_opened(root):
+    from nodefile.errors import StateDamaged
+    _garbage(root)
+    for readonly in (True, False):
+        with pytest.raises(StateDamaged, match="not a SQLite database.*node build"):
+            State(root, readonly=readonly)
+    assert open(os.path.join(root, ".nodefile", "state.db"), "rb").read(14) == b"not a database"
+
+
+def test_recover_moves_the_damaged_file_aside_and_starts_afresh(root):
+    _garbage(root)
+    s = State(root, recover=True)
+    why, kept = s.recovered
+    assert "not a SQLite database" in why
+    assert os.path.basename(kept).startswith("state.db.damaged-")
+    assert open(kept, "rb").read(14) == b"not a database"  # kept as it was
+    assert s.records() == {}
+    s.close()
+    assert State(root).recovered is None
+
+
+def test_a_newer_schema_is_refused_and_a_schema_1_database_migrated(root):
+    from nodefile.errors import StateDamaged
+    s = State(root)
+    s.put_record("n", "k", {}, {}, "r", None)
+    s.close()
+    db = sqlite3.connect(os.path.join(root, ".nodefile", "state.db"))
+    db.execute("ALTER TABLE files DROP COLUMN ctime_ns")
+    db.execute("PRAGMA user_version=0")
+    db.commit()
+    s = State(root, readonly=True)  # schema 1: upgraded, records kept
+    assert s.record("n")["key"] == "k"
+    s.close()
+    db.execute("PRAGMA user_version=7")
+    db.commit()
+    db.close()
+    with pytest.raises(StateDamaged, match="newer nodefile"):
+        State(root)
+
+
+def test_translate_error_words_storage_failures(root):
+    import errno
+    from nodefile.errors import DiskError
+    from nodefile.state import translate_error
+    e = translate_error(OSError(errno.ENOSPC, "No space left on device", "out.csv"))
+    assert isinstance(e, DiskError) and "cannot write out.csv: the disk is full" in str(e)
+    e = translate_error(sqlite3.OperationalError("database or disk is full"))
+    assert isinstance(e, DiskError) and "the disk is full" in str(e)
+    assert translate_error(ValueError("x")) is None
+    assert translate_error(sqlite3.ProgrammingError("a bug")) is None
+
+
+def test_a_damage_mark_applies_to_its_file_only(root):
+    """A query found the database malformed: the next open refuses it, until the file
+    is replaced (a backup copied back), which the mark does not name."""
+    import shutil
+    from nodefile.errors import StateDamaged
+    from nodefile.state import translate_error
+    State(root).close()
+    db = os.path.join(root, ".nodefile", "state.db")
+    shutil.copy(db, db + ".backup")
+    err = translate_error(sqlite3.DatabaseError("database disk image is malformed"))
+    assert isinstance(err, StateDamaged)
+    with pytest.raises(StateDamaged, match="a query found it damaged"):
+        State(root, readonly=True)
+    os.replace(db + ".backup", db)
+    State(root, readonly=True).close()
+    assert not os.path.exists(os.path.join(root, ".nodefile", "state.db.is-damaged"))
+
+
+def test_a_column_added_at_the_end_keeps_the_database_compatible(root):
+    """Another version may add a column (ALTER TABLE ... ADD COLUMN, at the end):
+    the database stays in use, never called damaged."""
+    State(root).close()
+    db = sqlite3.connect(os.path.join(root, ".nodefile", "state.db"))
+    db.execute("ALTER TABLE attempts ADD COLUMN key TEXT")
+    db.execute("ALTER TABLE files ADD COLUMN later TEXT")
+    db.commit()
+    db.close()
+    s = State(root)
+    s.put_stamp("a", (1, 2, 3, "h", 4, 5))
+    s.put_record("n", "k", {}, {}, "r", None)
+    s.close()
+    s = State(root, readonly=True)
+    assert s.stamps()["a"] == (1, 2, 3, "h", 4, 5) and s.record("n")["key"] == "k"
+    s.close()
