@@ -25,7 +25,9 @@ import stat
 from .errors import NodefileError
 
 STATE_DIR = ".nodefile"
-VALUES = "values"  # .nodefile/values/: function nodes' return values, the one output folder allowed there
+# the folders of .nodefile/ that hold artifacts nodefile itself declares as outputs: function
+# nodes' return values (.nodefile/values/NODE) and the stamps of imported doit tasks without targets
+ARTIFACT_DIRS = ("values", "doit")
 _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f\ud800-\udfff]")  # separators, controls, undecodable bytes
 _NAME_BYTES = 120  # room left in a 255-byte file name for ".N.recipe.log" and the like
 
@@ -97,9 +99,9 @@ class OutputGuard:
         if not _inside(real, self.root):
             return (f"output '{path}' lies outside the project: its folder '{folder}' is a symlink "
                     f"to {real_folder}")
-        values = (os.path.join(self.state, VALUES), os.path.join(self.state_real, VALUES))
-        if any(_inside(real, v) and real != v for v in values):
-            return None  # a function node's value (.nodefile/values/NODE): nodefile's own artifacts
+        owned = [os.path.join(s, d) for s in (self.state, self.state_real) for d in ARTIFACT_DIRS]
+        if any(_inside(real, d) and real != d for d in owned):
+            return None  # nodefile's own artifacts: function values, imported doit tasks' stamps
         if _inside(real, self.state) or _inside(real, self.state_real):
             return f"output '{path}' lies inside {STATE_DIR}/, which holds nodefile's own state"
         return None

@@ -302,7 +302,7 @@ def test_a_column_added_at_the_end_keeps_the_database_compatible(root):
     the database stays in use, never called damaged."""
     State(root).close()
     db = sqlite3.connect(os.path.join(root, ".nodefile", "state.db"))
-    db.execute("ALTER TABLE attempts ADD COLUMN key TEXT")
+    db.execute("ALTER TABLE attempts ADD COLUMN later_attempt TEXT")  # attempts.key is ours already
     db.execute("ALTER TABLE files ADD COLUMN later TEXT")
     db.commit()
     db.close()
