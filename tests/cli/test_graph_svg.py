@@ -170,3 +170,35 @@ def test_rendered_in_chromium(tmp_path, layout):
         sc = chromium([f"--screenshot={shot}", "--window-size=1200,900", url], tmp_path)
         assert sc.returncode == 0 and shot.stat().st_size > 5000, sc.stderr
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_durations_statuses_and_reasons_on_the_nodes(tmp_path):
+    p = write(tmp_path, {"Nodefile.toml": """
+        [nodes.a]
+        outputs = "a.txt"
+        shell = "sleep 0.2; echo > {outputs}"
+        [nodes.b]
+        outputs = "b.txt"
+        inputs = ["a", "b.in"]
+        shell = "cat a.txt b.in > {outputs}"
+        [nodes.c]
+        outputs = "c.txt"
+        inputs = ["raw.csv"]
+        shell = "cp raw.csv {outputs}"
+        """, "b.in": "x\n"})
+    run(p, "build", "b", check=0)
+    (p / "b.in").write_text("y\n")
+    for layout in ["python"] + (["dot"] if shutil.which("dot") else []):
+        svg = run(p, "graph", "--format", "svg", env=base_env(NODEFILE_LAYOUT=layout), check=0).stdout
+        groups = dict(re.findall(r'<g class="node" data-node="(\w)" (.*?)</g>', svg, re.S))
+        assert 'data-status="up to date"' in groups["a"] and "#b7e4b0" in groups["a"]
+        assert re.search(r">(2\d\dms|0\.\ds)</text>", groups["a"]), groups["a"]  # its last recipe's duration
+        assert 'data-status="stale"' in groups["b"] and "b.in" in groups["b"]  # why, on hover
+        assert 'data-status="blocked"' in groups["c"] and "raw.csv" in groups["c"], groups["c"]
+
+
+def test_chromium_is_required_when_ci_says_so(monkeypatch, tmp_path):
+    monkeypatch.setitem(globals(), "CHROMIUM", None)
+    monkeypatch.setenv("NODEFILE_REQUIRE_CHROMIUM", "1")
+    with pytest.raises(pytest.fail.Exception, match="chromium is not installed"):
+        chromium(["--version"], tmp_path)
