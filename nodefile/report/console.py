@@ -70,6 +70,10 @@ class Console:
         self._state = None  # (running specs, done, total) of the last tick: the block redrawn after a line
         self.colour = colour_on(self.out)
         self.colour_err = colour_on(self.err)
+        self._lock = None
+        if self.tty:
+            import threading
+            self._lock = threading.RLock()
         self.live = self.tty  # flush every line (watch mode sets it: output is read as it comes)
         self._flushed = 0.0
         self.started_at: dict[str, float] = {}
@@ -90,6 +94,12 @@ class Console:
             self._line = 0
 
     def print(self, text: str = "") -> None:
+        if self._lock is not None:  # a terminal: -v's streaming thread prints too
+            with self._lock:
+                return self._print(text)
+        return self._print(text)
+
+    def _print(self, text: str) -> None:
         self._clear()
         self.out.write(text + "\n")
         # every line on a terminal; otherwise (CI logs, pipes) at most every 0.2 s:
@@ -269,7 +279,8 @@ class Console:
                 self.err.flush()
             return
         self._state = (list(running), done, total)
-        self._draw(list(running), done, total)
+        with self._lock:
+            self._draw(list(running), done, total)
 
     def _draw(self, running, done: int, total: int) -> None:
         lines = self.block(running, done, total, time.monotonic())
