@@ -37,7 +37,8 @@ def dag_svg(names, nodes, status, reasons=None, durations=None, engine=None) -> 
     from .layout import box_width, layout
     reasons = reasons or {}
     durations = durations or {}
-    edges = [(d, n) for n in names for d in nodes[n].deps if d in nodes and d in set(names)]
+    shown = set(names)
+    edges = [(d, n) for n in names for d in nodes[n].deps if d in shown]
     lay = layout(list(names), edges, {n: box_width(n) for n in names}, engine)
     legend_y = lay.height + 8
     legend_w = 10 + sum(30 + len(text) * 6.6 for _, text in LEGEND)

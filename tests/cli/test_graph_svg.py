@@ -202,3 +202,23 @@ def test_chromium_is_required_when_ci_says_so(monkeypatch, tmp_path):
     monkeypatch.setenv("NODEFILE_REQUIRE_CHROMIUM", "1")
     with pytest.raises(pytest.fail.Exception, match="chromium is not installed"):
         chromium(["--version"], tmp_path)
+
+
+@pytest.mark.parametrize("engine", LAYOUTS)
+def test_no_edge_hides_on_random_dags(engine):
+    """Random DAGs with long edges, fans and labels of any width: every edge drawn,
+    none under a box it does not connect."""
+    import random
+
+    from nodefile.report.layout import box_width, layout
+    rng = random.Random(7)
+    for _ in range(12):
+        n = rng.randint(2, 40)
+        names = [("x" * rng.randint(1, 30)) + str(i) for i in range(n)]
+        edges = {(names[rng.randint(0, i - 1)], names[i]) for i in range(1, n) for _ in range(rng.randint(0, 3))}
+        lay = layout(names, sorted(edges), {m: box_width(m) for m in names}, engine)
+        assert lay.engine == engine
+        dag = Dag("")
+        dag.boxes = lay.boxes
+        dag.edges = lay.edges
+        check_geometry(dag, names, edges)
