@@ -134,7 +134,8 @@ EXAMPLES = {
              "node check --json",
     "watch": "node watch report -j 2\n"
              "node watch --poll 1           # on a network drive",
-    "graph": "node graph | dot -Tsvg > dag.svg\n"
+    "graph": "node graph --format html > dag.html\n"
+             "node graph | dot -Tsvg > dag.svg\n"
              "node graph --format mermaid\n"
              "node graph --json",
     "report": "node report -o report.html",
@@ -231,9 +232,9 @@ def make_parser(only: str | None = None):
     s.add_argument("--check", action="store_true", help="exit 1 when a node is stale or missing (for CI)")
     cmd("explain", "why a node is stale: which part of its key changed, old -> new")
     cmd("check", "validate the Nodefile: every error at once", targets=False)
-    sp = cmd("graph", "the DAG as DOT, Mermaid or JSON, coloured by status")
-    sp.add_argument("--format", choices=("dot", "mermaid", "json"), default="dot",
-                    help="the output format (default: dot)")
+    sp = cmd("graph", "the DAG as DOT, Mermaid, JSON, SVG or HTML, coloured by status")
+    sp.add_argument("--format", choices=("dot", "mermaid", "json", "svg", "html"), default="dot",
+                    help="the output format (default: dot); svg and html are laid out, with a legend")
     cmd("job", "write the job manifest of a node and print how to run its recipe by hand")
     cmd("touch", "accept the current outputs as up to date")
     cmd("clean", "remove the outputs of targets (default: every node)")

@@ -403,6 +403,7 @@ def cmd_graph(args, rep) -> int:
     session = Session(project, readonly=True)
     try:
         plan = session.plan(names)
+        attempts = session.state.attempts() if args.format in ("svg", "html") else []
     finally:
         session.close()
     color = {"up to date": "palegreen", "stale": "gold", "missing": "lightcoral", "blocked": "lightgrey"}
@@ -411,7 +412,14 @@ def cmd_graph(args, rep) -> int:
     def status(n):
         return "blocked" if n in blocked else plan[n].status.value
 
-    if args.format == "json" or args.json:
+    if args.format in ("svg", "html"):
+        from .report.html import dag_svg, graph_page, last_durations
+        durations = last_durations(attempts)
+        why = {n: blocked.get(n) or "; ".join(str(r) for r in plan[n].reasons[:3]) for n in names}
+        svg = dag_svg(names, project.nodes, {n: "alias" if project.nodes[n].is_alias else status(n) for n in names},
+                      why, durations)
+        rep.print(graph_page(f"nodefile graph: {project.name}", svg) if args.format == "html" else svg)
+    elif args.format == "json" or args.json:
         from .fncall import returns_entry
 
         def value(n):  # the output holding a function node's return value
@@ -468,14 +476,15 @@ def cmd_watch(args, rep) -> int:
 def cmd_report(args, rep) -> int:
     """Write an HTML report: the DAG, a build's timeline (the last that ran recipes, or
     --build N), learned estimates."""
-    from .report.html import render
+    from .report.html import last_durations, render
     project = _project(args)
     names = _names(project, [])
     session = Session(project, readonly=True)
     try:
         plan = session.plan(names)
         builds: dict[int, list] = {}
-        for a in session.state.attempts():
+        every = session.state.attempts()
+        for a in every:
             builds.setdefault(a["build_id"], []).append(a)
         wanted = getattr(args, "build", None)
         if wanted is not None and wanted not in builds:
@@ -498,7 +507,8 @@ def cmd_report(args, rep) -> int:
         session.close()
     out = args.output or os.path.join(project.root, ".nodefile", "report.html")
     with open(out, "w") as f:
-        f.write(render(project, names, plan, attempts, estimates, wanted))
+        f.write(render(project, names, plan, attempts, estimates, wanted, last_durations(every),
+                       graph.blocked(project, names)))
     rep.print(f"wrote {os.path.relpath(out)}")
     return 0
 

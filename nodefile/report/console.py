@@ -1,4 +1,10 @@
-"""The console reporter: a live progress line on a terminal, plain lines otherwise.
+"""The console reporter: a live status block on a terminal, plain lines otherwise.
+
+On a terminal (stderr), below the `ok` / `skip` / `FAILED` lines, a block of a few
+lines is redrawn in place: a bar with done/total and the ETA, then one line per
+running node with its elapsed and expected time. Every printed line clears the
+block, writes itself and redraws the block, so it is always there. Colour when the
+stream is a terminal and `NO_COLOR` is unset (https://no-color.org).
 
 Plain ANSI rather than rich: importing rich costs ~40 ms, a large share of a
 no-op build's budget (see docs/decisions.md).
@@ -21,6 +27,30 @@ def fmt_seconds(s: float) -> str:
     return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
 
 
+BAR_WIDTH = 24
+SHOWN_RUNNING = 5  # running nodes listed under the bar ("+N more" after them)
+GREEN, RED, YELLOW, DIM, BOLD, CYAN = "32", "31", "33", "2", "1", "36"
+
+
+def colour_on(stream) -> bool:
+    """Colour for this stream: a terminal, `NO_COLOR` unset or empty, `TERM` not dumb."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def paint(text: str, code: str, on: bool) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m" if on else text
+
+
+def bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
+    full = width if total <= 0 else min(width, done * width // total)
+    return "█" * full + "░" * (width - full)
+
+
 def _seconds_env(name: str, default: float) -> float:
     try:
         return max(0.0, float(os.environ.get(name, default)))
@@ -36,7 +66,14 @@ class Console:
         self.tty = self.err.isatty() if tty is None else tty
         if os.environ.get("NODEFILE_PROGRESS") == "plain":
             self.tty = False
-        self._line = False
+        self._line = 0  # lines of the status block on the terminal (0: none drawn)
+        self._state = None  # (running specs, done, total) of the last tick: the block redrawn after a line
+        self.colour = colour_on(self.out)
+        self.colour_err = colour_on(self.err)
+        self._lock = None
+        if self.tty:
+            import threading
+            self._lock = threading.RLock()
         self.live = self.tty  # flush every line (watch mode sets it: output is read as it comes)
         self._flushed = 0.0
         self.started_at: dict[str, float] = {}
@@ -50,12 +87,19 @@ class Console:
 
     # -- plumbing ------------------------------------------------------------------------
     def _clear(self) -> None:
+        """Erase the status block (the cursor is left at the start of its first line)."""
         if self._line:
-            self.err.write("\r\x1b[2K")
+            self.err.write("\r\x1b[2K" + "\x1b[1A\x1b[2K" * (self._line - 1))
             self.err.flush()
-            self._line = False
+            self._line = 0
 
     def print(self, text: str = "") -> None:
+        if self._lock is not None:  # a terminal: -v's streaming thread prints too
+            with self._lock:
+                return self._print(text)
+        return self._print(text)
+
+    def _print(self, text: str) -> None:
         self._clear()
         self.out.write(text + "\n")
         # every line on a terminal; otherwise (CI logs, pipes) at most every 0.2 s:
@@ -64,6 +108,12 @@ class Console:
         if self.live or now - self._flushed >= 0.2:
             self.out.flush()
             self._flushed = now
+        self._redraw()
+
+    def _redraw(self) -> None:
+        """The status block again, below the line just printed."""
+        if self.tty and self._state is not None and self.verbosity >= 0:
+            self._draw(*self._state)
 
     def info(self, text: str) -> None:
         if self.verbosity >= 0:
@@ -77,6 +127,7 @@ class Console:
         self._clear()
         self.err.write(f"warning: {text}\n")
         self.err.flush()
+        self._redraw()
 
     def waiting(self, text: str) -> None:
         """A transfer waits on a slow store (called from a transfer thread)."""
@@ -84,6 +135,7 @@ class Console:
             self._clear()
             self.err.write(f"... {text}\n")
             self.err.flush()
+            self._redraw()
 
     def error(self, text: str) -> None:
         self._clear()
@@ -147,20 +199,30 @@ class Console:
                 self.streams.pop(result.node, None)
         if self.eta is not None:
             self.eta.settle(result.node)
+        if self._state is not None:  # the block drawn after this line no longer shows it running
+            running, done, total = self._state
+            self._state = ([s for s in running if s.node != result.node], min(done + 1, total), total)
         o = result.outcome
         if o is Outcome.OK:
             if self.verbosity >= 0:
                 via = f" via {result.recipe}" if result.recipe else ""
                 via += " (warm)" if result.warm else ""
                 via += f" on {result.worker}" if result.worker else ""
-                self.print(f"ok   {result.node}  {fmt_seconds(result.duration)}{via}")
+                self.print(f"{paint('ok', GREEN, self.colour)}   {result.node}  "
+                           f"{fmt_seconds(result.duration)}{via}")
         elif o is Outcome.FAILED:
             self._clear()
-            self.err.write(f"FAILED {result.node}: {result.message}\n")
+            head, _, rest = result.message.partition("\n")
+            head = paint(f"FAILED {result.node}: {head}", RED + ";" + BOLD, self.colour_err)
+            if rest and self.colour_err:
+                rest = "\n".join(paint(x, RED, True) if x.lstrip().startswith("log:") else x
+                                 for x in rest.split("\n"))
+            self.err.write(head + ("\n" + rest if rest else "") + "\n")
             self.err.flush()
+            self._redraw()
         elif o is Outcome.SKIPPED:
             if self.verbosity >= 0:
-                self.print(f"skip {result.node}  ({result.message})")
+                self.print(f"{paint('skip', YELLOW, self.colour)} {result.node}  ({result.message})")
         elif o is Outcome.UP_TO_DATE and self.verbosity > 0:
             self.print(f"     {result.node}  up to date")
 
@@ -176,11 +238,35 @@ class Console:
                 shown = "/?" if exp is None else f"/{fmt_seconds(exp)}"
             parts.append(f"{spec.node} {fmt_seconds(el)}{shown}")
         more = f" +{len(running) - 4}" if len(running) > 4 else ""
-        eta = ""
-        if self.eta is not None:
-            left, known = self.eta.left({s.node: now - self.started_at.get(s.node, now) for s in running})
-            eta = "  ETA ?" if left is None else f"  ETA {'' if known else '≥'}{fmt_seconds(left)}"
+        eta = self.eta_text(running, now)
+        eta = f"  {eta}" if eta else ""
         return f"[{done}/{total}] running: {', '.join(parts)}{more}{eta}"
+
+    def eta_text(self, running, now: float) -> str:
+        """`ETA 2.0s`, `ETA ≥2.0s` (some durations never measured) or `ETA ?`."""
+        if self.eta is None:
+            return ""
+        left, known = self.eta.left({s.node: now - self.started_at.get(s.node, now) for s in running})
+        return "ETA ?" if left is None else f"ETA {'' if known else '≥'}{fmt_seconds(left)}"
+
+    def block(self, running, done: int, total: int, now: float) -> list[str]:
+        """The terminal's status block: `[bar] done/total  ETA`, then a line per running
+        node `  name  elapsed / expected` (`?`: never measured)."""
+        c = self.colour_err
+        eta = self.eta_text(running, now)
+        head = f"{paint(bar(done, total), CYAN, c)} {done}/{total}" + (f"  {paint(eta, BOLD, c)}" if eta else "")
+        lines = [head]
+        wide = max((len(s.node) for s in running[:SHOWN_RUNNING]), default=0)
+        for spec in running[:SHOWN_RUNNING]:
+            el = fmt_seconds(now - self.started_at.get(spec.node, now))
+            exp = ""
+            if spec.node in self.expected:
+                e = self.expected[spec.node]
+                exp = " / ?" if e is None else f" / {fmt_seconds(e)}"
+            lines.append(f"  {paint('▸', YELLOW, c)} {spec.node.ljust(wide)}  {el}{paint(exp, DIM, c)}")
+        if len(running) > SHOWN_RUNNING:
+            lines.append(f"    +{len(running) - SHOWN_RUNNING} more running")
+        return lines
 
     def tick(self, running, done: int, total: int) -> None:
         if self.verbosity < 0:
@@ -192,20 +278,29 @@ class Console:
                 self.err.write(self.progress(running, done, total, now) + "\n")
                 self.err.flush()
             return
-        line = self.progress(running, done, total, now)
+        self._state = (list(running), done, total)
+        with self._lock:
+            self._draw(list(running), done, total)
+
+    def _draw(self, running, done: int, total: int) -> None:
+        lines = self.block(running, done, total, time.monotonic())
         width = 200
         try:
             width = os.get_terminal_size(self.err.fileno()).columns - 1
         except (OSError, ValueError):
             pass
-        self.err.write("\r\x1b[2K" + line[:width])
+        self._clear()
+        # a line longer than the terminal would wrap and the block could not be erased:
+        # cut each to the width (escape sequences take no columns)
+        self.err.write("\n".join(_cut(x, width) for x in lines))
         self.err.flush()
-        self._line = True
+        self._line = len(lines)
 
     def flush(self) -> None:
         self.out.flush()
 
     def summary(self, s: Summary, dry_run: bool = False) -> None:
+        self._state = None
         self._clear()
         self.live = True
         if self.verbosity < 0 and s.ok:
@@ -233,6 +328,22 @@ class Console:
                        + "; see the warnings above. `node gc --store NAME` removes damaged entries")
         for name, why in s.down.items():
             self.print(why if why.startswith(f"store '{name}'") else f"store '{name}': {why}")
+
+
+def _cut(line: str, width: int) -> str:
+    """`line` shown in at most `width` columns, its colour codes kept (they take none)."""
+    out, cols, i = [], 0, 0
+    while i < len(line):
+        if line[i] == "\x1b":
+            j = line.index("m", i) + 1
+            out.append(line[i:j])
+            i = j
+            continue
+        if cols < width:
+            out.append(line[i])
+            cols += 1
+        i += 1
+    return "".join(out)
 
 
 def made_counts(s: Summary) -> list[str]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import html
 import time
 
-COLOURS = {"up to date": "#b7e4b0", "stale": "#ffe08a", "missing": "#f4a7a7", "alias": "#dddddd"}
+COLOURS = {"up to date": "#b7e4b0", "stale": "#ffe08a", "missing": "#f4a7a7", "blocked": "#c9c9d6",
+           "alias": "#eeeeee"}
 OUTCOME = {"ok": "#5aa469", "failed": "#d9534f", "cancelled": "#999999", "stopped": "#e0a030"}
 TRANSFER_KINDS = ("load", "fetch")
 TOUCHING = 0.005  # seconds: a process started as the one before it in the slot was reaped
@@ -24,38 +25,75 @@ def _esc(s) -> str:
     return html.escape(str(s), quote=True)
 
 
-def dag_svg(names, nodes, status) -> str:
-    """Layered left-to-right drawing: a node's column is its depth."""
-    depth: dict[str, int] = {}
-    for n in names:  # topological order
-        depth[n] = 1 + max((depth[d] for d in nodes[n].deps if d in depth), default=-1)
-    cols: dict[int, list[str]] = {}
+LEGEND = (("up to date", "up to date"), ("stale", "stale: will run"), ("missing", "missing: never built"),
+          ("blocked", "blocked: a source is missing"), ("alias", "alias"))
+
+
+def dag_svg(names, nodes, status, reasons=None, durations=None, engine=None) -> str:
+    """The DAG left to right (report.layout: dot, or the pure-Python layered layout):
+    boxes coloured by status with the node's last recipe duration, edges with
+    arrowheads, the reason on hover (<title>), a legend below. Plain coordinates for
+    tools and tests: data-x/y/w/h on each node's group, data-points on each edge."""
+    from .layout import box_width, layout
+    reasons = reasons or {}
+    durations = durations or {}
+    shown = set(names)
+    edges = [(d, n) for n in names for d in nodes[n].deps if d in shown]
+    lay = layout(list(names), edges, {n: box_width(n) for n in names}, engine)
+    legend_y = lay.height + 8
+    legend_w = 10 + sum(30 + len(text) * 6.6 for _, text in LEGEND)
+    width, height = max(lay.width, legend_w), legend_y + 30
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="nodefile-dag" width="{width:.0f}" '
+           f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" font-size="12" '
+           f'font-family="sans-serif" data-layout="{lay.engine}">',
+           '<defs><marker id="nf-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
+           'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>']
+    for t, h, pts in lay.edges:
+        flat = " ".join(f"{x:g},{y:g}" for x, y in pts)
+        out.append(f'<g class="edge" data-from="{_esc(t)}" data-to="{_esc(h)}"><title>{_esc(t)} → {_esc(h)}'
+                   f'</title><polyline points="{flat}" data-points="{flat}" fill="none" stroke="#666" '
+                   f'stroke-width="1.3" marker-end="url(#nf-arrow)"/></g>')
     for n in names:
-        cols.setdefault(depth[n], []).append(n)
-    w, h, gx, gy = 170, 26, 60, 12
-    pos = {}
-    for c, members in cols.items():
-        for r, n in enumerate(members):
-            pos[n] = (10 + c * (w + gx), 10 + r * (h + gy))
-    width = 20 + (max(cols) + 1 if cols else 1) * (w + gx)
-    height = 20 + max((len(m) for m in cols.values()), default=1) * (h + gy)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="11" '
-           f'font-family="sans-serif">']
-    for n in names:
-        for d in nodes[n].deps:
-            if d in pos:
-                x1, y1 = pos[d][0] + w, pos[d][1] + h / 2
-                x2, y2 = pos[n][0], pos[n][1] + h / 2
-                out.append(f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="#888"/>')
-    for n in names:
-        x, y = pos[n]
+        x, y, w, h = lay.boxes[n]
         st = status.get(n, "alias")
-        label = n if len(n) <= 26 else n[:25] + "…"
-        out.append(f'<g><title>{_esc(n)}: {_esc(st)}</title><rect x="{x}" y="{y}" width="{w}" height="{h}" rx="4" '
-                   f'fill="{COLOURS.get(st, "#ddd")}" stroke="#555"/><text x="{x + 6}" y="{y + 17}">'
-                   f'{_esc(label)}</text></g>')
-    out.append("</svg>")
+        why = reasons.get(n) or ""
+        tip = f"{n}: {st}" + (f" ({why})" if why else "")
+        if n in durations:
+            tip += f"\nlast recipe: {durations[n]}"
+        label = n if len(n) <= 40 else n[:39] + "…"
+        dur = durations.get(n, "")
+        out.append(f'<g class="node" data-node="{_esc(n)}" data-status="{_esc(st)}" data-x="{x:g}" data-y="{y:g}" '
+                   f'data-w="{w:g}" data-h="{h:g}"><title>{_esc(tip)}</title>'
+                   f'<rect x="{x:g}" y="{y:g}" width="{w:g}" height="{h:g}" rx="5" '
+                   f'fill="{COLOURS.get(st, "#ddd")}" stroke="#555"/>'
+                   f'<text x="{x + w / 2:g}" y="{y + (16 if dur else 23):g}" text-anchor="middle">{_esc(label)}</text>'
+                   + (f'<text x="{x + w / 2:g}" y="{y + 31:g}" text-anchor="middle" font-size="10" fill="#333">'
+                      f'{_esc(dur)}</text>' if dur else "") + "</g>")
+    x = 10.0
+    out.append(f'<g class="legend" transform="translate(0,{legend_y:g})">')
+    for key, text in LEGEND:
+        out.append(f'<rect x="{x:g}" y="4" width="14" height="14" rx="3" fill="{COLOURS[key]}" stroke="#555"/>'
+                   f'<text x="{x + 19:g}" y="15">{_esc(text)}</text>')
+        x += 30 + len(text) * 6.6
+    out.append("</g></svg>")
     return "\n".join(out)
+
+
+def graph_page(title: str, svg: str) -> str:
+    """`node graph --format html`: the SVG in a page of its own (no scripts, no network)."""
+    return (f'<!doctype html>\n<html><head><meta charset="utf-8"><title>{_esc(title)}</title>'
+            f'<style>body{{font-family:sans-serif;margin:1.5em}}</style></head><body>\n'
+            f'<h1>{_esc(title)}</h1>\n{svg}\n</body></html>\n')
+
+
+def last_durations(attempts) -> dict:
+    """node -> its last successful recipe's duration ("1.2s"), restores and fetches left out."""
+    from .console import fmt_seconds
+    out = {}
+    for a in attempts:  # in id order: the last wins
+        if a.get("outcome") == "ok" and a.get("recipe") and a.get("kind") not in TRANSFER_KINDS:
+            out[a["node"]] = fmt_seconds(a.get("duration") or 0)
+    return out
 
 
 def lanes_of(attempts) -> list[tuple[int, float, float, dict]]:
@@ -117,8 +155,11 @@ def timeline_svg(attempts) -> str:
     return "\n".join(out)
 
 
-def render(project, names, plan, attempts, estimates, build_id=None) -> str:
-    status = {n: ("alias" if project.nodes[n].is_alias else plan[n].status.value) for n in names}
+def render(project, names, plan, attempts, estimates, build_id=None, durations=None, blocked=None) -> str:
+    blocked = blocked or {}
+    status = {n: ("alias" if project.nodes[n].is_alias else "blocked" if n in blocked else plan[n].status.value)
+              for n in names}
+    why = {n: blocked.get(n) or "; ".join(str(r) for r in plan[n].reasons[:3]) for n in names}
     rows = []
     for n in names:
         if project.nodes[n].is_alias:
@@ -137,7 +178,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}} .s
 </head><body>
 <h1>{_esc(project.name)}</h1>
 <p>Written {time.strftime('%Y-%m-%d %H:%M:%S')} by nodefile. {sum(1 for n in names if not project.nodes[n].is_alias)} nodes.</p>
-<h2>Graph</h2><div class="scroll">{dag_svg(names, project.nodes, status)}</div>
+<h2>Graph</h2><div class="scroll">{dag_svg(names, project.nodes, status, why, durations)}</div>
 <h2>Build timeline ({_esc(last)}, {len(attempts)} attempts, {total:.1f} recipe-seconds)</h2>
 <div class="scroll">{timeline_svg(attempts)}</div>
 <h2>Nodes</h2>
