@@ -20,7 +20,7 @@ def read_params(path: str, display: str) -> dict:
     if fmt is None:
         raise ConfigError(f"{display}: a params file must end in .toml, .json, .yaml or .yml")
     if fmt == "toml":
-        from .load import read_toml
+        from .locate import read_toml
         data = read_toml(path, display)[0]
     else:
         data = _read_text_format(path, display, fmt)
