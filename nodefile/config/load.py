@@ -18,8 +18,6 @@ from ..model import Entry, Project
 from ..pathsafe import OutputGuard
 from . import schema
 from .locate import Ctx, read_toml
-from .recipes import RecipeParser, instance_recipes, node_params, value_outputs
-from .resolve import Resolver
 from .schema import NAME, NODE_KEYS, PROJECT_KEYS, TOP_KEYS, did_you_mean, find_nodefile, norm
 
 
@@ -65,6 +63,7 @@ class _Builder:
         self.overrides = overrides
         self.check_sources = check_sources
         self.requests = requests
+        from .recipes import RecipeParser  # the parser's parts: not needed when the cache answers
         self.recipe_parser = RecipeParser(root)
         self.order = 0  # the next declaration order (Node.order): drafts, then instances as made  # recipes parsed once for nodes written alike
         self.params_failed = False
@@ -200,12 +199,12 @@ class _Builder:
                 c.err("matrix and wildcards need wildcards in the outputs, e.g. outputs = \"fits/{model}.json\"",
                       t, "matrix" if "matrix" in spec else "wildcards")
         d.recipes = self.recipe_parser.recipes(spec, t, stores, decl)
-        d.outputs = value_outputs(d, c, t)
+        d.outputs = self.recipe_parser.value_outputs(d, c, t)
         if d.recipes and not d.outputs:
             c.err("a node with a recipe must declare outputs", t)
         if not d.recipes and d.outputs:
             c.err("a node with outputs needs a recipe (python, r, shell, call or recipes = [...])", t)
-        d.params = node_params(spec.get("params", []), t, decl)
+        d.params = self.recipe_parser.params(spec.get("params", []), t, decl)
         pr = spec.get("priority", 0)
         if not isinstance(pr, int) or isinstance(pr, bool):
             c.err("priority must be an integer", t, "priority")
@@ -265,7 +264,7 @@ class _Builder:
                     return None
             outs.append(Entry(e.name, paths, e.many, e.source))
         d.outputs = tuple(outs)
-        d.recipes, d.params, d.priority = instance_recipes(pat.recipes, values), pat.params, pat.priority
+        d.recipes, d.params, d.priority = self.recipe_parser.for_instance(pat.recipes, values), pat.params, pat.priority
         d.always = pat.always
         d.is_pattern, d.wild_names, d.regexes, d.constraints = False, pat.wild_names, [], {}
         return d
@@ -304,6 +303,7 @@ class _Builder:
                 groups[d.name] = self._matrix(d, stores, drafts)
             drafts[d.name] = d  # a pattern's name: an alias of its instances
         self._use_groups(gathered, drafts, groups)
+        from .resolve import Resolver
         resolver = Resolver(self, drafts, pats, groups, stores)
         nodes = resolver.run()
         self.missing, self.missing_problems = resolver.missing_sources, resolver.missing_problems

@@ -13,7 +13,8 @@ from .schema import RECIPE_KEYS, RECIPE_OPTS, did_you_mean, norm
 
 
 class RecipeParser:
-    """Recipes and placeholder checks, remembered across the nodes of one load."""
+    """A node's recipes, params and value outputs; recipes and placeholder checks are
+    remembered across the nodes of one load."""
 
     def __init__(self, root: str):
         self.root = root
@@ -128,6 +129,56 @@ class RecipeParser:
         if len(c.problems) == before:
             self.placeholders_ok.add(memo)
 
+    @staticmethod
+    def params(value, t, decl) -> tuple:
+        """A node's `params`: names of [params] entries, inline tables, or a list of both."""
+        c = decl.ctx
+        params = decl.params
+        out: dict = {}
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if isinstance(item, str):
+                if item not in params:
+                    c.err(f"unknown param '{item}' (not in [params]){did_you_mean(item, params)}", t, "params")
+                else:
+                    out[item] = params[item]
+            elif isinstance(item, dict):
+                out.update(item)
+            else:
+                c.err("params must be names of [params] entries, an inline table, or a list of both", t, "params")
+        return tuple(out.items())
+
+    @staticmethod
+    def for_instance(recipes, values: dict) -> tuple:
+        """A pattern's recipes for one instance: wildcards in a script's path filled in
+        (`r = "src/figures/{figure}.R"`), so each instance runs, and is keyed by, its own."""
+        from . import patterns
+        from ..records import replace
+        out = []
+        for r in recipes:
+            if r.script and patterns.has_wildcards(r.target):
+                target = patterns.fill_paths(r.target, values)
+                label = f"{os.path.basename(os.path.dirname(target))}/{os.path.basename(target)}" if r.label else ""
+                r = replace(r, target=target, label=label)
+            out.append(r)
+        return tuple(out)
+
+    @staticmethod
+    def value_outputs(d, c, t) -> tuple:
+        """A function recipe's `returns` names an output; when the node has none of that
+        name, its value goes to .nodefile/values/NODE (an output added here)."""
+        wanted = {r.returns for r in d.recipes if r.returns}
+        outs = tuple(d.outputs)
+        for name in sorted(wanted):
+            if any(e.name == name for e in outs):
+                continue
+            if d.is_pattern:
+                c.err(f"returns = '{name}': a pattern node's value needs an output of that name with its wildcards", t,
+                      "returns")
+                continue
+            outs += (Entry(name, (f".nodefile/values/{d.name}",), False, name),)
+        return outs
+
 
 def _raw_recipes(spec: dict, t: tuple, c) -> list[tuple[dict, tuple]]:
     """The node's recipe tables, the node-level options filled into each."""
@@ -187,40 +238,6 @@ def _run_options(r: dict, spec: dict, c, tt: tuple, where) -> tuple:
     return args, env, timeout, retries, res
 
 
-def node_params(value, t, decl) -> tuple:
-    """A node's `params`: names of [params] entries, inline tables, or a list of both."""
-    c = decl.ctx
-    params = decl.params
-    out: dict = {}
-    items = value if isinstance(value, list) else [value]
-    for item in items:
-        if isinstance(item, str):
-            if item not in params:
-                c.err(f"unknown param '{item}' (not in [params]){did_you_mean(item, params)}", t, "params")
-            else:
-                out[item] = params[item]
-        elif isinstance(item, dict):
-            out.update(item)
-        else:
-            c.err("params must be names of [params] entries, an inline table, or a list of both", t, "params")
-    return tuple(out.items())
-
-
-def instance_recipes(recipes, values: dict) -> tuple:
-    """A pattern's recipes for one instance: wildcards in a script's path filled in
-    (`r = "src/figures/{figure}.R"`), so each instance runs, and is keyed by, its own."""
-    from . import patterns
-    from ..records import replace
-    out = []
-    for r in recipes:
-        if r.script and patterns.has_wildcards(r.target):
-            target = patterns.fill_paths(r.target, values)
-            label = f"{os.path.basename(os.path.dirname(target))}/{os.path.basename(target)}" if r.label else ""
-            r = replace(r, target=target, label=label)
-        out.append(r)
-    return tuple(out)
-
-
 def r_call_target(target: str, decl, root: str, c, t, where) -> str:
     """`r_call = "R/functions.R::fit"`: the file relative to the project root, the function."""
     path, sep, fn = target.partition("::")
@@ -231,19 +248,3 @@ def r_call_target(target: str, decl, root: str, c, t, where) -> str:
     if not os.path.isfile(os.path.join(root, path)):
         c.err(f"r_call file '{path}' does not exist", t, where)
     return f"{path}::{fn}"
-
-
-def value_outputs(d, c, t) -> tuple:
-    """A function recipe's `returns` names an output; when the node has none of that
-    name, its value goes to .nodefile/values/NODE (an output added here)."""
-    wanted = {r.returns for r in d.recipes if r.returns}
-    outs = tuple(d.outputs)
-    for name in sorted(wanted):
-        if any(e.name == name for e in outs):
-            continue
-        if d.is_pattern:
-            c.err(f"returns = '{name}': a pattern node's value needs an output of that name with its wildcards", t,
-                  "returns")
-            continue
-        outs += (Entry(name, (f".nodefile/values/{d.name}",), False, name),)
-    return outs
