@@ -16,7 +16,7 @@ import re
 from ..errors import ConfigError, Problem
 from ..model import Entry, Project
 from ..pathsafe import OutputGuard
-from . import schema
+from . import cache, schema
 from .locate import Ctx, read_toml
 from .schema import NAME, NODE_KEYS, PROJECT_KEYS, TOP_KEYS, did_you_mean, find_nodefile, norm
 
@@ -28,7 +28,6 @@ def load_project(path: str | None = None, overrides: dict | None = None,
     project parsed before from the same files is reused (config/cache.py). strict
     (node check): a missing source is an error; otherwise it is kept in
     Project.missing and blocks only the nodes that need it (engine.check_missing)."""
-    from . import cache
     nodefile = find_nodefile(path)
     root = os.path.dirname(nodefile)
     key = cache.cache_key(nodefile, overrides or {}, requests, os.getcwd()) if use_cache and check_sources else None
@@ -64,8 +63,8 @@ class _Builder:
         self.check_sources = check_sources
         self.requests = requests
         from .recipes import RecipeParser  # the parser's parts: not needed when the cache answers
-        self.recipe_parser = RecipeParser(root)
-        self.order = 0  # the next declaration order (Node.order): drafts, then instances as made  # recipes parsed once for nodes written alike
+        self.recipe_parser = RecipeParser(root)  # recipes parsed once for nodes written alike
+        self.order = 0  # the next declaration order (Node.order): drafts, then instances as made
         self.params_failed = False
         self.scans: list[tuple] = []  # instances from files (Project.scans)
         self.strict = False  # node check: a missing source is an error (else Project.missing)
@@ -108,7 +107,7 @@ class _Builder:
 
     # -- top level -----------------------------------------------------------------
     def build(self) -> Project:
-        from .gather import Gatherer, problems_dedup
+        from .gather import Gatherer, problems_dedup  # with the parser: not needed when the cache answers
         c = self.ctx
         c.unknown_keys(self.data, TOP_KEYS, (), "top-level table")
         proj = self._table(self.data.get("project", {}), ("project",))
@@ -128,7 +127,7 @@ class _Builder:
         stores = schema.stores(gathered.stores, self.root)
         nodes = self._nodes(gathered, stores)
         default = schema.default_targets(proj, nodes, c)
-        jobs, cache, python = schema.project_values(proj, c)
+        jobs, cache_on, python = schema.project_values(proj, c)
         warm, preload = schema.workers_options(self.data, proj, c)
         executor = schema.executor_table(self.data, c)
         if c.problems:
@@ -137,7 +136,7 @@ class _Builder:
         dirs = tuple((p, n.name) for n in nodes.values() if n.recipes for p in n.output_paths if p.endswith("/"))
         return Project(root=self.root, file=self.nodefile, name=str(proj.get("name") or os.path.basename(self.root)),
                        nodes=nodes, producers=producers, params=params, default=default,
-                       jobs=jobs, cache=cache, python=python, stores=stores, dir_outputs=dirs,
+                       jobs=jobs, cache=cache_on, python=python, stores=stores, dir_outputs=dirs,
                        warm=warm, preload=preload, executor=executor,
                        sources=tuple(dict.fromkeys(gathered.sources + self.param_files)), scans=tuple(self.scans),
                        missing=tuple(self.missing))

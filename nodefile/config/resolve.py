@@ -162,8 +162,9 @@ class Resolver:
             members = [m for m in members if m in nodes]
             paths = tuple(p for m in members for p in nodes[m].output_paths)
             d = self.drafts.get(gname)
+            file = d.decl.ctx.display if d else self.builder.ctx.display
             nodes[gname] = Node(name=gname, outputs=(), inputs=(Entry(None, paths, True, gname, "node"),),
-                                params=(), recipes=(), cwd="", file=d.decl.ctx.display if d else self.builder.ctx.display,
+                                params=(), recipes=(), cwd="", file=file,
                                 line=None, order=d.order if d else 10 ** 9, deps=tuple(members))
 
     def report_missing(self) -> None:
