@@ -347,7 +347,7 @@ def _unknown(word: str, close: str | None) -> int:
 
 
 def parse_set(items) -> dict:
-    from .config.load import tomllib
+    from .config.locate import tomllib
     from .errors import ConfigError
     out = {}
     for item in items:

@@ -562,7 +562,7 @@ def cmd_import(args, rep) -> int:
 
 
 def _dym(word, choices) -> str:
-    from .config.load import did_you_mean
+    from .config.schema import did_you_mean
     return did_you_mean(word, choices)
 
 

@@ -41,7 +41,7 @@ class Options:
 # -- targets ----------------------------------------------------------------------------
 def resolve_targets(project: Project, targets, cwd: str | None = None) -> list[str]:
     """Node names for targets given as node names or file paths."""
-    from .config.load import did_you_mean, norm
+    from .config.schema import did_you_mean, norm
     if not targets:
         return list(project.default)
     out = []

@@ -31,7 +31,7 @@ import time
 from .records import record, replace
 
 from .engine import Options, build, resolve_targets
-from .config.load import norm
+from .config.schema import norm
 from .errors import ConfigError, NodefileError
 from .graph import closure
 from .report.console import fmt_seconds

@@ -7,7 +7,10 @@ __all__ = ["find_nodefile", "load_project"]
 
 
 def __getattr__(name: str):
-    if name in __all__:
-        from . import load
-        return getattr(load, name)
+    if name == "find_nodefile":
+        from .schema import find_nodefile
+        return find_nodefile
+    if name == "load_project":
+        from .load import load_project
+        return load_project
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

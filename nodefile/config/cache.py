@@ -117,9 +117,9 @@ def load(root: str, key: str):
         if project.missing and any(os.path.lexists(os.path.join(root, m[0])) for m in project.missing):
             return None  # a missing source is there now
         if body["globs"]:
-            from .load import _Builder
+            from .resolve import glob_matches
             for pattern, matched in body["globs"]:
-                if _Builder._glob_static(root, pattern, project.producers) != matched:
+                if glob_matches(root, pattern, project.producers) != matched:
                     return None
     except _ERRORS:
         return None
@@ -140,7 +140,7 @@ def store(project, key: str) -> None:
         if st is None or st[1] > now - racy_ns(os.stat(path).st_dev):
             return  # too fresh to trust a stat comparison later
         sources.append((path, st))
-    from .load import norm
+    from .schema import norm
     globs = sorted({(norm(e.source, n.cwd), tuple(e.paths)) for n in project.nodes.values() for e in n.inputs
                     if e.kind == "glob" and ", " not in e.source})
     if any(e.kind == "glob" and ", " in e.source for n in project.nodes.values() for e in n.inputs):

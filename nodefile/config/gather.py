@@ -28,6 +28,7 @@ from ..records import field, record
 from ..errors import Problem
 from ..placeholders import toml_text
 from .checks import names_problem
+from .schema import PROJECT_KEYS, TOP_KEYS, did_you_mean
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 USE_KEYS = ("template", "nodefile", "with")
@@ -38,7 +39,7 @@ TEMPLATE_KEYS = ("template", "nodes", "use")
 class Decl:
     name: str  # full name: "clean", "ingest.clean", "xgb.train"
     spec: dict
-    ctx: object  # the _Ctx of the file that declares it (messages, lines)
+    ctx: object  # the Ctx of the file that declares it (messages, lines)
     table: tuple  # ("nodes", local name): where in that file
     cwd: str  # project-relative folder: paths and recipes
     script_base: str  # folder recipe scripts are relative to (project-relative, or absolute outside)
@@ -83,7 +84,7 @@ def substitute(value, values: dict, missing: set):
 
 class Gatherer:
     def __init__(self, loader):
-        self.loader = loader  # the _Builder: read files, make _Ctx, norm paths
+        self.loader = loader  # the load._Builder: read files, make Ctxs, norm paths
         self.out = Gathered()
 
     def run(self, data, ctx, file_dir_rel: str, params: dict) -> Gathered:
@@ -156,7 +157,6 @@ class Gatherer:
                 ctx.err(f"sub-pipeline '{ref}' lies outside the project root", t, "nodefile")
                 return
             sub_params = self.loader.merged_params(data, sctx, os.path.dirname(path))
-            from .load import PROJECT_KEYS, TOP_KEYS
             if isinstance(data.get("project"), dict):
                 sctx.unknown_keys(data["project"], PROJECT_KEYS, ("project",))
             sctx.unknown_keys(data, TOP_KEYS, (), "top-level table")
@@ -169,7 +169,6 @@ class Gatherer:
                       scopes=(new_scope,), stack=stack + (path,))
 
     def template(self, data, tctx, with_values, ctx, t, label):
-        from .load import did_you_mean
         if not isinstance(with_values, dict):
             ctx.err("with must be a table of NAME = value", t, "with")
             return None

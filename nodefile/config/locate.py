@@ -1,12 +1,22 @@
-"""Line numbers for TOML keys, which tomllib does not report.
+"""A Nodefile (or template) as the loader sees it: its TOML read (read_toml),
+and line numbers for its keys, which tomllib does not report (Locator), which
+every problem found in it carries (Ctx).
 
-A light line scanner: it tracks `[table]` headers and `key =` lines. Good enough
-to point a user at the right line; when a key is not found, the table's header
-line is used.
+The Locator is a light line scanner: it tracks `[table]` headers and `key =`
+lines. Good enough to point a user at the right line; when a key is not found,
+the table's header line is used.
 """
 from __future__ import annotations
 
 import re
+
+from ..errors import ConfigError, Problem
+from .schema import did_you_mean
+
+try:  # tomli's wheels are compiled (mypyc): 3x faster than the standard library's
+    import tomli as tomllib  # copy of it (7.5 against 24 ms for 1,000 nodes)
+except ImportError:  # pragma: no cover - a pure-Python install: the same parser
+    import tomllib
 
 _HEADER = re.compile(r"^\s*\[\[?\s*(.+?)\s*\]\]?\s*(?:#.*)?$")
 _KEYPART = r"""(?:"(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_\-]+)"""
@@ -111,3 +121,48 @@ def _key_lines(text: str) -> dict[tuple, int]:
                 keys.setdefault(table + dotted[:i], no)
         in_string = _opens(line)
     return keys
+
+
+def read_toml(path: str, display: str) -> tuple[dict, str]:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ConfigError(f"{display}: cannot read: {e.strerror}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{display}: not UTF-8 ({e.reason} at byte {e.start})")
+    try:
+        return tomllib.loads(text), text
+    except RecursionError:  # tomli refuses arrays/tables nested over 400 deep this way
+        raise ConfigError([Problem("invalid TOML: arrays or tables nested too deep", display)])
+    except tomllib.TOMLDecodeError as e:
+        msg = str(e)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
+        line = int(m.group(1)) if m else None
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
+        raise ConfigError([Problem(f"invalid TOML: {msg}", display, line)])
+    except ValueError as e:  # an integer of more than 4,300 digits
+        raise ConfigError([Problem(f"invalid TOML: {str(e).split(';')[0]}", display)])
+
+
+class Ctx:
+    """One Nodefile or template: its display name, line locator, and the
+    project-wide list of problems it reports into."""
+
+    def __init__(self, display: str, text: str, problems: list | None = None, path: str = ""):
+        self.display = display
+        self.path = path
+        self.loc = Locator(text)
+        self.problems: list[Problem] = problems if problems is not None else []
+
+    def err(self, msg: str, table: tuple = (), key: str | None = None) -> None:
+        keyname = ".".join(table + ((key,) if key else ()))
+        self.problems.append(Problem(msg, self.display, self.loc.line(table, key), keyname))
+
+    def unknown_keys(self, table_value: dict, allowed, table: tuple, what: str = "key") -> None:
+        """An error, with a did-you-mean, for every key not in `allowed`."""
+        for k in table_value:
+            if k not in allowed:
+                self.err(f"unknown {what} '{k}'{did_you_mean(k, allowed)}", table, k)

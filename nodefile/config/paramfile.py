@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from ..errors import ConfigError, Problem
+from .locate import read_toml
 
 FORMATS = {".toml": "toml", ".json": "json", ".yaml": "yaml", ".yml": "yaml"}
 
@@ -20,7 +21,6 @@ def read_params(path: str, display: str) -> dict:
     if fmt is None:
         raise ConfigError(f"{display}: a params file must end in .toml, .json, .yaml or .yml")
     if fmt == "toml":
-        from .load import read_toml
         data = read_toml(path, display)[0]
     else:
         data = _read_text_format(path, display, fmt)

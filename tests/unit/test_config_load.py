@@ -515,7 +515,7 @@ def test_nodes_written_alike_share_their_recipes(project):
     (".", ""), ("../a", "../a"), ("d//", "d/"), ("/abs/./x", "/abs/x"),
 ])
 def test_norm(path, want):
-    from nodefile.config.load import norm
+    from nodefile.config.schema import norm
     assert norm(path) == want
 
 
@@ -853,7 +853,7 @@ def test_invalid_toml_reports_line(project):
 
 
 def test_no_nodefile(tmp_path):
-    from nodefile.config.load import find_nodefile
+    from nodefile.config.schema import find_nodefile
     with pytest.raises(ConfigError, match="no Nodefile.toml"):
         find_nodefile(str(tmp_path / "empty"))
 
@@ -862,7 +862,7 @@ def test_find_nodefile_walks_up(project):
     project.write("")
     sub = project.root / "a" / "b"
     sub.mkdir(parents=True)
-    from nodefile.config.load import find_nodefile
+    from nodefile.config.schema import find_nodefile
     assert find_nodefile(str(sub)) == str(project.root / "Nodefile.toml")
 
 
