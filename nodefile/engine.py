@@ -98,7 +98,7 @@ def build(project: Project, targets, options: Options, reporter) -> Summary:
     if kind == "dask" and not options.dry_run:
         check_recipe_kind(project, order, options)
         executor = dask_executor(project, order, options, address)
-        limits = cluster_limits(limits, executor.offers())
+        limits = cluster_limits(limits, executor.offer())
         try:
             check_resources(project, order, limits, cluster=True)
         except ConfigError:
@@ -137,13 +137,13 @@ def dask_executor(project: Project, order, options: Options, address: str | None
 IN_FLIGHT = 4  # attempts in flight per worker thread on a cluster (bench/dask_overhead.py)
 
 
-def cluster_limits(limits: dict, offers: dict) -> dict:
-    """The build's limits on a cluster: its workers' threads and resources. A few more
-    attempts than threads are kept in flight, so a worker that finishes one finds the
-    next already queued on the scheduler (no round trip to the driver)."""
-    cores = offers.get("cores", 1.0)
+def cluster_limits(limits: dict, offer) -> dict:
+    """The build's limits on a cluster (an executors.Offer): its workers' threads and
+    resources. A few more attempts than threads are kept in flight, so a worker that
+    finishes one finds the next already queued on the scheduler (no round trip to the driver)."""
+    cores = offer.resources.get("cores", 1.0)
     out = {"cores": cores * IN_FLIGHT, "transfers": limits["transfers"], "mem_gb": float("inf")}
-    out.update({k: v for k, v in offers.items() if k != "cores"})
+    out.update({k: v for k, v in offer.resources.items() if k != "cores"})
     return out
 
 

@@ -268,7 +268,8 @@ class Runner:
             self.s.hasher.invalidate(node.output_paths)
             current = {p: self.s.hasher.hash(p) for p in node.output_paths}
             if current != outputs:
-                fin.exit_code, fin.error, fin.failure = 1, "restored outputs changed while being written", "transient"
+                from .records import replace
+                fin = replace(fin, exit_code=1, error="restored outputs changed while being written", failure="transient")
         os.makedirs(os.path.dirname(spec.log), exist_ok=True)
         with open(spec.log, "a") as f:
             f.write((f"{spec.recipe.kind} from {store}: " + ("ok" if fin.exit_code == 0 else fin.error)) + "\n")
@@ -516,7 +517,7 @@ class Runner:
 def _start_ns(fin) -> int:
     """When the attempt's process (or transfer) started, on the wall clock: its real
     lifetime ended when the executor reaped it."""
-    end = getattr(fin, "ended_ns", 0) or time.time_ns()
+    end = fin.ended_ns or time.time_ns()
     return end - int(fin.duration * 1e9)
 
 

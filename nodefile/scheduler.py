@@ -4,6 +4,7 @@ It knows nothing of hashing or recipes. A `runner` supplies:
   decide(name)            -> a Spec to run, or a NodeResult (up to date, failed...)
   finished(name, spec, f) -> the next Spec (another recipe, a retry) or a NodeResult
   started(spec), done(result), tick(running, done, total)  (progress)
+and an executor (executors/base.py: Executor) runs the Specs.
 """
 from __future__ import annotations
 
@@ -131,10 +132,11 @@ class Scheduler:
                                 if used.get(k, 0.0) + v > self.limits.get(k, float("inf")) + 1e-9}
             for it in skipped:
                 push(it)
-            if queue and submit_after is not None and not self.stopped:
+            if queue and chains and not self.stopped:
                 chain()
 
-        submit_after = getattr(self.executor, "submit_after", None)
+        chains = self.executor.offer().successors  # submit_after may accept: worth asking
+        submit_after = self.executor.submit_after
         successor: dict = {}  # handle -> the handle that takes its place (and resources) when it ends
         taken: set = set()  # handles of successors, not started until the one before ends
 
@@ -211,13 +213,13 @@ class Scheduler:
                         del successor[k]
                     if self.stopped:
                         continue  # as if never handed over (skipped)
-                    if getattr(fin, "cancelled", False):
+                    if fin.cancelled:
                         ended.append((fin, name, spec))  # its inputs changed: the runner decides it again
                     else:  # held back after the recipe before it failed: queued again as it was
                         push((self.priority(name), self.index[name], name, spec))
                     continue
                 nxt = successor.pop(fin.handle, None)
-                if nxt is not None and nxt in running and getattr(fin, "exit_code", None) == 0:
+                if nxt is not None and nxt in running and fin.exit_code == 0:
                     taken.discard(nxt)  # started in its place: it holds these resources now
                     self.runner.started(running[nxt][1])
                 else:
@@ -255,5 +257,4 @@ def _needs(spec) -> frozenset:
 
 def _clean(fin) -> bool:
     """Did the attempt end well, as far as its exit says (outputs are checked after)?"""
-    return getattr(fin, "exit_code", None) == 0 and not getattr(fin, "error", "") \
-        and not getattr(fin, "cancelled", False) and not getattr(fin, "timed_out", False)
+    return fin.exit_code == 0 and not fin.error and not fin.cancelled and not fin.timed_out

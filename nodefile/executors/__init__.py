@@ -1,4 +1,5 @@
-"""Executors run Specs: submit, wait for any to finish, cancel."""
-from .local import LocalExecutor, Finished
+"""Executors run Specs: the contract (base.py) and the local executor."""
+from .base import Executor, Finished, Offer
+from .local import LocalExecutor
 
-__all__ = ["LocalExecutor", "Finished"]
+__all__ = ["Executor", "Finished", "Offer", "LocalExecutor"]

@@ -27,7 +27,8 @@ import subprocess
 import time
 import uuid
 
-from .local import Finished, LocalExecutor
+from .base import Executor, Finished, Offer
+from .local import LocalExecutor
 
 LOST_RETRIES = 2  # a worker lost mid-recipe: submit the attempt again, this many times at most
 OUTPUT_LIMIT = 64 << 20  # bytes of a recipe's output brought back to the driver's log
@@ -87,7 +88,7 @@ class ClusterError(Exception):
     """The cluster cannot run this build (unreachable, no shared filesystem)."""
 
 
-class DaskExecutor:
+class DaskExecutor(Executor):
     """Runs process attempts as Dask tasks, transfers in local threads."""
     name = "dask"
 
@@ -118,14 +119,15 @@ class DaskExecutor:
         self.check_shared(state_dir)
 
     # -- what the cluster offers -----------------------------------------------------------------
-    def offers(self) -> dict:
-        """Resources over all workers: cores (threads) and each named resource, summed."""
+    def offer(self) -> Offer:
+        """Resources over all workers: cores (threads) and each named resource, summed.
+        The filesystem is shared (check_shared made sure); no successors (submit_after)."""
         info = self.client.scheduler_info()["workers"]
         total = {"cores": float(sum(w.get("nthreads", 1) for w in info.values()))}
         for w in info.values():
             for k, v in (w.get("resources") or {}).items():
                 total[k] = total.get(k, 0.0) + float(v)
-        return total
+        return Offer(self.name, int(total["cores"]), total, shared_filesystem=True, successors=False)
 
     def check_shared(self, state_dir: str) -> None:
         os.makedirs(state_dir, exist_ok=True)
@@ -236,6 +238,11 @@ class DaskExecutor:
             pass
         self.ended.put((handle, fut))
         self.local.wake()
+        return None
+
+    def submit_after(self, spec, earlier: int) -> None:
+        """Declined: a task is queued on the Dask scheduler already (cluster_limits keeps
+        a few more in flight than threads), so there is no round trip to save."""
         return None
 
     def withdraw(self, handle: int) -> None:

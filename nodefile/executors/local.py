@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from ..interrupts import deferred
-from ..records import record
+from .base import Executor, Finished, Offer
 from .helper import Helper, spawn_helper_argv
 from .spawner import GRACE, Procs, signal_group
 
@@ -37,23 +37,6 @@ def cannot_start(cmd: str, e: OSError) -> str:
 
 
 HELPER_AFTER = 8  # the n-th process of a build starts the spawn helper (a small build never needs it)
-
-
-@record
-class Finished:
-    handle: int
-    exit_code: int | None  # None when it could not start
-    duration: float
-    timed_out: bool = False
-    cancelled: bool = False
-    error: str = ""  # why it could not start, or why a transfer failed
-    failure: str | None = None  # for transfers: unavailable | transient | recipe error
-    payload: object = None  # for transfers: what the callable returned
-    output_bytes: int = 0  # what a process wrote to its log (0: no log file unless it failed)
-    warm: bool = False  # it ran in a warm worker (a fork of a preloaded process)
-    started_ns: int = 0  # when it started, wall clock (0: its end less its duration)
-    worker: str = ""  # the Dask worker that ran it
-    ended_ns: int = 0  # wall clock when it ended (reaped): it ran from ended_ns - duration to ended_ns
 
 
 class _Proc:
@@ -131,7 +114,7 @@ def which(name: str, path: str) -> str | None:
     return None
 
 
-class LocalExecutor:
+class LocalExecutor(Executor):
     """Runs a build's recipes: processes (see spawner.py) and transfers (threads).
 
     The first HELPER_AFTER processes of a build are started here; from then on a
@@ -143,6 +126,7 @@ class LocalExecutor:
     def __init__(self, run_log: str | None = None, helper_after: int | None = None, jobs: int = 2,
                  workers=None):
         self.run_log = run_log
+        self.jobs = jobs
         self.workers = workers  # workers.pool.Workers, or None: every recipe starts cold
         self.owns_workers = True  # close them with the build (node watch keeps its own)
         self.via: dict[int, object] = {}  # handle -> the warm worker running it
@@ -175,6 +159,9 @@ class LocalExecutor:
         if helper_after == 0:
             self.helper = Helper(spawn_helper_argv(run_log))
             self.helper.up(wait=10.0)
+
+    def offer(self) -> Offer:
+        return Offer(self.name, self.jobs, {"cores": float(self.jobs)}, shared_filesystem=True, successors=True)
 
     def _run_thread(self, handle: int, spec, start: float) -> None:
         try:

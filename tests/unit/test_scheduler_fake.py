@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from nodefile.executors.base import Executor, Finished, Offer
 from nodefile.graph import bottom_levels
 from nodefile.model import NodeResult, Outcome
 from nodefile.scheduler import Scheduler
@@ -20,14 +21,11 @@ class Spec:
     attempt: int = 1
 
 
-@dataclass
-class Fin:
-    handle: int
-    exit_code: int
-
-
-class FakeExecutor:
-    """Runs specs on a virtual clock; records starts, ends and resource use."""
+class FakeExecutor(Executor):
+    """Runs specs on a virtual clock; records starts, ends and resource use. It
+    implements the executor contract (executors/base.py); it declines successors."""
+    name = "fake"
+    successors = False
 
     def __init__(self):
         self.clock = 0.0
@@ -39,6 +37,35 @@ class FakeExecutor:
         self.start: dict[str, float] = {}
         self.end: dict[str, float] = {}
         self.max_parallel = 0
+        self.reports: list[Finished] = []  # ended without running to their end (cancelled, held)
+
+    def offer(self):
+        return Offer(self.name, 1, {"cores": 1.0}, shared_filesystem=True, successors=self.successors)
+
+    def submit_after(self, spec, earlier):
+        return None
+
+    def withdraw(self, handle):
+        pass
+
+    def cancel(self, handle):
+        if handle in self.running:
+            _, spec = self.running.pop(handle)
+            for k, v in spec.resources.items():
+                self.use[k] -= v
+            self.reports.append(Finished(handle, None, 0.0, cancelled=True))
+
+    def cancel_all(self):
+        for h in list(self.running):
+            self.cancel(h)
+        done, self.reports = self.reports, []
+        return done
+
+    def wake(self):
+        pass
+
+    def close(self):
+        pass
 
     def submit(self, spec):
         self.next += 1
@@ -55,6 +82,9 @@ class FakeExecutor:
         self.max_parallel = max(self.max_parallel, len(self.running))
 
     def wait(self, timeout):
+        if self.reports:
+            out, self.reports = self.reports, []
+            return out
         assert self.running, "the scheduler waited with nothing running"
         t = min(end for end, _ in self.running.values())
         self.clock = t
@@ -65,7 +95,7 @@ class FakeExecutor:
                 self.end[spec.node] = t
                 for k, v in spec.resources.items():
                     self.use[k] -= v
-                done.append(Fin(h, 1 if spec.fail else 0))
+                done.append(Finished(h, 1 if spec.fail else 0, spec.duration))
         return done
 
 
@@ -109,24 +139,16 @@ class FakeRunner:
         self.ticks += 1
 
 
-@dataclass
-class Held:
-    """A successor reported ended without having started."""
-    handle: int
-    exit_code: None = None
-    cancelled: bool = False
-
-
 class FakeChainExecutor(FakeExecutor):
     """FakeExecutor with successors (LocalExecutor.submit_after): a successor starts at
     the instant its predecessor ends with exit 0, and is reported held otherwise."""
+    successors = True
 
     def __init__(self):
         super().__init__()
         self.after: dict[int, tuple[int, Spec]] = {}  # predecessor handle -> (handle, spec)
         self.chained: list[str] = []
         self.withdrawn: list[str] = []
-        self.reports: list = []
 
     def submit_after(self, spec, earlier):
         if earlier not in self.running or earlier in self.after:
@@ -141,12 +163,9 @@ class FakeChainExecutor(FakeExecutor):
             if h == handle:
                 del self.after[earlier]
                 self.withdrawn.append(spec.node)
-                self.reports.append(Held(h, cancelled=True))
+                self.reports.append(Finished(h, None, 0.0, cancelled=True))  # never started
 
     def wait(self, timeout):
-        if self.reports:
-            out, self.reports = self.reports, []
-            return out
         out = []
         for fin in super().wait(timeout):
             out.append(fin)
@@ -155,7 +174,7 @@ class FakeChainExecutor(FakeExecutor):
                 if fin.exit_code == 0:
                     self._start(*nxt)
                 else:
-                    out.append(Held(nxt[0]))
+                    out.append(Finished(nxt[0], None, 0.0))  # held: never started
         return out
 
 
@@ -407,6 +426,61 @@ def test_a_failure_withdraws_the_successors_still_waiting_behind_other_recipes()
     assert outcomes(results) == {"n0": Outcome.FAILED, "n1": Outcome.OK}
 
 
+# -- the executor contract (executors/base.py) ----------------------------------------------
+
+def test_the_local_and_dask_executors_and_the_fakes_implement_the_contract():
+    from nodefile.executors import LocalExecutor
+    from nodefile.executors.cluster import DaskExecutor  # imports dask only when one is made
+    local = LocalExecutor(None, jobs=3)
+    try:
+        assert isinstance(local, Executor)
+        assert local.offer() == Offer("local", 3, {"cores": 3.0}, shared_filesystem=True, successors=True)
+    finally:
+        local.close()
+    for fake in (FakeExecutor(), FakeChainExecutor(), DeadlineExecutor()):
+        assert isinstance(fake, Executor)
+    assert FakeChainExecutor().offer().successors and not FakeExecutor().offer().successors
+    assert issubclass(DaskExecutor, Executor) and not DaskExecutor.__abstractmethods__
+    dask = object.__new__(DaskExecutor)  # no cluster needed to ask: it declines every successor
+    assert dask.submit_after(Spec("a", {"cores": 1.0}), 1) is None
+
+
+def test_an_executor_missing_a_call_of_the_contract_cannot_be_made():
+    class NoWake(FakeExecutor):
+        wake = Executor.wake  # abstract again
+
+    with pytest.raises(TypeError, match="wake"):
+        NoWake()
+
+
+def test_finished_is_frozen_and_changed_by_replace():
+    from nodefile.records import FrozenInstanceError, replace
+    fin = Finished(7, 0, 1.5, payload=({}, 0))
+    with pytest.raises(FrozenInstanceError):
+        fin.exit_code = 1
+    bad = replace(fin, exit_code=1, error="restored outputs changed while being written", failure="transient")
+    assert (bad.handle, bad.exit_code, bad.duration, bad.failure) == (7, 1, 1.5, "transient")
+    assert fin.exit_code == 0 and not fin.error
+
+
+def test_a_cancelled_attempt_is_reported_and_decided_again():
+    # the runner cancels a running recipe (watch mode: its inputs changed); the fake
+    # reports it ended, cancelled, and the runner's answer (a fresh attempt) runs
+    class CancellingRunner(FakeRunner):
+        def should_cancel(self, spec):
+            return spec.node == "a" and spec.attempt == 1
+
+        def finished(self, name, spec, fin):
+            if fin.cancelled:
+                return self.spec(name, spec.attempt + 1)
+            return super().finished(name, spec, fin)
+
+    results, ex, runner = run({"a": [], "b": []}, CancellingRunner(durations={"a": 3.0}), limits={"cores": 2.0})
+    assert outcomes(results) == {"a": Outcome.OK, "b": Outcome.OK}
+    assert [s.attempt for s in runner.started_specs if s.node == "a"] == [1, 2]
+    assert ex.use["cores"] == 0.0 and ex.end["a"] == 4.0  # cancelled at 1 (b's end), then 3 s
+
+
 # -- bounded probes: the learner and the scheduler on the virtual clock ------------------------
 
 @dataclass(frozen=True)
@@ -427,14 +501,6 @@ class ProbeSpec:
     attempt: int = 1
 
 
-@dataclass
-class TimedFin:
-    handle: int
-    exit_code: int | None
-    duration: float
-    timed_out: bool = False
-
-
 class DeadlineExecutor(FakeExecutor):
     """FakeExecutor that stops a spec at its timeout (as the local executor ends the
     process group): it ends at min(duration, timeout), reported timed out."""
@@ -447,6 +513,9 @@ class DeadlineExecutor(FakeExecutor):
         self.began[handle] = self.clock
 
     def wait(self, timeout):
+        if self.reports:
+            out, self.reports = self.reports, []
+            return out
         t = min(end for end, _ in self.running.values())
         self.clock = t
         done = []
@@ -456,7 +525,7 @@ class DeadlineExecutor(FakeExecutor):
                 for k, v in spec.resources.items():
                     self.use[k] -= v
                 stopped = spec.timeout is not None and spec.duration > spec.timeout
-                done.append(TimedFin(h, None if stopped else 0, t - self.began[h], stopped))
+                done.append(Finished(h, None if stopped else 0, t - self.began[h], stopped))
         return done
 
 
