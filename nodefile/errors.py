@@ -55,20 +55,12 @@ class ConfigError(NodefileError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-class CycleError(ConfigError):
-    pass
-
-
 class UnknownTargetError(NodefileError):
     pass
 
 
 class LockError(NodefileError):
     pass
-
-
-class RecipeError(NodefileError):
-    exit_code = ExitCode.FAILED
 
 
 class BuildError(NodefileError):
@@ -79,10 +71,6 @@ class BuildError(NodefileError):
     def __init__(self, message: str, summary=None):
         super().__init__(message)
         self.summary = summary
-
-
-class Interrupted(NodefileError):
-    exit_code = ExitCode.INTERRUPTED
 
 
 class StateDamaged(NodefileError):
