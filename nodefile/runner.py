@@ -388,25 +388,7 @@ class Runner:
         key, parts = self.keys[name]
         changed = self._inputs_changed(name, parts)
         if changed or fin.cancelled:
-            self.reruns[name] = self.reruns.get(name, 0) + 1
-            if self.reruns[name] > MAX_RERUNS:
-                move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
-                self.summary.failed.append(name)
-                return NodeResult(name, Outcome.FAILED, spec.recipe.name, fin.duration,
-                                  f"its inputs changed during each of {MAX_RERUNS + 1} runs "
-                                  f"({', '.join(changed) or 'cancelled'}); does the recipe write to its own input?",
-                                  spec.log)
-            # never record a result computed from inputs that changed while it ran
-            self.rep.info(f"     {name}: {', '.join(changed) or 'an input'} changed while it ran; running it again")
-            self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name,
-                                     kind=spec.recipe.kind, attempt=spec.attempt,
-                                     start_ns=_start_ns(fin), duration=fin.duration,
-                                     outcome=Outcome.CANCELLED, failure=FailureClass.TRANSIENT,
-                                     log=os.path.relpath(spec.log, self.s.project.root), exit_code=fin.exit_code,
-                                     message="inputs changed while it ran")
-            move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
-            self.requeued.append(name)
-            return self.decide(name)
+            return self._rerun(name, spec, fin, changed)
         probe = self.probing.pop(name, None)
         if probe is not None and (probe[0], probe[1]) != (spec.recipe.name, spec.attempt):
             probe = None
@@ -456,6 +438,30 @@ class Runner:
             self.rep.warn(f"{name}: {what} {problem}; trying the next recipe (log: {rel_log})")
         return self._fallback(name, spec, detail, what, fin) if idx + 1 < len(self.order[name]) else \
             self._fail(name, spec, detail, fin)
+
+    def _rerun(self, name, spec, fin, changed):
+        """Its inputs changed while it ran (or it was cancelled for that): run it again,
+        up to MAX_RERUNS times, then fail."""
+        node = self.s.project.nodes[name]
+        self.reruns[name] = self.reruns.get(name, 0) + 1
+        if self.reruns[name] > MAX_RERUNS:
+            move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
+            self.summary.failed.append(name)
+            return NodeResult(name, Outcome.FAILED, spec.recipe.name, fin.duration,
+                              f"its inputs changed during each of {MAX_RERUNS + 1} runs "
+                              f"({', '.join(changed) or 'cancelled'}); does the recipe write to its own input?",
+                              spec.log)
+        # never record a result computed from inputs that changed while it ran
+        self.rep.info(f"     {name}: {', '.join(changed) or 'an input'} changed while it ran; running it again")
+        self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name,
+                                 kind=spec.recipe.kind, attempt=spec.attempt,
+                                 start_ns=_start_ns(fin), duration=fin.duration,
+                                 outcome=Outcome.CANCELLED, failure=FailureClass.TRANSIENT,
+                                 log=os.path.relpath(spec.log, self.s.project.root), exit_code=fin.exit_code,
+                                 message="inputs changed while it ran")
+        move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
+        self.requeued.append(name)
+        return self.decide(name)
 
     def _probe_stopped(self, name, spec, fin, deadline, parts):
         """A bounded probe passed its deadline: its process group was stopped. The

@@ -73,7 +73,6 @@ LONG_FUNCTIONS = {
     "cli:make_parser": "one argparse declaration per option, read top to bottom",
     "engine:_run": "issue 18: still to split (Plan, ResourcePool)",
     "fastpath:write_record": "issue 18: still to split (explicit fast-path state)",
-    "runner:Runner._finished_run": "issue 18: still to split (the Runner split by responsibility)",
     "scheduler:Scheduler.run": "issue 18: still to split (ResourcePool, Plan)",
     "config.load:_Builder._nodes": "issue 18: still to split (config/load.py)",
     "config.load:_Builder._resolve": "issue 18: still to split (config/load.py)",
