@@ -7,17 +7,11 @@ from __future__ import annotations
 import os
 import sys
 
+from .errors import ExitCode
+
 COMMANDS = ("build", "status", "explain", "check", "watch", "graph", "report", "job", "touch",
             "clean", "gc", "push", "pull", "log", "import", "help", "init", "completion")
 VERSION = "0.1.0"
-
-
-class ExitCode:
-    """The documented exit statuses (plain ints: no enum import on the start-up path)."""
-    OK = 0
-    FAILED = 1
-    USAGE = 2
-    INTERRUPTED = 130
 
 
 # -- the Node.js pass-through ----------------------------------------------------------

@@ -7,7 +7,8 @@ import time
 
 from . import graph
 from .engine import Options, Session, build, resolve_targets, touch
-from .errors import ConfigError, UnknownTargetError
+from .errors import ConfigError, ExitCode, UnknownTargetError
+from .model import Outcome
 
 
 def load_project(*args, **kwargs):
@@ -64,11 +65,11 @@ def cmd_build(args, rep) -> int:
                        "failed": list(summary.failed), "skipped": list(summary.skipped),
                        "durations": {n: round(d, 3) for n, d in summary.durations.items()}})
     if opts.dry_run:
-        return 1 if args.check and summary.built else 0
+        return ExitCode.FAILED if args.check and summary.built else ExitCode.OK
     rep.summary(summary)
     if summary.interrupted:
-        return 130
-    return 0 if summary.ok else 1
+        return ExitCode.INTERRUPTED
+    return ExitCode.OK if summary.ok else ExitCode.FAILED
 
 
 def _build(args, opts, rep, incremental: bool = True):
@@ -95,9 +96,9 @@ def cmd_check(args, rep) -> int:
         raise
     if args.json:
         emit("check", {"ok": True, "file": os.path.relpath(project.file), "nodes": len(project.nodes), "problems": []})
-        return 0
+        return ExitCode.OK
     rep.print(f"{os.path.relpath(project.file)}: ok ({len(project.nodes)} nodes)")
-    return 0
+    return ExitCode.OK
 
 
 def _names(project, targets) -> list[str]:
@@ -149,7 +150,7 @@ def cmd_status(args, rep) -> int:
                                    + [reason_doc(r) for r in plan[n].reasons]}
                                   for i, n in enumerate(names)],
                         "stale": stale, "total": sum(1 for n in names if not project.nodes[n].is_alias)})
-        return 1 if args.check and stale else 0
+        return ExitCode.FAILED if args.check and stale else ExitCode.OK
     head = ("node", "status", "from", "expected", "reason")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
     for r in [head] + rows:
@@ -159,7 +160,7 @@ def cmd_status(args, rep) -> int:
     if getattr(args, "verbose", 0):
         for line in cold_reasons(project, session.dir):
             rep.print(line)
-    return 1 if args.check and stale else 0
+    return ExitCode.FAILED if args.check and stale else ExitCode.OK
 
 
 def _round(x):
@@ -228,7 +229,7 @@ def cmd_explain(args, rep) -> int:
         session.close()
     if args.json:
         emit("explain", {"nodes": docs})
-    return 0
+    return ExitCode.OK
 
 
 def cmd_touch(args, rep) -> int:
@@ -242,7 +243,7 @@ def cmd_touch(args, rep) -> int:
     done = touch(project, args.targets or list(project.default), noop_record=record)
     rep.print(f"accepted current outputs of {len(done)} node(s): {', '.join(done)}")
     _still_stale(project, done, args, rep)
-    return 0
+    return ExitCode.OK
 
 
 def _still_stale(project, done: list[str], args, rep) -> None:
@@ -290,7 +291,7 @@ def cmd_job(args, rep) -> int:
                   f"then run {recipe.target}")
     elif recipe.kind == "python":
         rep.print(f"or, in Python: nodefile.job(\"{name}\") gives the same job without the env var")
-    return 0
+    return ExitCode.OK
 
 
 def cmd_clean(args, rep) -> int:
@@ -315,7 +316,7 @@ def cmd_clean(args, rep) -> int:
                 os.remove(full)
                 removed += 1
     rep.print(f"removed {removed} output(s) of {len(names)} node(s)")
-    return 1 if refused else 0
+    return ExitCode.FAILED if refused else ExitCode.OK
 
 
 def cmd_log(args, rep) -> int:
@@ -341,28 +342,28 @@ def cmd_log(args, rep) -> int:
         emit("log", {"node": name, "build_id": last, "attempts": [_attempt_doc(project, a) for a in shown],
                      "restored": maker is not None,
                      "built_by": _attempt_doc(project, maker) if maker else None})
-        return 0
+        return ExitCode.OK
     if not shown:
         rep.print(f"{name}: no attempts recorded")
-        return 0
+        return ExitCode.OK
     for a in shown:
         _print_attempt(project, name, a, rep)
     if maker is not None:
         where = "the cache" if shown[-1]["kind"] == "load" else f"store {shown[-1]['recipe']}"
         rep.print(f"== {name}: restored from {where}; the artifact was built in build {maker['build_id']}:")
         _print_attempt(project, name, maker, rep)
-    elif shown[-1]["kind"] in ("load", "fetch") and shown[-1]["outcome"] == "ok":
+    elif shown[-1]["kind"] in ("load", "fetch") and shown[-1]["outcome"] == Outcome.OK:
         rep.print(f"== {name}: restored; the attempt that built it is not recorded here (built elsewhere, "
                   "or before nodefile kept its key)")
-    return 0
+    return ExitCode.OK
 
 
 def _maker(attempts: list[dict], shown: list[dict]) -> dict | None:
     """After a restore, the attempt (of an earlier build) that built the restored key."""
-    if not shown or shown[-1]["kind"] not in ("load", "fetch") or shown[-1]["outcome"] != "ok":
+    if not shown or shown[-1]["kind"] not in ("load", "fetch") or shown[-1]["outcome"] != Outcome.OK:
         return None
     key = shown[-1].get("key")
-    made = [a for a in attempts if key and a.get("key") == key and a["outcome"] == "ok"
+    made = [a for a in attempts if key and a.get("key") == key and a["outcome"] == Outcome.OK
             and a["kind"] not in ("load", "fetch")]
     return made[-1] if made else None
 
@@ -449,7 +450,7 @@ def cmd_graph(args, rep) -> int:
             for d in project.nodes[n].deps:
                 rep.print(f'  "{d}" -> "{n}";')
         rep.print("}")
-    return 0
+    return ExitCode.OK
 
 
 def cmd_watch(args, rep) -> int:
@@ -510,7 +511,7 @@ def cmd_report(args, rep) -> int:
         f.write(render(project, names, plan, attempts, estimates, wanted, last_durations(every),
                        graph.blocked(project, names)))
     rep.print(f"wrote {os.path.relpath(out)}")
-    return 0
+    return ExitCode.OK
 
 
 def _fmt_bytes(n: float) -> str:
@@ -553,7 +554,7 @@ def cmd_push(args, rep) -> int:
         rep.error(f"push failed: {f}")
     rep.print(f"pushed {pushed} artifact(s) to {', '.join(targets)} ({_fmt_bytes(sent)} sent)"
               + (f"; {skipped} stale node(s) not pushed (build them first)" if skipped else ""))
-    return 1 if failed else 0
+    return ExitCode.FAILED if failed else ExitCode.OK
 
 
 def cmd_import(args, rep) -> int:
@@ -575,7 +576,7 @@ def cmd_pull(args, rep) -> int:
     how = f" ({', '.join(made_counts(summary))})" if summary.built else ""
     rep.print(f"pulled {len(summary.built)} node(s){how}; {len(summary.up_to_date)} already up to date"
               + (f"; {len(summary.failed)} not found in any store" if summary.failed else ""))
-    return 0 if not summary.failed else 1
+    return ExitCode.OK if not summary.failed else ExitCode.FAILED
 
 
 def cmd_gc(args, rep) -> int:
@@ -618,7 +619,7 @@ def cmd_gc(args, rep) -> int:
         lock.release()
     rep.print(f"gc: removed {entries} cache entr{'y' if entries == 1 else 'ies'} and the records of "
               f"{len(gone)} node(s) no longer in the Nodefile; freed {_fmt_bytes(freed)}")
-    return 0
+    return ExitCode.OK
 
 
 def _gc_store(project, name: str, rep) -> int:
@@ -635,7 +636,7 @@ def _gc_store(project, name: str, rep) -> int:
         manifests, blobs, removed = store.remove_damaged(tmpdir)
     except (StoreError, OSError) as e:
         rep.error(f"gc --store {name}: {str(e).splitlines()[0][:200]}")
-        return 1
+        return ExitCode.FAILED
     finally:
         import shutil
         shutil.rmtree(tmpdir, ignore_errors=True)
@@ -643,7 +644,7 @@ def _gc_store(project, name: str, rep) -> int:
         rep.print(f"removed {rel}: {why}")
     rep.print(f"gc --store {name}: checked {manifests} manifest(s) and {blobs} blob(s); removed {len(removed)} "
               f"damaged entr{'y' if len(removed) == 1 else 'ies'}")
-    return 0
+    return ExitCode.OK
 
 
 def _requested_instances(args, project, records: dict) -> set[str]:

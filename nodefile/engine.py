@@ -12,12 +12,12 @@ import signal
 import time
 
 from . import graph, hashing
-from .errors import ConfigError
+from .errors import ConfigError, ExitCode
 from .interrupts import raise_interrupt
-from .model import Project, Summary
+from .model import FailureClass, Outcome, Project, Summary
 from .runner import Runner
-from .session import (LOAD, TRANSFERS, Options, ProjectLock, Session, _move_aside,  # noqa: F401
-                      candidates, resolve_targets)
+from .session import (Options, ProjectLock, Session, move_aside,  # noqa: F401 (re-exported)
+                      resolve_targets)
 
 
 def limits_for(options: Options, project: Project) -> dict:
@@ -280,7 +280,7 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
 
         sched = Scheduler(order, deps, priority, limits, executor, runner,
                           keep_going=options.keep_going)
-        status = 0
+        status = ExitCode.OK
         old = signal.signal(signal.SIGTERM, raise_interrupt)
         try:
             try:
@@ -299,7 +299,7 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
             finally:
                 signal.signal(signal.SIGINT, prev_int)
             _record_cancelled(session, runner, executor)
-            status = 130
+            status = ExitCode.INTERRUPTED
         finally:
             signal.signal(signal.SIGTERM, old)
         executor.close()
@@ -315,13 +315,13 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
             if blocked and summary.failed:
                 reporter.info(f"not started: {', '.join(blocked[:5])}{' …' if len(blocked) > 5 else ''} (blocked: "
                               "the build stops at a failure; -k builds what does not need the failed node)")
-            status = 1 if summary.failed or summary.skipped else 0
+            status = ExitCode.FAILED if summary.failed or summary.skipped else ExitCode.OK
         if session._learner is not None:
             session._learner.end_build()  # the medians' lists, for the next lazy build
         session.state.end_build(build_id, status)
         if session.state.recovered:
             _report_restored(session, runner, reporter)
-        if options.noop_record and status == 0 and not summary.skipped and not volatile(project, order):
+        if options.noop_record and status == ExitCode.OK and not summary.skipped and not volatile(project, order):
             # every node is up to date now: record it (nodes skipped as unaffected were
             # checked through the previous record, so its paths are part of this one)
             count = partial.count if partial is not None else sum(1 for n in order if not project.nodes[n].is_alias)
@@ -363,7 +363,7 @@ def drop_removed_instances(session: Session, reporter) -> list[str]:
                                 if not p.startswith(("/", "../", ".nodefile/")))
             except (TypeError, ValueError, AttributeError):
                 outputs = ()
-            _move_aside(session, SimpleNamespace(name=rname, output_paths=outputs), "previous", "removed")
+            move_aside(session, SimpleNamespace(name=rname, output_paths=outputs), "previous", "removed")
             dropped.append(rname)
             reporter.info(f"drop {rname}: {fill_paths(pattern, values)} is gone (its outputs are kept in "
                           f".nodefile/previous/)")
@@ -534,7 +534,7 @@ def _rel(path: str) -> str:
 def _report_restored(session, runner, reporter) -> None:
     """After starting afresh from a damaged state: how much came back from the cache."""
     loads = sum(1 for a in session.state.attempts(build_id=runner.build_id)
-                if a["kind"] == "load" and a["outcome"] == "ok")
+                if a["kind"] == "load" and a["outcome"] == Outcome.OK)
     ran = len(runner.summary.built) - loads
     reporter.warn(f"started afresh: {loads} node(s) restored from the local cache, {ran} rebuilt")
 
@@ -555,10 +555,10 @@ def _record_cancelled(session, runner, executor) -> None:
         if name in runner.summary.built or name in runner.summary.failed:
             continue
         node = session.project.nodes[name]
-        _move_aside(session, node, "failed", f"{runner.build_id:05d}-interrupted")
+        move_aside(session, node, "failed", f"{runner.build_id:05d}-interrupted")
         session.state.add_attempt(build_id=runner.build_id, node=name, recipe=None, kind=None,
                                   attempt=runner.attempt_no.get(name), start_ns=time.time_ns(), duration=0.0,
-                                  outcome="cancelled", failure="transient", message="interrupted")
+                                  outcome=Outcome.CANCELLED, failure=FailureClass.TRANSIENT, message="interrupted")
 
 
 def dry_run(project: Project, order, options: Options, reporter, t0) -> Summary:

@@ -1,6 +1,16 @@
 """One error hierarchy. User-fixable errors carry a message fit to print as is."""
 from __future__ import annotations
 
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """The documented exit statuses (`enum` is loaded at start-up anyway, by `re` and `signal`)."""
+    OK = 0
+    FAILED = 1  # a recipe failed, or `--check` found work to do
+    USAGE = 2  # usage or Nodefile error
+    INTERRUPTED = 130  # Ctrl-C / SIGTERM
+
 
 class Problem:
     """One validation problem, located as precisely as the Nodefile allows.
@@ -32,7 +42,7 @@ class Problem:
 class NodefileError(Exception):
     """Base of every error nodefile raises on purpose. Exit status 2 unless stated."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class ConfigError(NodefileError):
@@ -45,10 +55,6 @@ class ConfigError(NodefileError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-class CycleError(ConfigError):
-    pass
-
-
 class UnknownTargetError(NodefileError):
     pass
 
@@ -57,22 +63,14 @@ class LockError(NodefileError):
     pass
 
 
-class RecipeError(NodefileError):
-    exit_code = 1
-
-
 class BuildError(NodefileError):
     """Raised by the Python API when a build fails; carries the summary."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
     def __init__(self, message: str, summary=None):
         super().__init__(message)
         self.summary = summary
-
-
-class Interrupted(NodefileError):
-    exit_code = 130
 
 
 class StateDamaged(NodefileError):
@@ -87,4 +85,4 @@ class DiskError(NodefileError):
     """A write under .nodefile/ (or an output) failed: disk full, read-only, no permission.
     The state is left as it was."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILED

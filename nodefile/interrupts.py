@@ -15,7 +15,7 @@ import sys
 
 import _signal
 
-EXIT = 130
+from .errors import ExitCode
 
 
 def quiet_exit(signum, frame) -> None:
@@ -36,7 +36,7 @@ def exit_interrupted(say: bool = False) -> None:
             os.write(2, b"nodefile: interrupted\n")
         except OSError:
             pass
-    os._exit(EXIT)
+    os._exit(ExitCode.INTERRUPTED)
 
 
 _defer = [0, None]  # depth of deferred() sections, a signal that arrived inside one

@@ -5,6 +5,8 @@ import os
 import sys
 import time
 
+from .errors import ExitCode
+from .model import Outcome
 from .session import Session
 
 
@@ -27,14 +29,14 @@ def follow(project, name: str, rep, poll: float = 0.1) -> int | None:
                 break
             time.sleep(poll)
         rep.print(f"== {name}: {finished}")
-        return 0
+        return ExitCode.OK
     finally:
         session.close()
 
 
 def _finished(state, build: int, name: str) -> str | None:
-    """How the node ended in this build ("ok"), or that the build ended; None while it may run."""
-    if any(a["outcome"] == "ok" for a in state.attempts(node=name, build_id=build)):
+    """How the node ended in this build ("built"), or that the build ended; None while it may run."""
+    if any(a["outcome"] == Outcome.OK for a in state.attempts(node=name, build_id=build)):
         return "built"
     if state.running_build() != build:
         return "the build ended"

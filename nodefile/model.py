@@ -187,18 +187,31 @@ class Verdict:
         return self.status is not Status.UP_TO_DATE
 
 
-class Outcome(enum.Enum):
+class _Word(str, enum.Enum):
+    """An enum whose members are their stored strings: `Outcome.OK == "ok"`, and SQLite
+    rows, JSON and f-strings see the plain value (no migration)."""
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+class Outcome(_Word):
+    """How a node ended in a build (`NodeResult.outcome`) or how one attempt ended
+    (the `attempts.outcome` column)."""
     OK = "ok"
     FAILED = "failed"
     SKIPPED = "skipped"  # not run because an upstream node failed
     UP_TO_DATE = "up to date"
     CANCELLED = "cancelled"
+    STOPPED = "stopped"  # an attempt stopped on purpose (a bounded probe)
 
 
-class FailureClass(enum.Enum):
-    UNAVAILABLE = "unavailable"
-    TRANSIENT = "transient"
-    RECIPE_ERROR = "recipe error"
+class FailureClass(_Word):
+    """Why an attempt failed (the `attempts.failure` column, `StoreError.failure`)."""
+    UNAVAILABLE = "unavailable"  # the recipe could not start, or the store lacks the entry
+    TRANSIENT = "transient"  # may succeed if tried again (timeout, outage, interruption)
+    RECIPE_ERROR = "recipe error"  # the recipe ran and failed, or the entry is corrupt
+    PROBE = "probe"  # a bounded probe that was stopped
 
 
 @record(frozen=True)

@@ -11,10 +11,10 @@ import time
 
 from . import recipes
 from .stores import describe_outputs, manifest_size
-from .model import NodeResult, Outcome, ReasonKind, Summary
+from .model import FailureClass, NodeResult, Outcome, ReasonKind, Summary
 from .report.console import fmt_seconds
 from .pathsafe import OutputGuard, UnsafeOutput, safe_filename
-from .session import TRANSFERS, Options, Session, _move_aside  # noqa: F401
+from .session import TRANSFERS, Options, Session, move_aside
 
 
 def _tail(path: str | None, n: int = 12) -> str:
@@ -225,7 +225,7 @@ class Runner:
         n = self.attempt_no.get(name, 0) + 1
         self.attempt_no[name] = n
         self.guard.check(node.output_paths)  # at the moment of writing: a symlink may be new
-        _move_aside(self.s, node, "previous", "last")
+        move_aside(self.s, node, "previous", "last")
         for p in node.output_paths:
             self.makedirs(os.path.dirname(os.path.join(self.s.project.root, p.rstrip("/"))))
         log = os.path.join(self.s.dir, "logs", f"{self.build_id:05d}",
@@ -254,7 +254,7 @@ class Runner:
         def transfer():
             m = store.manifest(key)
             if m is None:
-                raise StoreError(f"not in store '{store.name}'", "unavailable")
+                raise StoreError(f"not in store '{store.name}'", FailureClass.UNAVAILABLE)
             return store.restore(m, node.output_paths, root, tmpdir)
 
         return Spec(node.name, recipe, (), {}, root, log, "", None, {"transfers": 1.0}, n, idx, transfer)
@@ -269,13 +269,13 @@ class Runner:
             current = {p: self.s.hasher.hash(p) for p in node.output_paths}
             if current != outputs:
                 from .records import replace
-                fin = replace(fin, exit_code=1, error="restored outputs changed while being written", failure="transient")
+                fin = replace(fin, exit_code=1, error="restored outputs changed while being written", failure=FailureClass.TRANSIENT)
         os.makedirs(os.path.dirname(spec.log), exist_ok=True)
         with open(spec.log, "a") as f:
             f.write((f"{spec.recipe.kind} from {store}: " + ("ok" if fin.exit_code == 0 else fin.error)) + "\n")
         self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name, kind=spec.recipe.kind,
                                  attempt=spec.attempt, start_ns=_start_ns(fin),
-                                 duration=fin.duration, outcome="ok" if fin.exit_code == 0 else "failed",
+                                 duration=fin.duration, outcome=Outcome.OK if fin.exit_code == 0 else Outcome.FAILED,
                                  failure=fin.failure, bytes=size, log=os.path.relpath(spec.log, self.s.project.root),
                                  exit_code=fin.exit_code, message=fin.error or None, script_hash=store, key=key)
         self.observe(name, spec, fin.exit_code == 0, fin.duration, size or None, None)
@@ -289,13 +289,13 @@ class Runner:
             return NodeResult(name, Outcome.OK, spec.recipe.name, fin.duration, log=spec.log)
         st = self.s.store(store) if spec.recipe.kind == "fetch" else self.s.cache
         known_down = (store, "*") in self.negative
-        if st.down or (fin.failure == "transient" and "unreachable" in (fin.error or "")):
+        if st.down or (fin.failure == FailureClass.TRANSIENT and "unreachable" in (fin.error or "")):
             self.negative.add((store, "*"))  # down: not asked again in this build
             self.summary.down.setdefault(store, st.down or fin.error)
-        if fin.failure == "recipe error":
+        if fin.failure == FailureClass.RECIPE_ERROR:
             self.summary.rejected.append(f"{name}: {fin.error}")
-        if fin.failure == "unavailable" or known_down:
-            if fin.failure == "unavailable":
+        if fin.failure == FailureClass.UNAVAILABLE or known_down:
+            if fin.failure == FailureClass.UNAVAILABLE:
                 self.negative.add((store, key))
             self.rep.detail(f"     {name}: {fin.error}")
         else:
@@ -389,33 +389,15 @@ class Runner:
         key, parts = self.keys[name]
         changed = self._inputs_changed(name, parts)
         if changed or fin.cancelled:
-            self.reruns[name] = self.reruns.get(name, 0) + 1
-            if self.reruns[name] > MAX_RERUNS:
-                _move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
-                self.summary.failed.append(name)
-                return NodeResult(name, Outcome.FAILED, spec.recipe.name, fin.duration,
-                                  f"its inputs changed during each of {MAX_RERUNS + 1} runs "
-                                  f"({', '.join(changed) or 'cancelled'}); does the recipe write to its own input?",
-                                  spec.log)
-            # never record a result computed from inputs that changed while it ran
-            self.rep.info(f"     {name}: {', '.join(changed) or 'an input'} changed while it ran; running it again")
-            self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name,
-                                     kind=spec.recipe.kind, attempt=spec.attempt,
-                                     start_ns=_start_ns(fin), duration=fin.duration,
-                                     outcome="cancelled", failure="transient",
-                                     log=os.path.relpath(spec.log, self.s.project.root), exit_code=fin.exit_code,
-                                     message="inputs changed while it ran")
-            _move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
-            self.requeued.append(name)
-            return self.decide(name)
+            return self._rerun(name, spec, fin, changed)
         probe = self.probing.pop(name, None)
         if probe is not None and (probe[0], probe[1]) != (spec.recipe.name, spec.attempt):
             probe = None
         if probe is not None and fin.timed_out and not fin.cancelled:
             return self._probe_stopped(name, spec, fin, probe[2], parts)
-        outcome = "ok" if not problem else ("cancelled" if fin.cancelled else "failed")
-        failure = None if not problem else ("unavailable" if fin.error else
-                                            "transient" if fin.timed_out else "recipe error")
+        outcome = Outcome.OK if not problem else (Outcome.CANCELLED if fin.cancelled else Outcome.FAILED)
+        failure = None if not problem else (FailureClass.UNAVAILABLE if fin.error else
+                                            FailureClass.TRANSIENT if fin.timed_out else FailureClass.RECIPE_ERROR)
         size = 0
         outputs = {}
         if not problem:  # hashed by _check_outputs
@@ -440,7 +422,7 @@ class Runner:
             self._after_rebuild(node, key, outputs)
             return NodeResult(name, Outcome.OK, spec.recipe.name, fin.duration, log=spec.log, warm=fin.warm,
                               worker=fin.worker)
-        _move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
+        move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
         what = f"{spec.recipe.kind} {spec.recipe.target}" if spec.recipe.kind != "shell" else "shell recipe"
         rel_log = os.path.relpath(spec.log)
         detail = (f"{what}: {problem}\n  log: {rel_log}" if fin.error  # did not start: the log says only that
@@ -458,6 +440,30 @@ class Runner:
         return self._fallback(name, spec, detail, what, fin) if idx + 1 < len(self.order[name]) else \
             self._fail(name, spec, detail, fin)
 
+    def _rerun(self, name, spec, fin, changed):
+        """Its inputs changed while it ran (or it was cancelled for that): run it again,
+        up to MAX_RERUNS times, then fail."""
+        node = self.s.project.nodes[name]
+        self.reruns[name] = self.reruns.get(name, 0) + 1
+        if self.reruns[name] > MAX_RERUNS:
+            move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
+            self.summary.failed.append(name)
+            return NodeResult(name, Outcome.FAILED, spec.recipe.name, fin.duration,
+                              f"its inputs changed during each of {MAX_RERUNS + 1} runs "
+                              f"({', '.join(changed) or 'cancelled'}); does the recipe write to its own input?",
+                              spec.log)
+        # never record a result computed from inputs that changed while it ran
+        self.rep.info(f"     {name}: {', '.join(changed) or 'an input'} changed while it ran; running it again")
+        self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name,
+                                 kind=spec.recipe.kind, attempt=spec.attempt,
+                                 start_ns=_start_ns(fin), duration=fin.duration,
+                                 outcome=Outcome.CANCELLED, failure=FailureClass.TRANSIENT,
+                                 log=os.path.relpath(spec.log, self.s.project.root), exit_code=fin.exit_code,
+                                 message="inputs changed while it ran")
+        move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
+        self.requeued.append(name)
+        return self.decide(name)
+
     def _probe_stopped(self, name, spec, fin, deadline, parts):
         """A bounded probe passed its deadline: its process group was stopped. The
         learner records "slower than the deadline" (censored, neither success nor
@@ -470,11 +476,11 @@ class Runner:
             _touch(spec.log, message)
         self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name, kind=spec.recipe.kind,
                                  attempt=spec.attempt, start_ns=_start_ns(fin),
-                                 duration=fin.duration, outcome="stopped", failure="probe",
+                                 duration=fin.duration, outcome=Outcome.STOPPED, failure=FailureClass.PROBE,
                                  log=os.path.relpath(spec.log, self.s.project.root), exit_code=fin.exit_code,
                                  message=message, script_hash=script_hash)
         self.observe(name, spec, False, deadline, None, script_hash, censored=True)
-        _move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
+        move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
         nxt = self.order[name][spec.index + 1] if spec.index + 1 < len(self.order[name]) else None
         self.rep.info(f"     {name}: probe of {spec.recipe.name} stopped at its {fmt_seconds(deadline)} deadline"
                       + (f"; running {nxt.name}" if nxt is not None else ""))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import ConfigError
+from .errors import ConfigError, ExitCode
 
 _NODEFILE = """\
 # {name}: a nodefile project. `node build` runs what is stale, `node status` says why.
@@ -66,7 +66,7 @@ def cmd_init(args, rep) -> int:
         with open(path, "x") as f:
             f.write(text)
     rep.print(f"wrote Nodefile.toml and {script}; now run: node build")
-    return 0
+    return ExitCode.OK
 
 
 # -- shell completion ----------------------------------------------------------------------
@@ -95,10 +95,10 @@ def names(rep) -> int:
     try:
         project = load_project(None, {}, check_sources=False)
     except Exception:
-        return 0
+        return ExitCode.OK
     for n in project.nodes:
         rep.print(n)
-    return 0
+    return ExitCode.OK
 
 
 def cmd_completion(args, rep) -> int:
@@ -113,7 +113,7 @@ def cmd_completion(args, rep) -> int:
     else:
         described = "\n".join(f"    '{c}:{h}'" for c, h in cmds)
         rep.print(_ZSH.replace("@DESCRIBED@", described).replace("@CASES@", cases).replace("@TARGETS@", targets))
-    return 0
+    return ExitCode.OK
 
 
 _BASH = r"""# nodefile completion for bash: add to ~/.bashrc

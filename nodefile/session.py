@@ -260,7 +260,7 @@ class ProjectLock:
 # -- running nodes ---------------------------------------------------------------------------
 
 
-def _move_aside(session: Session, node, where: str, stamp: str) -> None:
+def move_aside(session: Session, node, where: str, stamp: str) -> None:
     """Move the node's existing outputs under .nodefile/<where>/ so a recipe
     starts from a clean slate and nothing is lost. An output whose real location
     is outside the project (a folder became a symlink) is left where it is."""

@@ -34,6 +34,7 @@ import threading
 import time
 
 from .hashing import compact_json, hash_file_content, tree_hash
+from .model import FailureClass
 
 
 _TMP_SEQ = itertools.count()  # temporary names: pid + sequence (unique per process, no syscall)
@@ -50,7 +51,7 @@ ORPHAN_CHECK = 1 << 30  # node gc --store: an unreferenced blob larger than this
 class StoreError(Exception):
     """A failed transfer. `failure` is unavailable | transient | recipe error (corrupt)."""
 
-    def __init__(self, message: str, failure: str = "transient"):
+    def __init__(self, message: str, failure: str = FailureClass.TRANSIENT):
         super().__init__(message)
         self.failure = failure
 
@@ -185,7 +186,7 @@ class OsFS:
                 real = os.path.realpath(d)
                 if real != self._real_base() and not real.startswith(self._real_base() + os.sep):
                     raise StoreError(f"folder {os.path.relpath(d, self.base)} leads outside the store "
-                                     f"(to {real}); nothing written", "recipe error")
+                                     f"(to {real}); nothing written", FailureClass.RECIPE_ERROR)
             self._dirs.add(d)
         return f"{path}.tmp-{os.getpid()}-{next(_TMP_SEQ)}"
 
@@ -418,7 +419,7 @@ class FsspecFS:
     def _call(self, what: str, fn, *args, moves: int = 0, **kw):
         """fn(*args, **kw) within the store's deadline; exceptions pass through."""
         if self.down:
-            raise StoreError(self.down, "transient")
+            raise StoreError(self.down, FailureClass.TRANSIENT)
         box: list = []
         done = threading.Event()
 
@@ -439,7 +440,7 @@ class FsspecFS:
             if not done.wait(max(0.0, limit - WAIT_NOTICE)):
                 self.down = (f"store '{self.name}' is unreachable: no answer within {limit:g}s ({what}); "
                              "not asked again in this build")
-                raise StoreError(self.down, "transient")
+                raise StoreError(self.down, FailureClass.TRANSIENT)
         ok, value = box[0]
         if ok:
             return value
@@ -605,7 +606,7 @@ class ArtifactStore:
     def _reject(self, what: str, why) -> StoreError:
         text = f"store '{self.name}': {what} {why}; rejected"
         self.problems.append(text)
-        return StoreError(text, "recipe error")
+        return StoreError(text, FailureClass.RECIPE_ERROR)
 
     def _unreachable(self, e: Exception) -> StoreError:
         if isinstance(e, StoreError):
@@ -614,11 +615,11 @@ class ArtifactStore:
             return e
         self._down = f"store '{self.name}' is unreachable: {_why(e)}"
         self.problems.append(self._down)
-        return StoreError(self._down, "transient")
+        return StoreError(self._down, FailureClass.TRANSIENT)
 
     def manifest(self, key: str) -> dict | None:
         if self.down:
-            raise StoreError(self.down, "transient")
+            raise StoreError(self.down, FailureClass.TRANSIENT)
         rel = manifest_path(key)
         try:
             data = self.fs.read_bytes(rel, MAX_MANIFEST)
@@ -710,7 +711,7 @@ class ArtifactStore:
 
     def _fetch_blob(self, h: str, size: int, dst: str, label: str) -> int:
         if self.down:
-            raise StoreError(self.down, "transient")
+            raise StoreError(self.down, FailureClass.TRANSIENT)
         rel = blob_path(h)
         try:
             self.fs.get_file(rel, dst, size)

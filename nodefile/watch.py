@@ -32,7 +32,7 @@ from .records import record, replace
 
 from .engine import Options, build, resolve_targets
 from .config.schema import norm
-from .errors import ConfigError, NodefileError
+from .errors import ConfigError, ExitCode, NodefileError
 from .graph import closure
 from .report.console import fmt_seconds
 
@@ -361,7 +361,7 @@ class Cycle:
     """What one cycle did, for the exit status: 0 built, 1 a recipe failed,
     2 the Nodefile or a target is invalid, 130 interrupted."""
 
-    status: int = 0
+    status: int = ExitCode.OK
     interrupted: bool = False
 
 
@@ -442,7 +442,7 @@ class Watcher:
             if workers is not None:
                 workers.close()
         self.rep.info("stopped watching" + (" (a build was interrupted)" if last.interrupted else ""))
-        return 130 if last.interrupted else last.status
+        return ExitCode.INTERRUPTED if last.interrupted else last.status
 
     def _workers(self):
         """Warm workers that live for the whole session (started when recipes ask)."""
@@ -502,10 +502,10 @@ class Watcher:
             result = self._reload_and_build(changed, t0)
         except NodefileError as e:
             self._print_errors(e, "cannot build")
-            result = Cycle(2)
+            result = Cycle(ExitCode.USAGE)
         except OSError as e:  # a file vanished mid-build, a full disk: say so, keep watching
             self.rep.error(f"build stopped: {e}")
-            result = Cycle(1)
+            result = Cycle(ExitCode.FAILED)
         if not result.interrupted:
             self.observers.update(self.matcher.folders())
             self.rep.info(f"watching {self.matcher.describe()} (Ctrl-C to stop)")
@@ -518,7 +518,7 @@ class Watcher:
             self._print_errors(e, "the Nodefile is invalid")
             if self.project is not None:
                 self.rep.info("keeping the last valid Nodefile; fix it and save to rebuild")
-            return Cycle(2)
+            return Cycle(ExitCode.USAGE)
         if changed and any(os.path.normpath(os.path.join(self.root, c)) in project.sources for c in changed):
             self.rep.info(f"reloaded {os.path.relpath(project.file)} ({_count(len(project.nodes), 'node')})")
         self._use(project)  # raises UnknownTargetError when a target is gone
@@ -529,14 +529,14 @@ class Watcher:
         try:
             summary = build(project, self.targets, opts, self.rep)
         except KeyboardInterrupt:  # outside the scheduler loop: no recipe is running
-            return Cycle(130, True)
+            return Cycle(ExitCode.INTERRUPTED, True)
         finally:
             with self._cond:
                 self._active = None
                 self._building = False
         took = fmt_seconds(time.monotonic() - t0)
         if summary.interrupted:
-            return Cycle(130, True)
+            return Cycle(ExitCode.INTERRUPTED, True)
         if summary.failed or summary.skipped:
             bits = [f"failed: {_list(summary.failed)}"] if summary.failed else []
             if summary.built:
@@ -544,12 +544,12 @@ class Watcher:
             if summary.skipped:
                 bits.append(f"not built {_list(summary.skipped)}")
             self.rep.info(f"{'; '.join(bits)} ({took}); the next change retries")
-            return Cycle(1)
+            return Cycle(ExitCode.FAILED)
         if summary.built:
             self.rep.info(f"rebuilt {_list(summary.built)} in {took}")
         else:
             self.rep.info(f"nothing to rebuild ({took})")
-        return Cycle(0)
+        return Cycle(ExitCode.OK)
 
     def _print_errors(self, e: NodefileError, what: str) -> None:
         lines = [line for line in str(e).splitlines() if line.strip()]

@@ -14,10 +14,11 @@ from __future__ import annotations
 import html
 import time
 
-COLOURS = {"up to date": "#b7e4b0", "stale": "#ffe08a", "missing": "#f4a7a7", "blocked": "#c9c9d6",
-           "alias": "#eeeeee"}
-OUTCOME = {"ok": "#5aa469", "failed": "#d9534f", "cancelled": "#999999", "stopped": "#e0a030"}
-TRANSFER_KINDS = ("load", "fetch")
+from ..model import TRANSFER_KINDS, Outcome, Status
+
+COLOURS = {Status.UP_TO_DATE.value: "#b7e4b0", Status.STALE.value: "#ffe08a", Status.MISSING.value: "#f4a7a7",
+           "blocked": "#c9c9d6", "alias": "#eeeeee"}
+OUTCOME = {Outcome.OK: "#5aa469", Outcome.FAILED: "#d9534f", Outcome.CANCELLED: "#999999", Outcome.STOPPED: "#e0a030"}
 TOUCHING = 0.005  # seconds: a process started as the one before it in the slot was reaped
 
 
@@ -91,7 +92,7 @@ def last_durations(attempts) -> dict:
     from .console import fmt_seconds
     out = {}
     for a in attempts:  # in id order: the last wins
-        if a.get("outcome") == "ok" and a.get("recipe") and a.get("kind") not in TRANSFER_KINDS:
+        if a.get("outcome") == Outcome.OK and a.get("recipe") and a.get("kind") not in TRANSFER_KINDS:
             out[a["node"]] = fmt_seconds(a.get("duration") or 0)
     return out
 
