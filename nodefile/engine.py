@@ -251,7 +251,7 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
                 executor.owns_workers = False
                 options.workers.begin_build()
             elif not options.cold and project.warm:
-                executor.workers = _workers(session, run_log, executor.token)
+                executor.workers = _workers(session, run_log, executor.token, order)
         if options.on_runner is not None:
             options.on_runner(runner, executor)
         runner.limits = limits
@@ -539,13 +539,27 @@ def _report_restored(session, runner, reporter) -> None:
     reporter.warn(f"started afresh: {loads} node(s) restored from the local cache, {ran} rebuilt")
 
 
-def _workers(session, run_log: str, token: str):
-    """The build's warm workers (started when a recipe first asks for one)."""
+def _workers(session, run_log: str, token: str, order=()):
+    """The build's warm workers: started when a recipe first asks for one, or, for a
+    language with at least EARLY_WORKER recipe nodes in the build, at its first recipe."""
+    from .recipes import warm_language
     from .workers.pool import Workers
     from .workers.preload import find
-    extra = dict(session.project.preload)
-    return Workers(session.dir, run_log, token,
-                   lambda lang: find(session.project, lang, session.closure, extra.get(lang, ())))
+    project = session.project
+    extra = dict(project.preload)
+    workers = Workers(session.dir, run_log, token,
+                      lambda lang: find(project, lang, session.closure, extra.get(lang, ())))
+    def early():  # counted when the first recipe runs: a no-op build pays nothing
+        counts: dict = {}
+        for n in order:
+            for lang in {warm_language(project, r) for r in project.nodes[n].recipes} - {None}:
+                counts[lang] = counts.get(lang, 0) + 1
+        return tuple(lang for lang, k in counts.items() if k >= EARLY_WORKER)
+    workers.early = early
+    return workers
+
+
+EARLY_WORKER = 8  # recipe nodes of one language in a build that start its worker with the build's first recipe
 
 
 def _record_cancelled(session, runner, executor) -> None:

@@ -31,6 +31,7 @@ class Workers:
         self.live: dict[str, Helper] = {}
         self.reasons: dict[str, str] = {}  # lang -> why it runs cold
         self.asked: dict[str, int] = {}  # lang -> recipes that asked before its worker started
+        self.early = None  # () -> the languages to start at the build's first recipe (prestart)
         saved = read_state(state_dir)
         self.cold_only: set[tuple[str, str]] = {tuple(x) for x in saved.get("cold_only", [])}
         self._saved = saved
@@ -40,6 +41,7 @@ class Workers:
 
     def get(self, lang: str) -> Helper | None:
         """The ready worker for lang, or None (starting it if it was never asked for)."""
+        self.prestart()
         w = self.live.get(lang)
         if w is None:
             self.asked[lang] = self.asked.get(lang, 0) + 1
@@ -55,6 +57,17 @@ class Workers:
             del self.live[lang]
             w.close()
         return None
+
+    def prestart(self) -> None:
+        """At the build's first recipe of any language: start the workers of the languages
+        the build has many recipes of (`early`), so that they load their packages while
+        the first recipes run, instead of when the second recipe of their language asks."""
+        if self.early is None:
+            return
+        early, self.early = self.early, None
+        for lang in early():
+            if lang not in self.live and lang not in self.reasons:
+                self._start(lang)
 
     def _start(self, lang: str) -> Helper | None:
         why = cannot_start(lang)

@@ -331,3 +331,28 @@ def test_watch_keeps_its_worker_between_builds(tmp_path):
     assert "(warm)" in text, text
     left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert left == []
+
+
+@pytest.mark.needs_r
+def test_a_build_with_many_r_recipes_starts_its_r_worker_with_its_first_recipe(tmp_path):
+    """Eight R nodes downstream of slow Python ones: the R worker boots while Python runs
+    (EARLY_WORKER), so even the first R recipe runs warm, with no waiting asked for."""
+    needs_rpy2()
+    write(tmp_path, {
+        "Nodefile.toml": """
+            [nodes.py]
+            outputs = "py{i}.txt"
+            python = "py.py"
+            matrix = { i = ["1", "2", "3", "4", "5", "6", "7", "8"] }
+            [nodes.r]
+            outputs = "r{i}.txt"
+            inputs = ["py"]
+            r = "r.R"
+            matrix = { i = ["1", "2", "3", "4", "5", "6", "7", "8"] }
+            """,
+        "py.py": "import time, nodefile\ntime.sleep(0.4)\nopen(nodefile.job().outputs[0], 'w').write('p')\n",
+        "r.R": "writeLines('r', node$outputs[[1]])\n",
+    })
+    proc = run(tmp_path, "build", "-j", "1", timeout=120, check=0)  # base_env: no NODEFILE_WORKER_WAIT
+    lines = ok_lines(proc)
+    assert all("(warm)" in lines[f"r[i={i}]"] for i in range(1, 9)), describe(proc)
