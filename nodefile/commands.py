@@ -178,8 +178,12 @@ def cold_reasons(project, state_dir: str) -> list[str]:
     from .workers.pool import read_state
     if not project.warm:
         return ["python and R recipes run cold: [project] warm = false"]
-    reasons = read_state(state_dir).get("reasons", {})
-    return [f"{'R' if lang == 'r' else 'python'} recipes run cold: {why}" for lang, why in sorted(reasons.items())]
+    state = read_state(state_dir)
+    name = {"r": "R", "python": "python"}
+    lines = [f"{name.get(lang, lang)} recipes run cold: {why}" for lang, why in sorted(state.get("reasons", {}).items())]
+    for lang, items in sorted(state.get("skipped", {}).items()):
+        lines += [f"the {name.get(lang, lang)} worker could not preload {what}: {why}" for what, why in items]
+    return lines
 
 
 def cmd_explain(args, rep) -> int:

@@ -410,7 +410,7 @@ class Runner:
         if problem and not fin.output_bytes and not os.path.exists(spec.log):
             _touch(spec.log, fin.error)  # the log of a failed attempt always exists (a quiet one: empty)
         self.s.state.add_attempt(build_id=self.build_id, node=name, recipe=spec.recipe.name, kind=spec.recipe.kind,
-                                 attempt=spec.attempt, start_ns=fin.started_ns or _start_ns(fin),
+                                 attempt=spec.attempt, start_ns=_start_ns(fin),
                                  duration=fin.duration, outcome=outcome, failure=failure, bytes=size,
                                  log=log, exit_code=fin.exit_code,
                                  message=problem or None, script_hash=script_hash, key=key)

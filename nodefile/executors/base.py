@@ -43,7 +43,6 @@ class Finished:
     payload: object = None  # for transfers: what the callable returned
     output_bytes: int = 0  # what a process wrote to its log (0: no log file unless it failed)
     warm: bool = False  # it ran in a warm worker (a fork of a preloaded process)
-    started_ns: int = 0  # when it started, wall clock (0: its end less its duration)
     worker: str = ""  # the Dask worker that ran it
     ended_ns: int = 0  # wall clock when it ended (reaped): it ran from ended_ns - duration to ended_ns
 
@@ -97,3 +96,19 @@ class Executor(ABC):
     @abstractmethod
     def close(self) -> None:
         """After the build: release what the executor holds."""
+
+
+STDOUT_WRAPPER = ("/bin/sh", "-c", 'exec "$@" > "$NODEFILE_STDOUT"', "sh")
+
+
+def to_stdout_file(argv: list[str]) -> list[str]:
+    """argv run with its standard output in the file $NODEFILE_STDOUT (`stdout = ...`);
+    standard error stays on the log."""
+    return list(STDOUT_WRAPPER) + argv
+
+
+def unwrapped(argv) -> list[str]:
+    """The recipe's own argv, without the `stdout` wrapper (a warm worker redirects itself)."""
+    n = len(STDOUT_WRAPPER)
+    return list(argv[n:]) if tuple(argv[:n]) == STDOUT_WRAPPER else list(argv)
+

@@ -114,7 +114,6 @@ class DaskExecutor(Executor):
         self.cancelled: set[int] = set()
         self.ended: queue.Queue = queue.Queue()
         self.priority = None  # node -> a number, higher first (the engine sets it)
-        self.workers_of: dict[str, str] = {}  # node -> the worker that ran its last attempt
         self._next = 1
         self.check_shared(state_dir)
 
@@ -199,13 +198,12 @@ class DaskExecutor(Executor):
             r = fut.result()
         except Exception as e:  # noqa: BLE001 - the worker died, or the task could not run
             return self._lost(handle, spec, e)
-        self.workers_of[spec.node] = r["worker"]
         _append(spec.log, r["output"])
         self._forget(handle)
         if r["code"] == 0:
             wait_visible(spec.manifest)
         return Finished(handle, r["code"], r["duration"], timed_out=r["timed_out"], output_bytes=len(r["output"]),
-                        started_ns=int(r["start"] * 1e9), worker=r["worker"])
+                        ended_ns=int((r["start"] + r["duration"]) * 1e9), worker=r["worker"])
 
     def _lost(self, handle: int, spec, error) -> Finished | None:
         n = self.lost.get(handle, 0)

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from ..interrupts import deferred
-from .base import Executor, Finished, Offer
+from .base import Executor, Finished, Offer, unwrapped
 from .helper import Helper, spawn_helper_argv
 from .spawner import GRACE, Procs, signal_group
 
@@ -209,7 +209,6 @@ class LocalExecutor(Executor):
         w = self.workers.get(lang)
         if w is None:
             return False
-        from ..recipes import unwrapped
         argv = unwrapped(spec.argv)  # `stdout = ...`: the worker's child redirects itself
         w.send(("run", handle, argv[0], argv, spec.env, spec.cwd, spec.log))
         self.via[handle] = w
@@ -369,7 +368,7 @@ class LocalExecutor(Executor):
         ended = w.receive()
         if w.dead:
             ended += [(h, -signal.SIGKILL, 0.0, 0, "") for h, via in self.via.items() if via is w]
-            self.workers.reasons.setdefault(w_lang(self.workers, w), "the worker process died")
+            self.workers.reasons.setdefault(self.workers.lang_of(w), "the worker process died")
         return ended
 
     def _finish(self, handle, code, duration, nbytes, error="") -> Finished | None:
@@ -459,6 +458,3 @@ class LocalExecutor(Executor):
             done += self.wait(0.5)
         return done
 
-
-def w_lang(workers, w) -> str:
-    return next((lang for lang, x in workers.live.items() if x is w), "?")

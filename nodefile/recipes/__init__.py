@@ -11,6 +11,7 @@ from .. import placeholders
 from ..hashing import json_encoder
 from ..stores import write_file
 from ..placeholders import placeholder_context, relative_to
+from ..executors.base import to_stdout_file
 from ..model import Node, Project, Recipe
 
 _JOB_JSON = json_encoder((",", ":"), default=str)
@@ -250,21 +251,6 @@ def prepare(project: Project, node: Node, recipe: Recipe, attempt: int, log: str
         argv = to_stdout_file(argv)
     return Spec(node.name, recipe, tuple(argv), env, cwd, log, mpath, recipe.timeout, res, attempt, index,
                 warm=warm_language(project, recipe))
-
-
-def to_stdout_file(argv: list[str]) -> list[str]:
-    """argv run with its standard output in the file $NODEFILE_STDOUT (`stdout = ...`);
-    standard error stays on the log."""
-    return list(STDOUT_WRAPPER) + argv
-
-
-STDOUT_WRAPPER = ("/bin/sh", "-c", 'exec "$@" > "$NODEFILE_STDOUT"', "sh")
-
-
-def unwrapped(argv) -> list[str]:
-    """The recipe's own argv, without the `stdout` wrapper (a warm worker redirects itself)."""
-    n = len(STDOUT_WRAPPER)
-    return list(argv[n:]) if tuple(argv[:n]) == STDOUT_WRAPPER else list(argv)
 
 
 def warm_language(project: Project, recipe: Recipe) -> str | None:

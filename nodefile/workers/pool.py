@@ -30,6 +30,7 @@ class Workers:
         self.preload = preload  # lang -> the modules/packages to preload (called once per worker)
         self.live: dict[str, Helper] = {}
         self.reasons: dict[str, str] = {}  # lang -> why it runs cold
+        self.skipped: dict[str, list] = {}  # lang -> [(module or package, why)] it could not preload
         self.asked: dict[str, int] = {}  # lang -> recipes that asked before its worker started
         self.early = None  # () -> the languages to start at the build's first recipe (prestart)
         saved = read_state(state_dir)
@@ -95,6 +96,9 @@ class Workers:
                 del self.live[lang]
         self.asked = {}
 
+    def lang_of(self, w: Helper) -> str:
+        return next((lang for lang, x in self.live.items() if x is w), "?")
+
     def fds(self) -> list[int]:
         return [w.rep for w in self.live.values()]
 
@@ -112,9 +116,11 @@ class Workers:
         for lang, w in self.live.items():
             if w.dead and w.reason:
                 self.reasons.setdefault(lang, w.reason)
+            if w.skipped:
+                self.skipped[lang] = [list(x) for x in w.skipped]
             w.close()
         self.live = {}
-        state = {"reasons": self.reasons, "cold_only": sorted(self.cold_only)}
+        state = {"reasons": self.reasons, "cold_only": sorted(self.cold_only), "skipped": self.skipped}
         if state != self._saved:
             write_state(self.state_dir, state)
 

@@ -356,3 +356,21 @@ def test_a_build_with_many_r_recipes_starts_its_r_worker_with_its_first_recipe(t
     proc = run(tmp_path, "build", "-j", "1", timeout=120, check=0)  # base_env: no NODEFILE_WORKER_WAIT
     lines = ok_lines(proc)
     assert all("(warm)" in lines[f"r[i={i}]"] for i in range(1, 9)), describe(proc)
+
+
+def test_a_preload_that_fails_to_import_is_said_by_status_v(tmp_path):
+    write(tmp_path, {
+        "Nodefile.toml": """
+            [workers.python]
+            preload = ["no_such_module_for_nodefile"]
+            [nodes.a]
+            outputs = "a{i}.txt"
+            python = "ok.py"
+            matrix = { i = ["1", "2"] }
+            """,
+        "ok.py": "import nodefile\nopen(nodefile.job().outputs[0], 'w').write('ok')\n",
+    })
+    lines = ok_lines(run(tmp_path, "build", "-j", "1", env=WARM, check=0))
+    assert all("(warm)" in line for line in lines.values())  # the worker runs without it
+    status = run(tmp_path, "status", "-v", check=0).stdout
+    assert "the python worker could not preload no_such_module_for_nodefile: ModuleNotFoundError" in status, status

@@ -37,7 +37,6 @@ LAYERS = {
 
 # (importer, imported) -> why an import goes up the table. Each must be lazy.
 UPWARD = {
-    ("executors.local", "recipes"): "the stdout wrapper of a recipe, lazily, when a recipe sets `stdout`",
     ("codeclosure", "recipes"): "`rscript`, lazily, to run R's static analysis of an R script",
     ("config.cache", ""): "`__version__`, lazily, part of the parse cache's key",
     ("recipes", "pipeline"): "a `Pipeline` function node's spec, lazily (issue 18: still to untangle)",
