@@ -16,6 +16,9 @@ def spawn_helper_argv(run_log: str | None) -> list[str]:
     return [sys.executable, "-I", "-S", script, "3", "4"] + ([run_log] if run_log else [])
 
 
+PARK_BYTES = 32768  # requests queued on a helper that is starting; a pipe holds 64 KiB
+
+
 class Helper:
     """The helper process and the two pipes to it. It reads requests on its fd 3 and
     answers on its fd 4; `log`, when given, receives its own stdout and stderr."""
@@ -42,6 +45,10 @@ class Helper:
         self.reason = ""  # why it ended before it was ready ("cold" message)
         self.skipped: list = []  # what a warm worker could not preload
         self.stamps: list = []  # (path, mtime_ns, size) of what a warm worker preloaded
+        self.started = time.monotonic()
+        self.boot = None  # seconds from its start to "ready"
+        self.parked: list[int] = []  # handles sent before it was ready: it runs them once it is
+        self.parked_bytes = 0
 
     def up(self, wait: float = 0.0) -> bool:
         """Has it said it is ready (waiting up to `wait` seconds for it)? Until then
@@ -51,6 +58,18 @@ class Helper:
                                                                  max(0.0, end - time.monotonic()))[0]:
             self.receive()
         return self.ready
+
+    def park(self, handle: int, msg) -> bool:
+        """Send a request before the helper is ready: it waits in the pipe, and the helper
+        runs it once ready. False (not sent) when the pipe could fill up: a write must
+        never block the build."""
+        data = frame(msg)
+        if self.ready or self.dead or self.parked_bytes + len(data) > PARK_BYTES:
+            return False
+        os.write(self.req, data)
+        self.parked.append(handle)
+        self.parked_bytes += len(data)
+        return True
 
     def send(self, msg) -> None:
         try:
@@ -70,6 +89,7 @@ class Helper:
         for m in msgs:
             if m[0] == "ready":
                 self.ready = True
+                self.boot = time.monotonic() - self.started
             elif m[0] == "done":
                 ended.append(m[1:])
             elif m[0] == "cold":

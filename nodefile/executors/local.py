@@ -207,14 +207,21 @@ class LocalExecutor(Executor):
         if not lang or self.workers is None or (spec.node, spec.recipe.name) in self.workers.cold_only:
             return False
         w = self.workers.get(lang)
-        if w is None:
-            return False
+        if w is not None and w.parked:  # it became ready just now
+            self._unpark(w)
         argv = unwrapped(spec.argv)  # `stdout = ...`: the worker's child redirects itself
-        w.send(("run", handle, argv[0], argv, spec.env, spec.cwd, spec.log))
+        msg = ("run", handle, argv[0], argv, spec.env, spec.cwd, spec.log)
+        if w is None:  # none ready: queue it on one that is starting, if that is worth the wait
+            w = self.workers.booting(lang)
+            if w is None or not w.park(handle, msg):
+                return False
+            self.procs[handle] = _Proc(None, None, spec.timeout)  # it starts when the worker is ready
+        else:
+            w.send(msg)
+            start = time.monotonic()
+            self.procs[handle] = _Proc(start, start + spec.timeout if spec.timeout else None)
         self.via[handle] = w
         self.warm_specs[handle] = spec
-        start = time.monotonic()
-        self.procs[handle] = _Proc(start, start + spec.timeout if spec.timeout else None)
         return True
 
     def _submit_cold(self, handle: int, spec) -> int:
@@ -267,7 +274,7 @@ class LocalExecutor(Executor):
         """A successor that has not started yet never starts (it is reported ended,
         cancelled); one that has started runs on."""
         p = self.procs.get(handle)
-        if p is not None and p.start is None and self.helper is not None:
+        if p is not None and p.start is None and self.helper is not None and handle not in self.via:
             p.cancelled = True
             self.helper.send(("drop", handle))
 
@@ -364,12 +371,38 @@ class LocalExecutor(Executor):
         return done
 
     def _from_worker(self, w) -> list:
-        """What a warm worker reports ended; if it died, what it ran is lost (retried cold)."""
+        """What a warm worker reports ended; if it died, what it ran is lost (retried cold),
+        and what waited for it to start runs cold now. Once it is ready, what waited starts."""
         ended = w.receive()
+        if w.ready and w.parked:
+            self._unpark(w)
         if w.dead:
+            for h in [h for h, via in self.via.items() if via is w and h in w.parked]:
+                self._run_parked_cold(h)
             ended += [(h, -signal.SIGKILL, 0.0, 0, "") for h, via in self.via.items() if via is w]
-            self.workers.reasons.setdefault(self.workers.lang_of(w), "the worker process died")
+            self.workers.drop(w)
         return ended
+
+    def _unpark(self, w) -> None:
+        """The worker is ready: the recipes queued on it start now (their clocks too)."""
+        now = time.monotonic()
+        for h in w.parked:
+            p = self.procs.get(h)
+            if p is not None and p.start is None:
+                p.start = now
+                if p.timeout:
+                    p.deadline = now + p.timeout
+        w.parked.clear()
+
+    def _run_parked_cold(self, handle: int) -> None:
+        """A recipe that waited for a worker that never became ready starts cold, as if
+        it had never waited (same handle; no note: it never ran warm)."""
+        del self.via[handle]
+        spec = self.warm_specs.pop(handle)
+        p = self.procs.pop(handle)
+        self._submit_cold(handle, spec)
+        if p.cancelled and handle in self.procs:
+            self.cancel(handle)
 
     def _finish(self, handle, code, duration, nbytes, error="") -> Finished | None:
         warm = self.via.pop(handle, None) is not None

@@ -16,6 +16,7 @@ import sys
 from ..executors.helper import Helper
 
 STATE_FILE = "workers.json"
+WAIT_FOR_BOOT = 3.0  # seconds: a recipe waits for a starting worker whose last start took at most this
 START_AT = 2  # a worker starts when the second recipe of its language asks: a build of one
 #               recipe would only pay for the worker's imports beside it
 
@@ -36,6 +37,8 @@ class Workers:
         saved = read_state(state_dir)
         self.cold_only: set[tuple[str, str]] = {tuple(x) for x in saved.get("cold_only", [])}
         self._saved = saved
+        boots = saved.get("boot", {})
+        self.boots: dict[str, float] = boots if isinstance(boots, dict) else {}  # lang -> seconds to ready
         # NODEFILE_WORKER_WAIT=SECONDS: start a worker at the first recipe that asks, and let
         # recipes wait that long for it instead of running cold (tests, benchmarks)
         self.wait = float(os.environ.get("NODEFILE_WORKER_WAIT") or 0)
@@ -58,6 +61,26 @@ class Workers:
             del self.live[lang]
             w.close()
         return None
+
+    def booting(self, lang: str) -> Helper | None:
+        """The worker for lang if it is starting and worth waiting for: a recipe queued on
+        it starts warm once it is ready. Worth it unless its last start in this project
+        took over WAIT_FOR_BOOT seconds (a heavy preload a light recipe should not wait
+        for); waiting instead of starting cold leaves the cores to the worker's imports,
+        which a cold recipe would pay again beside it."""
+        w = self.live.get(lang)
+        if w is None or w.ready or w.dead:
+            return None
+        last = self.boots.get(lang)
+        return w if last is None or last <= WAIT_FOR_BOOT else None
+
+    def drop(self, w: Helper) -> None:
+        """A worker that died: its language runs cold from now on (this build)."""
+        for lang, x in list(self.live.items()):
+            if x is w:
+                del self.live[lang]
+                self.reasons.setdefault(lang, w.reason or f"the {lang} worker process died")
+        w.close()
 
     def prestart(self) -> None:
         """At the build's first recipe of any language: start the workers of the languages
@@ -118,9 +141,12 @@ class Workers:
                 self.reasons.setdefault(lang, w.reason)
             if w.skipped:
                 self.skipped[lang] = [list(x) for x in w.skipped]
+            if w.boot is not None:
+                self.boots[lang] = round(w.boot, 3)
             w.close()
         self.live = {}
-        state = {"reasons": self.reasons, "cold_only": sorted(self.cold_only), "skipped": self.skipped}
+        state = {"reasons": self.reasons, "cold_only": sorted(self.cold_only), "skipped": self.skipped,
+                 "boot": self.boots}
         if state != self._saved:
             write_state(self.state_dir, state)
 

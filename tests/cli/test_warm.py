@@ -319,7 +319,7 @@ def test_watch_keeps_its_worker_between_builds(tmp_path):
                             start_new_session=True)
     try:
         out = tmp_path / "a.txt"
-        wait_for(out.exists, 60, what="the first build")
+        wait_for(lambda: out.exists() and out.read_text(), 60, what="the first build")
         first = out.read_text()
         out.unlink()
         (tmp_path / "in.txt").write_text("2")
@@ -374,3 +374,43 @@ def test_a_preload_that_fails_to_import_is_said_by_status_v(tmp_path):
     assert all("(warm)" in line for line in lines.values())  # the worker runs without it
     status = run(tmp_path, "status", "-v", check=0).stdout
     assert "the python worker could not preload no_such_module_for_nodefile: ModuleNotFoundError" in status, status
+
+
+# -- recipes wait for a worker that is starting ----------------------------------------------------------
+def _slow_preload(tmp_path, body: str) -> dict:
+    """A project of three Python recipes whose worker preloads `lib/heavy.py` (body)."""
+    write(tmp_path, {
+        "Nodefile.toml": """
+            [workers.python]
+            preload = ["heavy"]
+            [nodes.a]
+            outputs = "a{i}.txt"
+            python = "a.py"
+            timeout = 1
+            matrix = { i = ["1", "2", "3"] }
+            """,
+        "a.py": "import nodefile\nopen(nodefile.job().outputs[0], 'w').write('ok')\n",
+        "lib/heavy.py": body,
+    })
+    return base_env(PYTHONPATH=os.pathsep.join([str(tmp_path / "lib"), os.environ.get("PYTHONPATH", "")]))
+
+
+def test_a_recipe_queued_on_a_starting_worker_runs_warm_and_its_clock_starts_with_it(tmp_path):
+    """No NODEFILE_WORKER_WAIT: the second recipe finds the worker starting (its preload
+    takes 1.5 s) and waits for it rather than running cold; its 1 s timeout counts from
+    the moment the worker runs it, not from the wait."""
+    env = _slow_preload(tmp_path, "import time\ntime.sleep(1.5)\n")
+    proc = run(tmp_path, "build", "-j", "1", env=env, check=0)
+    lines = ok_lines(proc)
+    assert proc.returncode == 0 and len(lines) == 3, describe(proc)
+    assert sum("(warm)" in line for line in lines.values()) == 2, describe(proc)
+
+
+def test_recipes_queued_on_a_worker_that_dies_while_starting_run_cold(tmp_path):
+    env = _slow_preload(tmp_path, "import os, time\ntime.sleep(0.5)\nos._exit(3)\n")
+    proc = run(tmp_path, "build", "-j", "1", env=env, check=0)
+    lines = ok_lines(proc)
+    assert proc.returncode == 0 and len(lines) == 3, describe(proc)
+    assert not any("(warm)" in line for line in lines.values()), describe(proc)
+    status = run(tmp_path, "status", "-v", check=0).stdout
+    assert "python recipes run cold: the python worker process died" in status, status
