@@ -263,7 +263,8 @@ def main(a, log) -> int:
         json.dump(results, f, indent=1)
     os.replace(out + ".tmp", out)
     after_label = after_src["commit"][:7] + ("+uncommitted" if after_src["uncommitted_diff_sha1"] else "")
-    log(table(rows, f"{a.compare} = {sha[:7]}", after_label))
+    before_label = sha[:7] if sha.startswith(a.compare) else f"{a.compare} = {sha[:7]}"
+    log(table(rows, before_label, after_label))
     log(f"\nresults: {os.path.relpath(out)}  ({time.monotonic() - t_start:.0f} s)")
     if failures:
         log("compare FAILED: " + "; ".join(f.splitlines()[0] for f in failures))
