@@ -38,7 +38,7 @@ import statistics
 import subprocess
 import sys
 import time
-from tools import nodefile_cmd, source_state  # noqa: E402  (bench/ is on sys.path)
+from tools import nodefile_cmd, source_state, use_checkout  # noqa: E402  (bench/ is on sys.path)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -265,6 +265,8 @@ def parse_args(argv=None):
     p.add_argument("--no-make", action="store_true")
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--out", default=None, help="JSON file (default bench/results/makespan-<time>.json)")
+    p.add_argument("--checkout", default=None, metavar="DIR", help="measure the nodefile of this source tree "
+                   "(`python -m nodefile` with PYTHONPATH=DIR) instead of the installed one")
     a = p.parse_args(argv)
     if a.quick:
         a.seeds = a.seeds or "1"
@@ -284,6 +286,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     a = parse_args(argv)
     t_start = time.monotonic()
+    if a.checkout:
+        use_checkout(a.checkout)
     nf_cmd = nodefile_cmd()
     with_make = not a.no_make and shutil.which("make") is not None
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")

@@ -72,7 +72,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from tools import nodefile_cmd, source_state  # noqa: E402  (bench/ is on sys.path)
+from tools import nodefile_cmd, source_dir, source_state, use_checkout  # noqa: E402  (bench/ is on sys.path)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -463,7 +463,7 @@ def simulate(world) -> dict:
     nodes are decided layer by layer (a node once its inputs are built), each tries its
     recipes in the learned order until one works. For quick checks of the learner; the
     benchmark's numbers come from `run`."""
-    sys.path.insert(0, REPO)
+    sys.path.insert(0, source_dir())
     from nodefile.learn import Learner
 
     @dataclass(frozen=True)
@@ -635,6 +635,8 @@ def parse_args(argv=None):
                    "instead of nodefile (seconds; not the benchmark's numbers)")
     p.add_argument("--timeout", type=float, default=300)
     p.add_argument("--out", default=None, help="JSON file (default bench/results/regret-<mode>-<time>.json)")
+    p.add_argument("--checkout", default=None, metavar="DIR", help="measure the nodefile of this source tree "
+                   "(imported from DIR, or `python -m nodefile` with PYTHONPATH=DIR) instead of the installed one")
     a = p.parse_args(argv)
     a.builds = a.builds or (10 if a.quick else 30)
     if a.mode == "independent":
@@ -650,6 +652,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     a = parse_args(argv)
     t_start = time.monotonic()
+    if a.checkout:
+        use_checkout(a.checkout)
     world = SharedWorld(a.builds) if a.mode == "shared" else IndependentWorld(a.builds, a.nodes)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     tag = f"{world.mode}-{'sim-' if a.simulate else ''}{'quick-' if a.quick else ''}"

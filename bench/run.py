@@ -6,6 +6,7 @@
     python bench/run.py --quick              # indep shape only, no snakemake, 256 MiB hash file
     python bench/run.py --smoke              # < 60 s, no network: exits non-zero if the harness breaks
     python bench/run.py --report bench/results/a.json bench/results/b.json   # merge and re-print
+    python bench/run.py --compare REV        # nodefile at git revision REV against this checkout (~10 min)
 
 Run it with the interpreter that has nodefile installed. See bench/README.md.
 """
@@ -23,6 +24,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import compare  # noqa: E402
 import micro  # noqa: E402
 import report  # noqa: E402
 import tools as toolsmod  # noqa: E402
@@ -64,7 +66,19 @@ def parse_args(argv=None):
                    "e.g. a tmpfs folder, to measure the tools without the filesystem's metadata costs")
     p.add_argument("--out", default=None, help="the JSON file to write (default bench/results/<mode>-<time>.json)")
     p.add_argument("--report", nargs="+", metavar="JSON", help="merge result files, print tables and goals, plot")
+    p.add_argument("--compare", metavar="REV", help="nodefile at git revision REV (checked out into a temporary "
+                   "worktree) against this checkout, interleaved in one run: full build at the first of --sizes, "
+                   "no-op and rebuild at the last (default 1000,10000; shape indep; --repeat default 9), makespan "
+                   "and regret (--quick: a smaller makespan DAG)")
+    p.add_argument("--makespan-rounds", type=int, default=3, help="--compare: makespan rounds per side (default 3)")
+    p.add_argument("--skip-makespan", action="store_true", help="--compare: no makespan rows")
+    p.add_argument("--skip-regret", action="store_true", help="--compare: no regret row")
     a = p.parse_args(argv)
+    if a.compare:
+        a.shapes = a.shapes or "indep"
+        a.repeat = a.repeat or 9
+        if a.sizes and len(a.sizes.split(",")) > 2:
+            p.error("--compare takes one or two --sizes: the full build's, then the no-op's and rebuild's")
     if a.smoke:
         a.sizes = a.sizes or "40"
         a.repeat = a.repeat or 1
@@ -133,6 +147,8 @@ def main(argv=None) -> int:
         if not a.no_plot:
             print(plot(a.report, PLOT))
         return 0
+    if a.compare:
+        return compare.main(a, log)
 
     t_start = time.monotonic()
     if not a.no_install:

@@ -24,6 +24,7 @@ NF_ENV = os.path.join(HERE, ".nfenv")
 NF_BIN = os.path.join(NF_ENV, "bin")
 NF_PY = os.path.join(NF_BIN, "python")
 _NF_INSTALLED = False  # install_nodefile ran: measure its copy
+_CHECKOUT = None  # use_checkout ran: measure the nodefile of that source tree
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Tool:
     source: str = ""  # where the binary came from
     env: dict = field(default_factory=dict)  # extra environment variables
     touch_setup: list | None = None  # accepts existing outputs as built (instead of a huge full build)
+    writes: str = ""  # the workflow format it reads (a key of workflows.WRITERS), if not its name
 
     def too_big(self, n: int) -> str | None:
         if self.max_n is not None and n > self.max_n:
@@ -64,6 +66,29 @@ def install_nodefile(log=print) -> None:
     _NF_INSTALLED = True
 
 
+def checkout_env(checkout: str) -> dict:
+    """The environment that makes `sys.executable -m nodefile` run the nodefile of a source
+    tree (a git worktree): its folder first on the path, ahead of any installed copy."""
+    return {"PYTHONPATH": os.path.abspath(checkout)}
+
+
+def use_checkout(checkout: str) -> None:
+    """Measure the nodefile of this source tree: nodefile_cmd() becomes `sys.executable -m
+    nodefile`, run (as are the processes it starts) with checkout_env(checkout)."""
+    global _CHECKOUT
+    _CHECKOUT = os.path.abspath(checkout)
+    if not os.path.isfile(os.path.join(_CHECKOUT, "nodefile", "__init__.py")):
+        print(f"--checkout {checkout}: no nodefile/__init__.py there", file=sys.stderr)
+        raise SystemExit(2)
+    os.environ.update(checkout_env(_CHECKOUT))
+    compile_bytecode(_CHECKOUT)
+
+
+def source_dir() -> str:
+    """The source tree whose nodefile is measured (this checkout unless use_checkout ran)."""
+    return _CHECKOUT or REPO
+
+
 def nodefile_python() -> str:
     """The interpreter nodefile runs on (for `python -c pass`, the start-up baseline)."""
     return NF_PY if _NF_INSTALLED else sys.executable
@@ -74,18 +99,20 @@ def nodefile_cmd() -> list:
     next to sys.executable (never a PATH shim), else `python -m nodefile`."""
     if _NF_INSTALLED:
         return [os.path.join(NF_BIN, "nodefile")]
+    if _CHECKOUT:
+        return [sys.executable, "-m", "nodefile"]
     script = os.path.join(os.path.dirname(sys.executable), "nodefile")
     if os.path.isfile(script) and os.access(script, os.X_OK):
         return [script]
     return [sys.executable, "-m", "nodefile"]
 
 
-def compile_bytecode() -> None:
+def compile_bytecode(tree: str = REPO) -> None:
     """Write nodefile's .pyc files, as a pip install does: with PYTHONDONTWRITEBYTECODE
     set (this machine sets it) an edited module would be compiled again on every run,
     which no installed copy does. The peers in bench/.env were compiled by pip."""
     import compileall
-    compileall.compile_dir(os.path.join(REPO, "nodefile"), quiet=1)
+    compileall.compile_dir(os.path.join(tree, "nodefile"), quiet=1)
 
 
 def _version(argv) -> str:
@@ -177,12 +204,13 @@ def clean(tool: Tool, d: str) -> None:
             os.remove(p)
 
 
-def source_state() -> dict:
-    """The commit of the nodefile being measured and a hash of any uncommitted change to it
-    (nodefile is installed editable: compare start and end to see if it changed mid-run)."""
+def source_state(tree: str | None = None) -> dict:
+    """The commit of the nodefile being measured (source_dir(), or `tree`) and a hash of any
+    uncommitted change to it (nodefile is installed editable: compare start and end to see if
+    it changed mid-run)."""
     def git(*args):
         try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30).stdout
+            return subprocess.run(["git", *args], cwd=tree or source_dir(), capture_output=True, text=True, timeout=30).stdout
         except (OSError, subprocess.TimeoutExpired):
             return ""
     import hashlib

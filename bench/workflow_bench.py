@@ -56,7 +56,8 @@ def run_case(shape: str, n: int, tools: dict, workdir: str, repeat: int, full_ma
             active.append(name)
         rows[name] = row
     log(f"== {case}: generating for {', '.join(active) or 'no tool'}")
-    dirs = generate(wf, os.path.join(workdir, case), active)
+    dirs = generate(wf, os.path.join(workdir, case), active,
+                    {name: tools[name].writes for name in active if tools[name].writes})
     expected = {t.name for t in wf.tasks}
 
     def fail(name, msg):
@@ -83,7 +84,8 @@ def run_case(shape: str, n: int, tools: dict, workdir: str, repeat: int, full_ma
             for t in wf.tasks:  # topological order: every output is newer than its inputs
                 open(os.path.join(dirs[name], t.output), "w").close()
             try:
-                wall, _ = timed(tool.touch_setup, cwd=dirs[name], timeout=timeout)
+                wall, _ = timed(tool.touch_setup, cwd=dirs[name], timeout=timeout,
+                                env=dict(os.environ, **tool.env) if tool.env else None)
             except RunFailed as e:
                 fail(name, f"setup ({' '.join(tool.touch_setup[-1:])}): {e}")
                 continue

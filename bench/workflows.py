@@ -190,9 +190,9 @@ WRITERS = {"make": write_make, "ninja": write_ninja, "doit": write_doit,
            "snakemake": write_snakemake, "nodefile": write_nodefile}
 
 
-def generate(wf: Workflow, base: str, tools) -> dict:
-    """Write the workflow for each tool under base/<tool>/ (replacing what was there);
-    returns tool -> directory."""
+def generate(wf: Workflow, base: str, tools, writes: dict | None = None) -> dict:
+    """Write the workflow for each tool under base/<tool>/ (replacing what was there), in the
+    format of WRITERS[writes.get(tool, tool)]; returns tool -> directory."""
     dirs = {}
     for tool in tools:
         d = os.path.join(base, tool)
@@ -202,7 +202,7 @@ def generate(wf: Workflow, base: str, tools) -> dict:
         os.makedirs(os.path.join(d, "out"))
         for s in wf.sources:
             open(os.path.join(d, s), "w").close()
-        WRITERS[tool](wf, d)
+        WRITERS[(writes or {}).get(tool, tool)](wf, d)
         dirs[tool] = d
     return dirs
 

@@ -39,3 +39,25 @@ def test_spawn_floor_smoke(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "spawn helper alone" in r.stdout and "x make" in r.stdout, r.stdout
     assert len(list((tmp_path / "out").iterdir())) == 30
+
+
+def test_compare_smoke(tmp_path):
+    """`bench/run.py --compare REV` measures nodefile at REV and this checkout side by side and
+    removes the temporary worktree it checked REV out into."""
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True).returncode:
+        import pytest
+        pytest.skip("not a git checkout")
+    out = tmp_path / "compare.json"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "run.py"), "--compare", "HEAD", "--sizes", "30",
+                        "--repeat", "1", "--quick", "--makespan-rounds", "1", "--work", str(tmp_path / "w"),
+                        "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"compare failed (exit {r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    data = json.loads(out.read_text())
+    rows = {row["row"].split(",")[0].split(" (")[0]: row for row in data["table"]}
+    assert {"full build -j2", "no-op", "rebuild", "makespan / LB -j2", "makespan / LB -j4", "regret"} <= set(rows), rows
+    for row in data["table"]:
+        assert row["before"] and row["after"] and row["ratio"], row
+    assert "| row | before (median) | after (median) | after / before | runs |" in r.stdout
+    assert not list((tmp_path / "w").glob("compare-*")), "the temporary worktree was left behind"
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert str(tmp_path) not in worktrees
