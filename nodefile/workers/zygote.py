@@ -186,10 +186,15 @@ local({
 def start_r(packages: list) -> tuple:
     """Embed R through rpy2 as Rscript runs it; load the packages' namespaces.
     Returns (the rinterface module, [(package, reason)] that failed)."""
+    before = dict(os.environ)
+    found = r_locations()
+    if found:  # rpy2 would start R twice to ask (0.3 s of the worker's start)
+        import rpy2.situation
+        os.environ["R_HOME"] = found[0]
+        rpy2.situation.r_ld_library_path_from_subprocess = lambda r_home: found[1]
     import rpy2.rinterface_lib.embedded as embedded
     embedded._DEFAULT_R_INTERACTIVE = False  # noqa: SLF001 - Rscript is not interactive
     import rpy2.rinterface as ri
-    before = dict(os.environ)
     ri.initr_simple()
     r_eval(ri, "options(keep.source = FALSE)")
     names, values = r_eval(ri, "names(Sys.getenv())"), r_eval(ri, "unname(Sys.getenv())")
@@ -205,6 +210,33 @@ def start_r(packages: list) -> tuple:
     except Exception:  # noqa: BLE001 - priming is only a speed-up
         pass
     return ri, failed
+
+
+def r_locations() -> tuple[str, str] | None:
+    """R_HOME and the LD_LIBRARY_PATH that R's front end gives R, found as the `R`
+    script finds them (its R_HOME_DIR line; sourcing etc/ldpaths), without starting
+    R; None when that does not work here (then rpy2 asks R itself)."""
+    import re
+    import shutil
+    import subprocess
+    home = os.environ.get("R_HOME")
+    if not home:
+        script = shutil.which("R")
+        try:
+            with open(script or "", "rb") as f:
+                head = f.read(4096).decode("utf-8", "replace")
+        except OSError:
+            return None
+        m = re.search(r"^R_HOME_DIR=(/\S+)$", head, re.M)
+        home = m.group(1) if m else None
+    if not home or not os.path.isfile(os.path.join(home, "etc", "ldpaths")):
+        return None
+    try:
+        out = subprocess.run(["/bin/sh", "-c", '. "$R_HOME/etc/ldpaths" && printf %s "$LD_LIBRARY_PATH"'],
+                             env=dict(os.environ, R_HOME=home), capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (home, out.stdout) if out.returncode == 0 else None
 
 
 def r_eval(ri, code: str):
