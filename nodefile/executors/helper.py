@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import sys
 import time
 
@@ -99,6 +100,14 @@ class Helper:
             elif m[0] == "stamps":
                 self.stamps = m[1]
         return ended
+
+    def kill(self) -> None:
+        """End it now (a worker still starting: it has no recipe running)."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.dead, self.ready = True, False
 
     def close(self) -> None:
         os.close(self.req)

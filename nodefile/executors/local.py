@@ -394,6 +394,19 @@ class LocalExecutor(Executor):
                     p.deadline = now + p.timeout
         w.parked.clear()
 
+    def _abandon_parked(self) -> list[Finished]:
+        """End each worker that is still starting (it has forked nothing yet) and report
+        the recipes queued on it as cancelled, never started."""
+        done = []
+        for h, w in list(self.via.items()):
+            if h in w.parked and not w.ready:
+                w.kill()
+                del self.via[h]
+                self.warm_specs.pop(h, None)
+                self.procs.pop(h, None)
+                done.append(Finished(h, None, 0.0, cancelled=True, ended_ns=time.time_ns()))
+        return done
+
     def _run_parked_cold(self, handle: int) -> None:
         """A recipe that waited for a worker that never became ready starts cold, as if
         it had never waited (same handle; no note: it never ran warm)."""
@@ -477,11 +490,12 @@ class LocalExecutor(Executor):
             self._term(handle, p)
 
     def cancel_all(self, grace: float = GRACE) -> list[Finished]:
-        """Terminate every running recipe's process group; wait for them."""
+        """Terminate every running recipe's process group; wait for them. Recipes still
+        waiting for a worker to start never start: that worker ends now."""
+        done: list[Finished] = self._abandon_parked()
         for handle, p in list(self.procs.items()):
             p.cancelled = True
             self._signal(handle, signal.SIGTERM)
-        done: list[Finished] = []
         end = time.monotonic() + grace
         while self.procs and time.monotonic() < end:
             done += self.wait(0.05)

@@ -414,3 +414,37 @@ def test_recipes_queued_on_a_worker_that_dies_while_starting_run_cold(tmp_path):
     assert not any("(warm)" in line for line in lines.values()), describe(proc)
     status = run(tmp_path, "status", "-v", check=0).stdout
     assert "python recipes run cold: the python worker process died" in status, status
+
+
+def test_ctrl_c_while_recipes_wait_for_a_starting_worker_ends_it_and_starts_none(tmp_path):
+    write(tmp_path, {
+        "Nodefile.toml": """
+            [workers.python]
+            preload = ["heavy"]
+            [nodes.slow]
+            outputs = "slow{i}.txt"
+            python = "slow.py"
+            matrix = { i = ["1", "2", "3"] }
+            """,
+        "slow.py": "import time\nopen('started', 'a').write('x')\ntime.sleep(60)\n",
+        "lib/heavy.py": "import time\ntime.sleep(60)\n",
+    })
+    env = base_env(PYTHONPATH=os.pathsep.join([str(tmp_path / "lib"), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-m", "nodefile", "build", "-j", "2"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    wait_for(lambda: (tmp_path / "started").exists(), 60, what="the first (cold) recipe to start")
+    wait_for(lambda: "heavy" in subprocess.run(["pgrep", "-af", "nodefile.workers.zygote"], capture_output=True,
+                                                text=True).stdout, 30, what="the worker to start")
+    time.sleep(0.5)  # the second recipe is queued on the worker, which sleeps in its preload
+    t = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert time.monotonic() - t < 15  # not after the worker's 60 s preload
+    time.sleep(0.5)
+    assert (tmp_path / "started").read_text() == "x"  # the queued recipe never ran
+    left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    mine = [p for p in subprocess.run(["pgrep", "-f", "slow.py|nodefile.workers.zygote"], capture_output=True,
+                                      text=True).stdout.split() if _cwd(p) == str(tmp_path)]
+    assert left == [] and mine == [], (left, mine)
