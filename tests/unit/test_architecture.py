@@ -39,7 +39,6 @@ LAYERS = {
 UPWARD = {
     ("codeclosure", "recipes"): "`rscript`, lazily, to run R's static analysis of an R script",
     ("config.cache", ""): "`__version__`, lazily, part of the parse cache's key",
-    ("recipes", "pipeline"): "a `Pipeline` function node's spec, lazily (issue 18: still to untangle)",
 }
 
 # (importer, imported) -> why this import may close a cycle. Each must be lazy.
@@ -50,9 +49,7 @@ CYCLES = {
 }
 
 # (importer, imported, name) -> why a private name crosses a module boundary.
-PRIVATE = {
-    ("learn.store", "state", "_Tx"): "the learner's tables share the state's transaction (issue 18: make it public)",
-}
+PRIVATE: dict[tuple[str, str, str], str] = {}
 
 # module -> why it may exceed MAX_MODULE_LINES.
 LONG_MODULES = {
