@@ -64,7 +64,6 @@ LONG_FUNCTIONS = {
     "engine:_run": "issue 18: still to split (Plan, ResourcePool)",
     "fastpath:write_record": "issue 18: still to split (explicit fast-path state)",
     "scheduler:Scheduler.run": "issue 18: still to split (ResourcePool, Plan)",
-    "executors.spawner:serve": "issue 18: still to split (the executor contract)",
 }
 
 
