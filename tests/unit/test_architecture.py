@@ -55,7 +55,6 @@ PRIVATE: dict[tuple[str, str, str], str] = {}
 LONG_MODULES = {
     "commands": "issue 18: still to split (one function per command)",
     "engine": "issue 18: still to split (Plan, fast-path state out of the engine)",
-    "stores": "issue 18: still to split (local cache / S3 / manifests)",
 }
 
 # "module:qualified.name" -> why the function may exceed MAX_FUNCTION_LINES.
