@@ -22,7 +22,8 @@ damaged blob is remembered, and repaired only by this client's own push).
 Remote stores answer within their timeout or are marked down for the build.
 
 The package: manifests.py (layout, checks, errors), artifacts.py (ArtifactStore),
-local.py (OsFS, LocalCache, copies), remote.py (FsspecFS); open_store picks one.
+local.py (OsFS, LocalCache, copies), remote.py (FsspecFS, imported only for a
+remote store); open_store picks one.
 """
 from __future__ import annotations
 
@@ -30,12 +31,22 @@ from .artifacts import ORPHAN_CHECK, ArtifactStore
 from .local import LocalCache, OsFS, copy_bounded, copy_file, local_cache, write_file
 from .manifests import (HASH_LEN, MAX_MANIFEST, EntryError, StoreError, blob_path, check_manifest, describe_outputs,
                         is_hash, manifest_path, manifest_size)
-from .remote import CHUNK, DEFAULT_TIMEOUT, MIN_RATE, WAIT_NOTICE, FsspecFS, client_timeouts
 
 __all__ = ["ArtifactStore", "CHUNK", "DEFAULT_TIMEOUT", "EntryError", "FsspecFS", "HASH_LEN", "LocalCache",
            "MAX_MANIFEST", "MIN_RATE", "ORPHAN_CHECK", "OsFS", "StoreError", "WAIT_NOTICE", "blob_path",
            "check_manifest", "client_timeouts", "copy_bounded", "copy_file", "describe_outputs", "is_hash",
            "local_cache", "manifest_path", "manifest_size", "open_store", "write_file"]
+
+REMOTE = ("CHUNK", "DEFAULT_TIMEOUT", "MIN_RATE", "WAIT_NOTICE", "FsspecFS", "client_timeouts")  # in remote.py
+
+
+def __getattr__(name: str):
+    """remote.py's names, imported when first asked for: a build without a remote
+    store never loads it."""
+    if name in REMOTE:
+        from . import remote
+        return getattr(remote, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_store(store) -> ArtifactStore:
@@ -44,4 +55,5 @@ def open_store(store) -> ArtifactStore:
     if "://" not in url or url.startswith("file://"):
         path = url[7:] if url.startswith("file://") else url
         return ArtifactStore(store.name, OsFS(path), store.push)
+    from .remote import FsspecFS
     return ArtifactStore(store.name, FsspecFS(url, dict(store.options), store.name, store.timeout), store.push)
