@@ -23,7 +23,6 @@ import os
 from .errors import ConfigError
 
 VALUES_DIR = ".nodefile/values"
-LIVE: dict = {}  # recipe target -> FunctionNode, for recipes.prepare
 _NOTHING = object()
 
 
@@ -57,8 +56,10 @@ class Pipeline:
     # -- the project ------------------------------------------------------------------
     def project(self, args: dict | None = None):
         """The Nodefile's project (when there is one) with the function nodes added."""
+        import functools
         from .model import Project
         from .records import replace
+        from .recipes import LIVE
         nodefile = self.path or "Nodefile.toml"
         if os.path.isdir(nodefile):
             nodefile = os.path.join(nodefile, "Nodefile.toml")
@@ -77,7 +78,7 @@ class Pipeline:
         for i, fn in enumerate(self.functions.values()):
             node = self._node(base, fn, nodes, dict(args or {}), len(nodes) + i)
             producers[node.output_paths[0]] = node.name
-            LIVE[node.recipes[0].target] = fn
+            LIVE[node.recipes[0].target] = functools.partial(live_run, fn)
             nodes[fn.name] = node
         nodes = {n: self._rewire(node, nodes) for n, node in nodes.items()}
         from .graph import find_cycle
@@ -255,12 +256,8 @@ def arguments(project, node, actual: dict) -> dict:
     return out
 
 
-def live_spec(project, node, recipe, attempt: int, log: str, index: int):
-    """The Spec of a Pipeline function: run in a thread of this process."""
-    from .recipes import Spec
-    fn = LIVE.get(recipe.target)
-    if fn is None:
-        return None
+def live_run(fn: FunctionNode, project, node, log: str):
+    """What a thread of this process runs for the Pipeline function `fn` (recipes.LIVE)."""
     fmt = fn.format
 
     def run():
@@ -274,5 +271,4 @@ def live_spec(project, node, recipe, attempt: int, log: str, index: int):
             with open(log, "a") as f:
                 f.write(traceback.format_exc())
             raise RuntimeError(f"raised {type(e).__name__}: {e}") from None
-    return Spec(node.name, recipe, (), {}, project.root, log, "", recipe.timeout, {"cores": 1.0}, attempt, index,
-                run)
+    return run

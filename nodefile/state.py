@@ -343,11 +343,11 @@ class State:
         return [dict(zip(names, r)) for r in cur]
 
     def _tx(self):
-        return _Tx(self.db)
+        return Transaction(self.db)
 
     def batch(self):
         """One transaction for several writes (all or nothing, one commit)."""
-        return _Tx(self.db)
+        return Transaction(self.db)
 
     def grouped(self, max_age: float):
         """Writes that join a transaction kept open across calls: it is committed once
@@ -388,8 +388,9 @@ class _Group:
         return False
 
 
-class _Tx:
-    """BEGIN IMMEDIATE ... COMMIT; inside an open transaction (State.batch) it joins it."""
+class Transaction:
+    """BEGIN IMMEDIATE ... COMMIT on a connection to the state database; inside an open
+    transaction (State.batch, State.grouped) it joins it. The learner's tables use it too."""
 
     def __init__(self, db):
         self.db = db

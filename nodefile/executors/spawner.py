@@ -230,81 +230,109 @@ def serve(req, rep, run_log, procs_class=None):
     then SIGKILL after GRACE seconds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the build's to handle
     run_fd = os.open(run_log, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC) if run_log else None
-    procs = (procs_class or Procs)(run_fd, can_chdir=True)
-    successor = {}  # handle of a running process -> the request to start when it ends
-    out = bytearray(frame(("ready",)))
-
-    def start(m, done):
-        handle, exe, argv, env, cwd, log = m
-        try:
-            procs.start(handle, exe, argv, env, cwd, log)
-        except (OSError, ValueError) as e:  # ValueError: a NUL in an argument
-            done.append((handle, None, 0.0, 0, f"cannot start {argv[0]}: {getattr(e, 'strerror', None) or e}"))
+    helper = _Helper(req, rep, (procs_class or Procs)(run_fd, can_chdir=True))
     os.set_blocking(rep, False)
-    buf = b""
-    closing_at = None
     while True:
-        if out:
+        helper.send()
+        if helper.closing_at is not None and not helper.procs.procs:
+            return
+        for d in helper.step():
+            helper.out += frame(("done",) + tuple(d) + (("",) if len(d) == 4 else ()))
+
+
+class _Helper:
+    """The helper's state between two turns of its loop."""
+
+    def __init__(self, req, rep, procs):
+        self.req = req
+        self.rep = rep
+        self.procs = procs
+        self.successor = {}  # handle of a running process -> the request to start when it ends
+        self.out = bytearray(frame(("ready",)))  # replies not written yet
+        self.buf = b""  # the start of a request not read whole yet
+        self.closing_at = None  # when the build is gone: when what still runs is killed
+
+    def send(self):
+        """Write what the pipe to the build takes of the replies, without blocking."""
+        if self.out:
             try:
-                del out[:os.write(rep, out)]
+                del self.out[:os.write(self.rep, self.out)]
             except BlockingIOError:
                 pass
             except BrokenPipeError:
-                out.clear()  # the build is gone: nobody to tell
-        if closing_at is not None and not procs.procs:
-            return
-        watched = procs.watched()
-        if closing_at is None:
-            watched.append(req)
-        timeout = None
-        if not procs.pidfd and procs.procs:
-            timeout = 0.005
-        if closing_at is not None:
-            left = max(0.0, closing_at - time.monotonic())
-            timeout = left if timeout is None else min(timeout, left)
-        ready, writable, _ = select.select(watched, [rep] if out else [], [], timeout)
+                self.out.clear()  # the build is gone: nobody to tell
+
+    def step(self):
+        """Wait for a request, an output or an end; the ended recipes, as
+        (handle, code, duration, nbytes[, error])."""
         done = []
-        for fd in ready:
-            if fd == req:
-                data = os.read(req, CHUNK)
-                if not data:  # the build ended or was killed: end what it started
-                    closing_at = time.monotonic() + GRACE
-                    successor.clear()
-                    for h in list(procs.procs):
-                        procs.signal(h, signal.SIGTERM)
-                    continue
-                msgs, buf = unframe(buf + data)
-                for m in msgs:
-                    if m[0] == "run":
-                        start(m[1:], done)
-                    elif m[0] == "after":
-                        if m[1] in procs.procs:
-                            successor[m[1]] = m[2:]
-                        else:  # it has ended (its "done" is on the way): start now
-                            start(m[2:], done)
-                    elif m[0] in ("sig", "drop"):
-                        waiting = [e for e, n in successor.items() if n[0] == m[1]]
-                        if waiting:  # not started: never start it
-                            del successor[waiting[0]]
-                            done.append((m[1], None, 0.0, 0, "cancelled before it started"))
-                        elif m[0] == "sig":
-                            procs.signal(m[1], m[2])
-            elif fd in procs.fds:
-                done += procs.ready(fd)
-        if not procs.pidfd:
-            done += procs.poll()
+        for fd in self.wait():
+            if fd == self.req:
+                self.read(done)
+            elif fd in self.procs.fds:
+                done += self.procs.ready(fd)
+        if not self.procs.pidfd:
+            done += self.procs.poll()
         for d in list(done):  # a successor takes the ended process's place at once,
-            nxt = successor.pop(d[0], None)  # if that one succeeded (a failure may stop the build)
+            nxt = self.successor.pop(d[0], None)  # if that one succeeded (a failure may stop the build)
             if nxt is not None:
                 if d[1] == 0:
-                    start(nxt, done)
+                    self.start(nxt, done)
                 else:
                     done.append((nxt[0], None, 0.0, 0, HELD))
-        if closing_at is not None and time.monotonic() >= closing_at:
-            for h in list(procs.procs):
-                procs.signal(h, signal.SIGKILL)
-        for d in done:
-            out += frame(("done",) + tuple(d) + (("",) if len(d) == 4 else ()))
+        if self.closing_at is not None and time.monotonic() >= self.closing_at:
+            for h in list(self.procs.procs):
+                self.procs.signal(h, signal.SIGKILL)
+        return done
+
+    def wait(self):
+        """The readable fds among the recipes' pipes and pidfds and the requests."""
+        watched = self.procs.watched()
+        if self.closing_at is None:
+            watched.append(self.req)
+        timeout = None
+        if not self.procs.pidfd and self.procs.procs:
+            timeout = 0.005
+        if self.closing_at is not None:
+            left = max(0.0, self.closing_at - time.monotonic())
+            timeout = left if timeout is None else min(timeout, left)
+        ready, _, _ = select.select(watched, [self.rep] if self.out else [], [], timeout)
+        return ready
+
+    def read(self, done):
+        data = os.read(self.req, CHUNK)
+        if not data:  # the build ended or was killed: end what it started
+            self.closing_at = time.monotonic() + GRACE
+            self.successor.clear()
+            for h in list(self.procs.procs):
+                self.procs.signal(h, signal.SIGTERM)
+            return
+        msgs, self.buf = unframe(self.buf + data)
+        for m in msgs:
+            self.request(m, done)
+
+    def request(self, m, done):
+        if m[0] == "run":
+            self.start(m[1:], done)
+        elif m[0] == "after":
+            if m[1] in self.procs.procs:
+                self.successor[m[1]] = m[2:]
+            else:  # it has ended (its "done" is on the way): start now
+                self.start(m[2:], done)
+        elif m[0] in ("sig", "drop"):
+            waiting = [e for e, n in self.successor.items() if n[0] == m[1]]
+            if waiting:  # not started: never start it
+                del self.successor[waiting[0]]
+                done.append((m[1], None, 0.0, 0, "cancelled before it started"))
+            elif m[0] == "sig":
+                self.procs.signal(m[1], m[2])
+
+    def start(self, m, done):
+        handle, exe, argv, env, cwd, log = m
+        try:
+            self.procs.start(handle, exe, argv, env, cwd, log)
+        except (OSError, ValueError) as e:  # ValueError: a NUL in an argument
+            done.append((handle, None, 0.0, 0, f"cannot start {argv[0]}: {getattr(e, 'strerror', None) or e}"))
 
 
 if __name__ == "__main__":  # python -I -S spawner.py REQ_FD REP_FD [RUN_LOG]

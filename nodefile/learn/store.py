@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 from ..hashing import compact_json
 from ..model import TRANSFER_KINDS
 from ..records import fields, record
-from ..state import _Tx  # BEGIN IMMEDIATE ... COMMIT, joining a transaction already open
+from ..state import Transaction  # BEGIN IMMEDIATE ... COMMIT, joining a transaction already open
 from .family import Family
 from .stats import Location, RecipeLike, Stats
 
@@ -90,7 +90,7 @@ class Store:
     def _commit_build(self) -> int:
         if not self._committed:
             self._ensure_tables()
-            with _Tx(self.db):
+            with Transaction(self.db):
                 self.db.execute("INSERT OR IGNORE INTO learn_meta VALUES ('builds', 0)")
                 self.db.execute("UPDATE learn_meta SET v = v + 1 WHERE k = 'builds'")
                 self._counter = int(self.db.execute("SELECT v FROM learn_meta WHERE k = 'builds'").fetchone()[0])
@@ -175,7 +175,7 @@ class Store:
             return
         data = marshal.dumps(tuple(tuple((list(k), v) for k, v in lists.items()) for lists in self._lists))
         try:
-            with _Tx(self.db):
+            with Transaction(self.db):
                 self.db.execute("CREATE TABLE IF NOT EXISTS learn_lists(k TEXT PRIMARY KEY, tag INTEGER, data BLOB)")
                 self.db.execute("INSERT OR REPLACE INTO learn_lists VALUES ('values', ?, ?)", (self._counter, data))
             self._lists_dirty = False
@@ -263,7 +263,7 @@ class Store:
 
     def _ensure_tables(self) -> None:
         if not self._tables:
-            with _Tx(self.db):
+            with Transaction(self.db):
                 for stmt in _SCHEMA.strip().split(";\n"):
                     self.db.execute(stmt)
             self._tables = True
@@ -271,7 +271,7 @@ class Store:
     def _write(self, node: str, recipe: RecipeLike, st: Stats, location: Location | None,
                family: Family, probed: tuple | None) -> None:
         if probed is not None:
-            with _Tx(self.db):
+            with Transaction(self.db):
                 self.db.execute("INSERT INTO learn_probes VALUES (?, ?, ?, ?, ?, ?)", probed)
         self._pending[("stats", node, recipe.name)] = st
         key = (recipe.kind, recipe.target)
@@ -284,7 +284,7 @@ class Store:
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
-        with _Tx(self.db):
+        with Transaction(self.db):
             self.db.executemany("INSERT OR REPLACE INTO recipe_stats VALUES (?, ?, ?)",
                                 [(k[1], k[2], _dump(st, _STATS_FIELDS)) for k, st in pending.items() if k[0] == "stats"])
             for (what, kind, target), obj in pending.items():

@@ -17,6 +17,9 @@ from ..model import Node, Project, Recipe
 _JOB_JSON = json_encoder((",", ":"), default=str)
 R_BOOTSTRAP = os.path.join(os.path.dirname(os.path.dirname(__file__)), "r", "run.R")  # read as R_PROFILE_USER
 R_NODE = os.path.join(os.path.dirname(R_BOOTSTRAP), "node.R")
+# recipe target -> live(project, node, log): the function a thread runs for a Pipeline's
+# function node; pipeline.py fills it (recipes never imports the Python API)
+LIVE: dict = {}
 
 
 @record(frozen=True)
@@ -212,10 +215,10 @@ def r_env(env, rpath: str) -> dict:
 def prepare(project: Project, node: Node, recipe: Recipe, attempt: int, log: str, jobdir: str,
             index: int = 0, base_env: dict | None = None) -> Spec:
     if recipe.kind == "call":
-        from ..pipeline import live_spec  # a Pipeline's function runs in this process
-        spec = live_spec(project, node, recipe, attempt, log, index)
-        if spec is not None:
-            return spec
+        live = LIVE.get(recipe.target)
+        if live is not None:  # a Pipeline's function: run in a thread of this process
+            return Spec(node.name, recipe, (), {}, project.root, log, "", recipe.timeout, {"cores": 1.0}, attempt,
+                        index, live(project, node, log))
     m = manifest(project, node, recipe, attempt, log)
     mpath, rpath = write_job(jobdir, m, with_r=recipe.kind in ("r", "r_call"))
     ctx = placeholder_context(node)

@@ -39,7 +39,6 @@ LAYERS = {
 UPWARD = {
     ("codeclosure", "recipes"): "`rscript`, lazily, to run R's static analysis of an R script",
     ("config.cache", ""): "`__version__`, lazily, part of the parse cache's key",
-    ("recipes", "pipeline"): "a `Pipeline` function node's spec, lazily (issue 18: still to untangle)",
 }
 
 # (importer, imported) -> why this import may close a cycle. Each must be lazy.
@@ -50,15 +49,12 @@ CYCLES = {
 }
 
 # (importer, imported, name) -> why a private name crosses a module boundary.
-PRIVATE = {
-    ("learn.store", "state", "_Tx"): "the learner's tables share the state's transaction (issue 18: make it public)",
-}
+PRIVATE: dict[tuple[str, str, str], str] = {}
 
 # module -> why it may exceed MAX_MODULE_LINES.
 LONG_MODULES = {
     "commands": "issue 18: still to split (one function per command)",
     "engine": "issue 18: still to split (Plan, fast-path state out of the engine)",
-    "stores": "issue 18: still to split (local cache / S3 / manifests)",
 }
 
 # "module:qualified.name" -> why the function may exceed MAX_FUNCTION_LINES.
@@ -67,7 +63,6 @@ LONG_FUNCTIONS = {
     "engine:_run": "issue 18: still to split (Plan, ResourcePool)",
     "fastpath:write_record": "issue 18: still to split (explicit fast-path state)",
     "scheduler:Scheduler.run": "issue 18: still to split (ResourcePool, Plan)",
-    "executors.spawner:serve": "issue 18: still to split (the executor contract)",
 }
 
 
