@@ -117,14 +117,14 @@ class AttemptLog:
         return os.path.relpath(log, self.session.project.root)
 
     def add(self, name: str, spec, fin, outcome: Outcome, failure: FailureClass | str | None,
-            message: str | None, **more) -> None:
-        """The row of one ended attempt; `more`: bytes, log, script_hash, key."""
-        row = {"build_id": self.build_id, "node": name, "recipe": spec.recipe.name, "kind": spec.recipe.kind,
-               "attempt": spec.attempt, "start_ns": start_ns(fin), "duration": fin.duration,
-               "outcome": outcome, "failure": failure, "log": self.relative(spec.log),
-               "exit_code": fin.exit_code, "message": message}
-        row.update(more)
-        self.session.state.add_attempt(**row)
+            message: str | None, size: int | None = None, log: str | None = "", script_hash: str | None = None,
+            key: str | None = None) -> None:
+        """The row of one ended attempt; `log` "": the attempt's log, None: it has none."""
+        self.session.state.add_attempt(
+            build_id=self.build_id, node=name, recipe=spec.recipe.name, kind=spec.recipe.kind,
+            attempt=spec.attempt, start_ns=start_ns(fin), duration=fin.duration, outcome=outcome, failure=failure,
+            bytes=size, log=self.relative(spec.log) if log == "" else log, exit_code=fin.exit_code,
+            message=message, script_hash=script_hash, key=key)
 
     def interrupted(self, name: str, attempt: int | None) -> None:
         """A node running when the build was interrupted: its partial outputs moved

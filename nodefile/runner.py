@@ -18,7 +18,7 @@ from . import recipes
 from .attempts import AttemptLog, Uploads, exit_problem, tail, touch_log
 from .model import FailureClass, NodeResult, Outcome, ReasonKind, Summary
 from .pathsafe import OutputGuard, UnsafeOutput
-from .records import field, record, replace
+from .records import replace
 from .report import Reporter
 from .report.console import fmt_seconds
 from .session import TRANSFERS, Options, Session
@@ -27,21 +27,25 @@ MAX_RERUNS = 3  # re-runs of a node whose inputs changed while it ran, before it
 GROUP_COMMIT = 0.05  # seconds of finished attempts recorded in one transaction
 
 
-@record
 class NodeRun:
     """A stale node in this build. Made when it is first decided stale; decided
     again (its inputs changed while it ran), it keeps its attempt numbers, retries
-    and re-runs."""
-    key: str
-    parts: dict
-    order: list = field(default_factory=list)  # its recipes, in the order to try them
-    choice: object = None  # the learner's Choice behind `order`
-    chosen_at: int = 0  # learner.observations when `order` was chosen
-    attempts: int = 0  # the number of its latest attempt (0: none prepared)
-    tries: dict = field(default_factory=dict)  # recipe index in `order` -> retries used
-    reruns: int = 0  # runs started again because its inputs changed while it ran
-    decided_at: int = 0  # `Changes.seq` when its latest attempt was prepared
-    probe: tuple | None = None  # (recipe name, attempt, deadline) of its bounded probe
+    and re-runs. A plain class, not a @record: mutable state, not a value (and no
+    class made with `exec` on the build's import path)."""
+    __slots__ = ("key", "parts", "order", "choice", "chosen_at", "attempts", "tries", "reruns", "decided_at",
+                 "probe")
+
+    def __init__(self, key: str, parts: dict):
+        self.key = key
+        self.parts = parts
+        self.order: list = []  # its recipes, in the order to try them
+        self.choice = None  # the learner's Choice behind `order`
+        self.chosen_at = 0  # learner.observations when `order` was chosen
+        self.attempts = 0  # the number of its latest attempt (0: none prepared)
+        self.tries: dict[int, int] = {}  # recipe index in `order` -> retries used
+        self.reruns = 0  # runs started again because its inputs changed while it ran
+        self.decided_at = 0  # `Changes.seq` when its latest attempt was prepared
+        self.probe: tuple | None = None  # (recipe name, attempt, deadline) of its bounded probe
 
 
 class Changes:
@@ -293,7 +297,7 @@ class Runner:
         with open(spec.log, "a") as f:
             f.write((f"{spec.recipe.kind} from {store}: " + ("ok" if fin.exit_code == 0 else fin.error)) + "\n")
         self.attempts.add(name, spec, fin, Outcome.OK if fin.exit_code == 0 else Outcome.FAILED, fin.failure,
-                          fin.error or None, bytes=size, script_hash=store, key=run.key)
+                          fin.error or None, size=size, script_hash=store, key=run.key)
         self.observe(name, spec, fin.exit_code == 0, fin.duration, size or None, None)
         if fin.exit_code != 0:
             return self._transfer_failed(name, spec, fin, store, run.key)
@@ -375,7 +379,7 @@ class Runner:
                    for p in node.output_paths)
         # an attempt that printed nothing and succeeded has no log file
         log = self.attempts.relative(spec.log) if fin.output_bytes else None
-        self.attempts.add(name, spec, fin, Outcome.OK, None, None, bytes=size, log=log, script_hash=script_hash,
+        self.attempts.add(name, spec, fin, Outcome.OK, None, None, size=size, log=log, script_hash=script_hash,
                           key=run.key)
         self.observe(name, spec, True, fin.duration, size or None, script_hash)
         self.session.state.put_record(name, run.key, run.parts, outputs, spec.recipe.name, self.build_id)
@@ -392,7 +396,7 @@ class Runner:
             touch_log(spec.log, fin.error)  # the log of a failed attempt always exists (a quiet one: empty)
         failure = (FailureClass.UNAVAILABLE if fin.error else
                    FailureClass.TRANSIENT if fin.timed_out else FailureClass.RECIPE_ERROR)
-        self.attempts.add(name, spec, fin, Outcome.FAILED, failure, problem, bytes=0, script_hash=script_hash,
+        self.attempts.add(name, spec, fin, Outcome.FAILED, failure, problem, size=0, script_hash=script_hash,
                           key=run.key)
         self.observe(name, spec, False, fin.duration, None, script_hash)
         self.attempts.move_failed(node, spec.attempt)
