@@ -12,12 +12,12 @@ import signal
 import time
 
 from . import graph, hashing
+from .attempts import move_aside
 from .errors import ConfigError, ExitCode
 from .interrupts import raise_interrupt
-from .model import FailureClass, Outcome, Project, Summary
+from .model import Outcome, Project, Summary
 from .runner import Runner
-from .session import (Options, ProjectLock, Session, move_aside,  # noqa: F401 (re-exported)
-                      resolve_targets)
+from .session import Options, ProjectLock, Session, resolve_targets
 
 
 def limits_for(options: Options, project: Project) -> dict:
@@ -254,14 +254,13 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
                 executor.workers = _workers(session, run_log, executor.token, order)
         if options.on_runner is not None:
             options.on_runner(runner, executor)
-        runner.limits = limits
 
         def expected(m) -> tuple[float, bool]:
             """(expected seconds, measured?) of a stale node: its chosen order once decided."""
             node = project.nodes[m]
             if node.is_alias:
                 return 0.0, True
-            choice = runner.choices.get(m)  # decided: the expected cost of its chosen order
+            choice = runner.choice_of(m)  # decided: the expected cost of its chosen order
             if choice is None:
                 choice = session.learner.estimate(m, node.recipes)
             return choice.expected_duration, choice.known
@@ -269,9 +268,8 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         def weight(m):
             return expected(m)[0]
         levels = graph.LazyLevels(order, project.nodes, weight)  # a no-op build weighs nothing
-        from .report.eta import Eta
         deps = {n: project.nodes[n].deps for n in order}
-        reporter.eta = Eta(order, deps, expected, limits.get("cores", 1.0))
+        reporter.build_started(order, deps, expected, limits.get("cores", 1.0))
 
         def priority(n):
             return (-project.nodes[n].priority, -levels[n])
@@ -298,7 +296,7 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
                 executor.cancel_all()
             finally:
                 signal.signal(signal.SIGINT, prev_int)
-            _record_cancelled(session, runner, executor)
+            runner.record_interrupted()
             status = ExitCode.INTERRUPTED
         finally:
             signal.signal(signal.SIGTERM, old)
@@ -562,22 +560,9 @@ def _workers(session, run_log: str, token: str, order=()):
 EARLY_WORKER = 8  # recipe nodes of one language in a build that start its worker with the build's first recipe
 
 
-def _record_cancelled(session, runner, executor) -> None:
-    """Nodes that were running when the build was interrupted: move their partial
-    outputs aside; their records stay marked incomplete."""
-    for name in list(runner.keys):
-        if name in runner.summary.built or name in runner.summary.failed:
-            continue
-        node = session.project.nodes[name]
-        move_aside(session, node, "failed", f"{runner.build_id:05d}-interrupted")
-        session.state.add_attempt(build_id=runner.build_id, node=name, recipe=None, kind=None,
-                                  attempt=runner.attempt_no.get(name), start_ns=time.time_ns(), duration=0.0,
-                                  outcome=Outcome.CANCELLED, failure=FailureClass.TRANSIENT, message="interrupted")
-
-
 def dry_run(project: Project, order, options: Options, reporter, t0) -> Summary:
     session = Session(project, readonly=True)
-    session.on_store_wait = getattr(reporter, "waiting", None)
+    session.on_store_wait = reporter.waiting
     try:
         plan = session.plan(order, forced=options.always_make, force=options.force)
         summary = Summary()

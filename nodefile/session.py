@@ -259,39 +259,6 @@ class ProjectLock:
 
 # -- running nodes ---------------------------------------------------------------------------
 
-
-def move_aside(session: Session, node, where: str, stamp: str) -> None:
-    """Move the node's existing outputs under .nodefile/<where>/ so a recipe
-    starts from a clean slate and nothing is lost. An output whose real location
-    is outside the project (a folder became a symlink) is left where it is."""
-    from .pathsafe import OutputGuard, safe_filename
-    base = None
-    guard = None
-    for p in node.output_paths:
-        src = os.path.join(session.project.root, p.rstrip("/"))
-        if not os.path.lexists(src):
-            continue
-        guard = guard or OutputGuard(session.project.root)
-        if guard.problem(p):
-            continue
-        if base is None:
-            base = os.path.join(session.dir, where, safe_filename(node.name), stamp)
-        dst = os.path.join(base, p.rstrip("/"))
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        if os.path.lexists(dst):  # a file over a file: os.replace below replaces it
-            if os.path.isdir(dst) and not os.path.islink(dst):
-                import shutil
-                shutil.rmtree(dst)  # os.replace cannot replace a folder that is not empty
-            elif os.path.isdir(src) and not os.path.islink(src):
-                os.remove(dst)  # nor put a folder where a file is
-        try:
-            os.replace(src, dst)
-        except OSError:  # another filesystem
-            import shutil
-            shutil.move(src, dst)
-    session.hasher.invalidate(node.output_paths)
-
-
 TRANSFERS = ("load", "fetch")
 LOAD = Recipe(kind="load", target="cache", name="load")
 

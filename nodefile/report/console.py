@@ -16,6 +16,7 @@ import sys
 import time
 
 from ..model import NodeResult, Outcome, Summary
+from . import Reporter
 
 
 def fmt_seconds(s: float) -> str:
@@ -58,7 +59,10 @@ def _seconds_env(name: str, default: float) -> float:
         return default
 
 
-class Console:
+class Console(Reporter):
+    """The `Reporter` of every command; it owns the progress state (when each running
+    node started, what its first recipe is expected to take) and the build's ETA."""
+
     def __init__(self, verbosity: int = 0, out=None, err=None, tty: bool | None = None):
         self.out = out or sys.stdout
         self.err = err or sys.stderr
@@ -78,7 +82,7 @@ class Console:
         self._flushed = 0.0
         self.started_at: dict[str, float] = {}
         self.expected: dict[str, float | None] = {}  # node -> its first recipe's seconds (None: unknown)
-        self.eta = None  # report.eta.Eta of the build, set by build
+        self.eta = None  # report.eta.Eta of the build, made by build_started
         # plain progress lines (not on a terminal): one every this many seconds of a long build
         self.plain_every = _seconds_env("NODEFILE_PROGRESS_EVERY", 10.0)
         self._plain_at = time.monotonic()
@@ -182,6 +186,17 @@ class Console:
             for node in list(self.streams):
                 self._stream(node)
             time.sleep(0.1)
+
+    def build_started(self, order, deps: dict, weight, slots: float) -> None:
+        from .eta import Eta
+        self.eta = Eta(order, deps, weight, slots)
+
+    def planned(self, name: str, choice) -> None:
+        if choice.estimates:
+            first = choice.estimates[0]
+            self.expected[name] = first.duration if first.known and not first.floor else None
+        if self.eta is not None:
+            self.eta.decided(name)
 
     def started(self, spec) -> None:
         self.started_at[spec.node] = time.monotonic()

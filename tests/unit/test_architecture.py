@@ -30,7 +30,7 @@ LAYERS = {
     "data": ("config", "hashing", "stale", "scheduler", "closure", "codeclosure", "report"),
     "state": ("state",),
     "services": ("learn", "stores", "recipes", "session"),
-    "engine": ("runner", "engine"),
+    "engine": ("attempts", "runner", "engine"),
     "entry points": ("jobctx", "watch", "commands", "cli", "", "__main__", "logs", "scaffold", "pipeline",
                      "_call", "doit_import", "doit_adapter", "doit_loader"),
 }
