@@ -169,10 +169,10 @@ class Runner:
         return self._next_spec(name, 0)
 
     def observe(self, name: str, spec, ok: bool, duration: float, size: int | None, script_hash,
-                censored: bool = False) -> None:
+                censored: bool = False, warm: bool = False) -> None:
         try:
             self.s.learner.observe(name, spec.recipe, ok, duration, script_hash=script_hash, size=size,
-                                   censored=censored)
+                                   censored=censored, warm=warm)
         except Exception as e:  # learning must never break a build
             self.rep.warn(f"could not record statistics for {name}: {e}")
 
@@ -414,7 +414,7 @@ class Runner:
                                  duration=fin.duration, outcome=outcome, failure=failure, bytes=size,
                                  log=log, exit_code=fin.exit_code,
                                  message=problem or None, script_hash=script_hash, key=key)
-        self.observe(name, spec, not problem, fin.duration, size or None, script_hash)
+        self.observe(name, spec, not problem, fin.duration, size or None, script_hash, warm=fin.warm)
         if not problem:
             self.s.state.put_record(name, key, parts, outputs, spec.recipe.name, self.build_id)
             self.summary.built.append(name)
@@ -479,7 +479,7 @@ class Runner:
                                  duration=fin.duration, outcome=Outcome.STOPPED, failure=FailureClass.PROBE,
                                  log=os.path.relpath(spec.log, self.s.project.root), exit_code=fin.exit_code,
                                  message=message, script_hash=script_hash)
-        self.observe(name, spec, False, deadline, None, script_hash, censored=True)
+        self.observe(name, spec, False, deadline, None, script_hash, censored=True, warm=fin.warm)
         move_aside(self.s, node, "failed", f"{self.build_id:05d}-{spec.attempt}")
         nxt = self.order[name][spec.index + 1] if spec.index + 1 < len(self.order[name]) else None
         self.rep.info(f"     {name}: probe of {spec.recipe.name} stopped at its {fmt_seconds(deadline)} deadline"

@@ -319,7 +319,7 @@ def test_watch_keeps_its_worker_between_builds(tmp_path):
                             start_new_session=True)
     try:
         out = tmp_path / "a.txt"
-        wait_for(out.exists, 60, what="the first build")
+        wait_for(lambda: out.exists() and out.read_text(), 60, what="the first build")  # written, not only opened
         first = out.read_text()
         out.unlink()
         (tmp_path / "in.txt").write_text("2")
@@ -374,3 +374,47 @@ def test_a_preload_that_fails_to_import_is_said_by_status_v(tmp_path):
     assert all("(warm)" in line for line in lines.values())  # the worker runs without it
     status = run(tmp_path, "status", "-v", check=0).stdout
     assert "the python worker could not preload no_such_module_for_nodefile: ModuleNotFoundError" in status, status
+
+
+def test_the_learner_keeps_warm_and_cold_durations_apart(tmp_path):
+    """Issue 20 item 4: cold runs (--cold) of a recipe do not move its warm estimate, which
+    `status` shows while workers serve its language; with warm = false it shows the cold one."""
+    import json
+    import sqlite3
+    write(tmp_path, {
+        "Nodefile.toml": """
+            [params]
+            run = 0
+            [nodes.fit]
+            outputs = "fit.txt"
+            python = "fit.py"
+            params = ["run"]
+            """,
+        "fit.py": "import nodefile\nopen(nodefile.job().outputs[0], 'w').write('ok')\n",
+    })
+
+    def rows():
+        db = sqlite3.connect(tmp_path / ".nodefile" / "state.db")
+        try:
+            return {r: json.loads(d) for r, d in db.execute("SELECT recipe, data FROM recipe_stats WHERE node = 'fit'")}
+        finally:
+            db.close()
+
+    def shown(*args):
+        out = json.loads(run(tmp_path, "status", "--json", *args, env=WARM, check=0).stdout)
+        return next(n for n in out["nodes"] if n["name"] == "fit")["expected_seconds"]
+
+    assert "(warm)" in ok_lines(run(tmp_path, "build", env=WARM, check=0))["fit"]
+    warm_row = rows()["python (warm)"]
+    for i in (1, 2):
+        assert "(warm)" not in ok_lines(run(tmp_path, "build", "--cold", "--set", f"run={i}", env=WARM, check=0))["fit"]
+    stats = rows()
+    assert stats["python (warm)"] == warm_row  # untouched by the cold runs
+    assert stats["python"][2] == 2  # n: the two cold runs, and only they
+    nodefile = (tmp_path / "Nodefile.toml").read_text().replace("run = 0", "run = 9")  # stale again
+    (tmp_path / "Nodefile.toml").write_text(nodefile)
+    warm_expected = shown()
+    (tmp_path / "Nodefile.toml").write_text("[project]\nwarm = false\n" + nodefile)
+    cold_expected = shown()
+    assert warm_expected is not None and cold_expected is not None
+    assert warm_expected < cold_expected, (warm_expected, cold_expected)
