@@ -11,10 +11,10 @@ if TYPE_CHECKING:
 from ..model import TRANSFER_KINDS
 from ..records import replace
 from ..report.console import fmt_seconds as _seconds  # the one duration format
-from .choice import Choice, Estimate, Probe, bounded_probe, due, score
+from .choice import Choice, Estimate, Probe, bounded_probe, deadline_for, due, score
 from .family import Family, View
 from .stats import (BASE_BACKOFF, COLD_RUNS, DEFAULT, DEFAULT_DURATION, DEFAULT_SIZE, GUESSES, LEARNED,
-                    MAX_BACKOFF, MIN_DURATION, PREVIOUS_SCRIPT, PROBE_FACTOR, PROBE_FLOOR, PROJECT_MEDIAN,
+                    MAX_BACKOFF, MIN_DURATION, PREVIOUS_SCRIPT, PROBE_FACTOR, PROJECT_MEDIAN,
                     SHIFT_NOTE, SIBLINGS, STRETCH, SURPRISE, TRANSFER_MODEL, VAR_CAP, WARM, WARM_RUNS, RecipeLike,
                     Stats)
 from .store import Store, contribution
@@ -159,20 +159,20 @@ class Learner(Store):
                     family = view.key if view.active and not view.fresh else None
                     break
         deadline = None
-        why = ""
+        why = basis = ""
         if (probe is not None and rows[0][2].kind not in TRANSFER_KINDS
                 and rows[1][0].source == LEARNED):
             # moved to the front: bounded by the recipe it displaced, when that one is measured
-            deadline = max(PROBE_FLOOR, PROBE_FACTOR * rows[1][0].duration)
+            deadline, basis = deadline_for(PROBE_FACTOR, [x[0] for x in rows[1:]])
             st = rows[0][1]
             last = STRETCH * (st.last_ok if st is not None and st.last_ok else rows[0][0].duration)
             if deadline < last < deadline + rows[1][0].duration:
                 # as slow as last time, it would still cost less than being stopped and
                 # replaced by the incumbent: let it finish
-                deadline = last
+                deadline, basis = last, f"{STRETCH:g} × its last run, {_seconds(last / STRETCH)}"
             why = f"due again: {build - st.last_build} builds since its last run" if st and st.n else "due"
         choice = Choice(node, tuple(r for _, _, r, _ in rows), tuple(e for e, _, _, _ in rows),
-                        probe.recipe if probe else None, deadline, why)
+                        probe.recipe if probe else None, deadline, why, basis)
         return choice, probe, family
 
     def _current(self, node: str, r: RecipeLike, script_hash: str | None) -> Stats | None:
