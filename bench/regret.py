@@ -5,6 +5,8 @@
     python bench/regret.py --quick              # the same phases squeezed into K = 10 builds
     python bench/regret.py --mode independent   # the 8 one-node scenarios of the first version
     python bench/regret.py --simulate           # the learner in-process at the world's prices (~1 s)
+    python bench/regret.py --simulate --seed 7  # another world of the same kind, attempts jittered
+    python bench/regret.py --seeds 50           # 50 such worlds simulated: the regret's mean, spread, worst
 
 Every node has two recipes that write the same bytes, declared in this order:
 `fetch` and `rebuild`, the same two command templates for every node; a few
@@ -63,13 +65,16 @@ import argparse
 import itertools
 import datetime as dt
 import json
+import math
 import os
 import platform
+import random
 import shutil
 import sqlite3
 import subprocess
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 
 from tools import nodefile_cmd, source_dir, source_state, use_checkout  # noqa: E402  (bench/ is on sys.path)
@@ -148,41 +153,72 @@ DRIFT = ("up", 0.08, 10.0, 0.30)
 PHASES = {"transient": (0.20, 0.37), "outage": (0.47, 0.64), "rebuild_fast": (0.73, 1.0), "drift": (0.83, 1.0)}
 
 
-def shared_state(k: int, K: int) -> dict:
+def shared_state(k: int, K: int, phases=None, flaky_at: int = 2) -> dict:
     """The world in build k: the store's state and the rebuild script's speed."""
+    phases = phases or PHASES
     store = HEALTHY
-    if _in(k, K, *PHASES["transient"]):
+    if _in(k, K, *phases["transient"]):
         store = SLOW
-    elif _in(k, K, *PHASES["outage"]):
+    elif _in(k, K, *phases["outage"]):
         store = DOWN
-    elif _in(k, K, *PHASES["drift"]):
+    elif _in(k, K, *phases["drift"]):
         store = DRIFT
-    speed = 0.5 if _in(k, K, *PHASES["rebuild_fast"]) else 1.0
+    speed = 0.5 if _in(k, K, *phases["rebuild_fast"]) else 1.0
     # a new project: the backup holds nothing before the first build (which, in real life,
     # pushes what it builds); its files are deleted in build 1 and restored after it
-    return {"store": store, "speed": speed, "backup": k > 0, "flaky": k % 3 == 2}
+    return {"store": store, "speed": speed, "backup": k > 0, "flaky": k % 3 == flaky_at}
 
 
-def shared_phase(k: int, K: int) -> str:
-    names = ["cold"] if k == 0 else [p for p, (a, b) in PHASES.items() if _in(k, K, a, b)]
+def shared_phase(k: int, K: int, phases=None) -> str:
+    phases = phases or PHASES
+    names = ["cold"] if k == 0 else [p for p, (a, b) in phases.items() if _in(k, K, a, b)]
     return "+".join(names) or "healthy"
 
 
+def _noise(seed, sigma: float, k: int, node: str, recipe: str) -> float:
+    """The seeded factor of one attempt's duration: lognormal with mean 1 (common random
+    numbers: every policy pays the same draw for the same build, node and recipe)."""
+    if not sigma:
+        return 1.0
+    z = random.Random(zlib.crc32(f"{seed}/{k}/{node}/{recipe}".encode())).gauss(0.0, 1.0)
+    return math.exp(sigma * z - sigma * sigma / 2)
+
+
 class SharedWorld:
+    """The shared world; with a seed, another world of the same kind: every node's size and
+    work times a lognormal factor (sigma 0.35), the phases' edges moved by up to 0.06 K,
+    the intermittent failures in another third of the builds; and `noise`, the sigma of
+    every attempt's lognormal jitter."""
     mode = "shared"
 
-    def __init__(self, K: int):
-        self.K = K
-        self.nodes = [n.name for n in SHARED_NODES]
-        self.deps = {n.name: n.deps for n in SHARED_NODES}
-        self.spec = {n.name: n for n in SHARED_NODES}
+    def __init__(self, K: int, seed: int | None = None, noise: float = 0.0):
+        self.K, self.seed, self.noise = K, seed, noise
+        nodes, self.phases, self.flaky_at = SHARED_NODES, PHASES, 2
+        if seed is not None:
+            rng = random.Random(seed)
+            nodes = tuple(SharedNode(n.name, n.deps, round(n.mb * math.exp(rng.gauss(0, 0.35)), 3),
+                                     round(n.work * math.exp(rng.gauss(0, 0.35)), 3)) for n in SHARED_NODES)
+            self.phases = {p: (a + rng.uniform(-0.06, 0.06), b if b >= 1.0 else b + rng.uniform(-0.06, 0.06))
+                           for p, (a, b) in PHASES.items()}
+            self.flaky_at = rng.randrange(3)
+        self.nodes = [n.name for n in nodes]
+        self.deps = {n.name: n.deps for n in nodes}
+        self.spec = {n.name: n for n in nodes}
+
+    def _state(self, k: int) -> dict:
+        return shared_state(k, self.K, self.phases, self.flaky_at)
 
     def recipes(self, node: str) -> tuple[str, ...]:
         return RECIPES + (("quick",) if node in QUICK_NODES else ())
 
     def price(self, k: int, node: str, recipe: str) -> tuple[float, bool]:
+        """(seconds, works) of one attempt in build k, with its noise."""
+        secs, ok = self.mean_price(k, node, recipe)
+        return secs * _noise(self.seed, self.noise, k, node, recipe), ok
+
+    def mean_price(self, k: int, node: str, recipe: str) -> tuple[float, bool]:
         """(seconds, works) of one attempt in build k: what fetch.sh/rebuild.sh sleep."""
-        s = shared_state(k, self.K)
+        s = self._state(k)
         n = self.spec[node]
         if recipe == "quick":
             return n.work * 0.25, True
@@ -194,7 +230,7 @@ class SharedWorld:
         return n.work * s["speed"], True
 
     def phase(self, k: int) -> str:
-        return shared_phase(k, self.K)
+        return shared_phase(k, self.K, self.phases)
 
     def setup(self, root: str) -> None:
         for d in ("world/size", "world/work", "backup"):
@@ -202,16 +238,16 @@ class SharedWorld:
         for name, text in (("fetch.sh", FETCH_SH), ("rebuild.sh", REBUILD_SH), ("quick.sh", QUICK_SH)):
             with open(os.path.join(root, name), "w") as f:
                 f.write(text)
-        for n in SHARED_NODES:
+        for n in self.spec.values():
             _write(os.path.join(root, "world", "size", n.name), f"{n.mb}\n")
             _write(os.path.join(root, "world", "work", n.name), f"{n.work}\n")
             _write(os.path.join(root, "backup", n.name), f"{n.name}\n")
 
     def apply(self, root: str, k: int) -> None:
-        s = shared_state(k, self.K)
+        s = self._state(k)
         _write(os.path.join(root, "world", "store"), " ".join(str(x) for x in s["store"]) + "\n")
         _write(os.path.join(root, "world", "rebuild"), f"{s['speed']}\n")
-        for n in SHARED_NODES:
+        for n in self.spec.values():
             path = os.path.join(root, "backup", n.name)
             if not s["backup"] or (s["flaky"] and n.name in FLAKY_NODES):
                 if os.path.exists(path):
@@ -263,19 +299,35 @@ QUICK_SCENARIOS = ("stationary", "rebuild_fastest", "outage", "fetch_transient")
 
 
 class IndependentWorld:
+    """The one-node scenarios; with a seed, other worlds of the same kinds: every recipe's
+    durations times a lognormal factor (sigma 0.25), every scenario's builds shifted by up
+    to 3 (its changes come earlier or later); and `noise` as in SharedWorld."""
     mode = "independent"
 
-    def __init__(self, K: int, nodes):
-        self.K = K
+    def __init__(self, K: int, nodes, seed: int | None = None, noise: float = 0.0):
+        self.K, self.seed, self.noise = K, seed, noise
         self.nodes = list(nodes)
         self.deps = {n: () for n in self.nodes}
+        self.scale = {(n, r): 1.0 for n in self.nodes for r in SCENARIOS[n](0, K)}
+        self.shift = {n: 0 for n in self.nodes}
+        if seed is not None:
+            rng = random.Random(seed)
+            self.scale = {nr: math.exp(rng.gauss(0, 0.25)) for nr in self.scale}
+            self.shift = {n: rng.randint(-3, 3) for n in self.nodes}
 
     def recipes(self, node: str) -> tuple[str, ...]:
         return tuple(SCENARIOS[node](0, self.K))
 
+    def _scenario(self, k: int, node: str) -> dict:
+        return SCENARIOS[node](min(self.K - 1, max(0, k + self.shift[node])) if k else 0, self.K)
+
     def price(self, k: int, node: str, recipe: str) -> tuple[float, bool]:
-        secs, code = SCENARIOS[node](k, self.K)[recipe]
-        return secs, code == 0
+        secs, ok = self.mean_price(k, node, recipe)
+        return secs * _noise(self.seed, self.noise, k, node, recipe), ok
+
+    def mean_price(self, k: int, node: str, recipe: str) -> tuple[float, bool]:
+        secs, code = self._scenario(k, node)[recipe]
+        return round(secs * self.scale[(node, recipe)], 4), code == 0
 
     def phase(self, k: int) -> str:
         return ""
@@ -286,7 +338,9 @@ class IndependentWorld:
 
     def apply(self, root: str, k: int) -> None:
         for n in self.nodes:
-            for r, (secs, code) in SCENARIOS[n](k, self.K).items():
+            for r in self.recipes(n):
+                secs, ok = self.mean_price(k, n, r)
+                code = self._scenario(k, n)[r][1]
                 _write(os.path.join(root, "scenario", f"{n}.{r}"), f"{secs} {code}\n")
 
     def command(self, recipe: str) -> str:
@@ -301,9 +355,9 @@ def _write(path: str, text: str) -> None:
 # -- costs as the world defines them -------------------------------------------------------------
 def oracle_choice(world, k: int, node: str) -> str:
     """The recipe the oracle runs: the cheapest one that works in build k (c/p with p = 0 or 1;
-    ties: the Nodefile order)."""
+    ties: the Nodefile order), by its mean price: it knows the world, not the noise's draws."""
     names = world.recipes(node)
-    prices = [world.price(k, node, r) for r in names]
+    prices = [world.mean_price(k, node, r) for r in names]
     working = [i for i, (_, ok) in enumerate(prices) if ok] or [len(names) - 1]
     return names[min(working, key=lambda i: (prices[i][0], i))]
 
@@ -633,12 +687,24 @@ def parse_args(argv=None):
     p.add_argument("--jobs", type=int, default=4, help="-j of every build (default 4; the tasks sleep)")
     p.add_argument("--simulate", action="store_true", help="run the learner in-process at the world's prices "
                    "instead of nodefile (seconds; not the benchmark's numbers)")
+    p.add_argument("--seed", type=int, default=None, help="another world of the same kind (node sizes and "
+                   "work, phase edges, scenario timing: see SharedWorld, IndependentWorld); default: the canonical one")
+    p.add_argument("--noise", type=float, default=None, help="--simulate: sigma of each attempt's lognormal "
+                   "jitter (default 0.15 with --seed or --seeds, else 0)")
+    p.add_argument("--seeds", type=int, default=None, help="--simulate over seeds 1..N: the regret's mean, "
+                   "spread and worst (the learner must not be tuned to one world)")
     p.add_argument("--timeout", type=float, default=300)
     p.add_argument("--out", default=None, help="JSON file (default bench/results/regret-<mode>-<time>.json)")
     p.add_argument("--checkout", default=None, metavar="DIR", help="measure the nodefile of this source tree "
                    "(imported from DIR, or `python -m nodefile` with PYTHONPATH=DIR) instead of the installed one")
     a = p.parse_args(argv)
     a.builds = a.builds or (10 if a.quick else 30)
+    if a.seeds is not None:
+        a.simulate = True
+    if a.noise is None:
+        a.noise = 0.15 if a.simulate and (a.seed is not None or a.seeds is not None) else 0.0
+    elif not a.simulate:
+        p.error("--noise is for --simulate (a real run has its own)")
     if a.mode == "independent":
         a.nodes = [n for n in (a.nodes or ",".join(QUICK_SCENARIOS if a.quick else SCENARIOS)).split(",") if n]
         for n in a.nodes:
@@ -649,12 +715,76 @@ def parse_args(argv=None):
     return a
 
 
+def make_world(a, seed):
+    if a.mode == "shared":
+        return SharedWorld(a.builds, seed, a.noise)
+    return IndependentWorld(a.builds, a.nodes, seed, a.noise)
+
+
+def one_build_late(world) -> float:
+    """Regret (% of the oracle) of a reference policy that knows every recipe's true mean
+    price of the previous build, the ones it did not run too, and runs the cheapest of
+    then (the Nodefile order in the first build): what knowing the past perfectly, with
+    no clairvoyance, achieves. Not a bound, a yardstick for the goal."""
+    oracle = late = 0.0
+    for k in range(world.K):
+        for n in world.nodes:
+            oracle += world.price(k, n, oracle_choice(world, k, n))[0]
+            order = list(world.recipes(n))
+            if k:
+                prev = oracle_choice(world, k - 1, n)
+                order = [prev] + [r for r in order if r != prev]
+            late += model_cost(world, k, n, order)
+    return 100.0 * (late - oracle) / oracle
+
+
+def over_seeds(a) -> int:
+    """--seeds N: the simulated regret in N worlds of the mode's kind, with its spread."""
+    t_start = time.monotonic()
+    rows = []
+    for seed in range(1, a.seeds + 1):
+        world = make_world(a, seed)
+        an = analyse(world, simulate(world))
+        per = {n: 100.0 * (pn["model"]["learned"] - pn["model"]["oracle"]) / pn["model"]["oracle"]
+               for n, pn in an["per_node"].items()}
+        rows.append({"seed": seed, "regret_pct": an["summary"]["regret_pct"]["model"]["learned"],
+                     "one_build_late_pct": one_build_late(world),
+                     "static_pct": an["summary"]["regret_pct"]["model"]["static"],
+                     "probes": an["summary"]["probes"], "per_node_pct": per})
+    regs = sorted(r["regret_pct"] for r in rows)
+    mean = sum(regs) / len(regs)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in regs) / max(1, len(regs) - 1))
+    summary = {"mode": a.mode, "seeds": a.seeds, "noise": a.noise, "builds": a.builds, "mean_pct": mean,
+               "sd_pct": sd, "min_pct": regs[0], "median_pct": regs[len(regs) // 2], "max_pct": regs[-1],
+               "static_mean_pct": sum(r["static_pct"] for r in rows) / len(rows),
+               "one_build_late_mean_pct": sum(r["one_build_late_pct"] for r in rows) / len(rows),
+               "pass_share": sum(1 for x in regs if x <= GOAL_PCT) / len(regs)}
+    nodes = list(rows[0]["per_node_pct"])
+    summary["per_node_mean_pct"] = {n: sum(r["per_node_pct"][n] for r in rows) / len(rows) for n in nodes}
+    print(f"regret ({a.mode}, simulated, seeds 1..{a.seeds}, noise {a.noise:g}, K = {a.builds}): "
+          f"mean {mean:+.1f} %, sd {sd:.1f}, median {summary['median_pct']:+.1f} %, "
+          f"min {regs[0]:+.1f} %, max {regs[-1]:+.1f} %; {100 * summary['pass_share']:.0f} % of the worlds "
+          f"<= {GOAL_PCT:g} %; static order {summary['static_mean_pct']:+.1f} %; one build late (knows every "
+          f"recipe's price of the last build) {summary['one_build_late_mean_pct']:+.1f} %")
+    print("per node, mean over the seeds: " + ", ".join(f"{n} {v:+.1f} %" for n, v in
+                                                         summary["per_node_mean_pct"].items()))
+    out = a.out or os.path.join(RESULTS, f"regret-{a.mode}-seeds{a.seeds}-"
+                                f"{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump({"summary": summary, "seeds": rows, "source": source_state()}, f, indent=1)
+    print(f"results: {os.path.relpath(out)}  ({time.monotonic() - t_start:.0f} s)")
+    return 0
+
+
 def main(argv=None) -> int:
     a = parse_args(argv)
-    t_start = time.monotonic()
     if a.checkout:
         use_checkout(a.checkout)
-    world = SharedWorld(a.builds) if a.mode == "shared" else IndependentWorld(a.builds, a.nodes)
+    if a.seeds is not None:
+        return over_seeds(a)
+    t_start = time.monotonic()
+    world = make_world(a, a.seed)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     tag = f"{world.mode}-{'sim-' if a.simulate else ''}{'quick-' if a.quick else ''}"
     out = a.out or os.path.join(RESULTS, f"regret-{tag}{stamp}.json")

@@ -262,7 +262,7 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
                 return 0.0, True
             choice = runner.choice_of(m)  # decided: the expected cost of its chosen order
             if choice is None:
-                choice = session.learner.estimate(m, node.recipes)
+                choice = session.learner.estimate(m, node.recipes, warm_of=session.warm_of(options))
             return choice.expected_duration, choice.known
 
         def weight(m):

@@ -170,10 +170,10 @@ class Runner:
         return self._next_spec(name, 0)
 
     def observe(self, name: str, spec, ok: bool, duration: float, size: int | None, script_hash,
-                censored: bool = False) -> None:
+                censored: bool = False, warm: bool = False) -> None:
         try:
             self.session.learner.observe(name, spec.recipe, ok, duration, script_hash=script_hash, size=size,
-                                         censored=censored)
+                                         censored=censored, warm=warm)
         except Exception as e:  # learning must never break a build
             self.reporter.warn(f"could not record statistics for {name}: {e}")
 
@@ -381,7 +381,7 @@ class Runner:
         log = self.attempts.relative(spec.log) if fin.output_bytes else None
         self.attempts.add(name, spec, fin, Outcome.OK, None, None, size=size, log=log, script_hash=script_hash,
                           key=run.key)
-        self.observe(name, spec, True, fin.duration, size or None, script_hash)
+        self.observe(name, spec, True, fin.duration, size or None, script_hash, warm=fin.warm)
         self.session.state.put_record(name, run.key, run.parts, outputs, spec.recipe.name, self.build_id)
         self.summary.built.append(name)
         self.summary.durations[name] = fin.duration
@@ -398,7 +398,7 @@ class Runner:
                    FailureClass.TRANSIENT if fin.timed_out else FailureClass.RECIPE_ERROR)
         self.attempts.add(name, spec, fin, Outcome.FAILED, failure, problem, size=0, script_hash=script_hash,
                           key=run.key)
-        self.observe(name, spec, False, fin.duration, None, script_hash)
+        self.observe(name, spec, False, fin.duration, None, script_hash, warm=fin.warm)
         self.attempts.move_failed(node, spec.attempt)
         what = f"{spec.recipe.kind} {spec.recipe.target}" if spec.recipe.kind != "shell" else "shell recipe"
         rel_log = os.path.relpath(spec.log)
@@ -446,7 +446,7 @@ class Runner:
         if not fin.output_bytes and not os.path.exists(spec.log):
             touch_log(spec.log, message)
         self.attempts.add(name, spec, fin, Outcome.STOPPED, FailureClass.PROBE, message, script_hash=script_hash)
-        self.observe(name, spec, False, deadline, None, script_hash, censored=True)
+        self.observe(name, spec, False, deadline, None, script_hash, censored=True, warm=fin.warm)
         self.attempts.move_failed(node, spec.attempt)
         nxt = order[spec.index + 1] if spec.index + 1 < len(order) else None
         self.reporter.info(f"     {name}: probe of {spec.recipe.name} stopped at its {fmt_seconds(deadline)} deadline"

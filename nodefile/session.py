@@ -93,6 +93,7 @@ class Session:
         self._cache = None
         self._closure = None
         self._learner = None
+        self._cold_langs: frozenset | None = None  # languages whose warm worker could not start
 
     @property
     def cache(self):
@@ -113,7 +114,20 @@ class Session:
         cands = candidates(self, node, key, options, set(negative), probe=probe)
         parts = parts or {}
         return self.learner.choose(node.name, cands, force_kind=options.recipe_kind, probes=options.probe,
-                                   script_of=lambda r: parts.get(f"script:{r.label or r.script}") if r.script else None)
+                                   script_of=lambda r: parts.get(f"script:{r.label or r.script}") if r.script else None,
+                                   warm_of=self.warm_of(options))
+
+    def warm_of(self, options):
+        """Will a recipe run in a warm worker in this build? (The learner estimates it from
+        its warm runs then, else from its cold ones.) Not with --cold or `warm = false`,
+        nor in a language whose worker could not start in the last build (`status -v`)."""
+        if options.cold or not self.project.warm:
+            return None
+        if self._cold_langs is None:
+            from .workers.pool import read_state
+            self._cold_langs = frozenset(read_state(self.dir).get("reasons", {})) | {None}
+        from .recipes import warm_language
+        return lambda r: warm_language(self.project, r) not in self._cold_langs
 
     def store(self, name: str):
         if name not in self._stores:

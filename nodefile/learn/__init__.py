@@ -14,6 +14,10 @@ Statistics per (node, recipe name), updated by every attempt (`Stats.record`):
   mu, var      EWMA of ln(duration) of successes, a = max(0.3, 1/n_ok), and of
                its squared deviation: var = (1-a)(var + a*d^2). The mean is
                D = exp(mu + min(var, 0.5)/2) (the cap keeps a regime jump sane).
+               A JUMP - a sample more than twice (or less than half) D, and beyond
+               twice its usual spread (|d| > max(ln 2, 2 sqrt(var))) - is a regime
+               change (a slow store, a faster machine): a = 0.7, believed after one
+               build instead of three. (The node's family offset learns the same way.)
   mu_min       the lowest mu reached after >= 2 successes: what the recipe can do.
   b_ok, b_fail discounted success/failure counts (gamma = 0.9, ~10 attempts of
                memory); p = (b_ok+1)/(b_ok+b_fail+2) clamped to [0.02, 1].
@@ -82,7 +86,13 @@ Choosing the order (`Learner.choose`; `probes=False` is --no-probe):
      anyway) and its D is learned on this node, the first process recipe in
      Nodefile order that was never measured here - never run, or only stopped by
      an earlier probe and due again (back-off below) - runs first, with a
-     deadline T = max(PROBE_FLOOR 0.1 s, PROBE_FACTOR 1.5 x D(I)). Past T the
+     deadline T = max(PROBE_FLOOR 0.1 s, PROBE_FACTOR 1.5 x E), E the expected
+     time to make the node without the probe: the recipes it goes ahead of, the
+     last taken to succeed (sum reach_i c_i, then reach x D of the last) - D(I)
+     when I is the only one; more when I may fail and the next would run (a
+     flaky store before a 1-hour rebuild: a 10-minute alternative is worth
+     finishing, `explain` says "1.5 × 12m, the expected time without it (fetch,
+     then python)"). Past T the
      runner stops its process group, moves its partial outputs aside as a failed
      attempt's, records the attempt as "stopped" and observes it as censored
      (`observe(..., censored=True)`), then runs I. So a probe costs at most T,
@@ -98,8 +108,9 @@ Choosing the order (`Learner.choose`; `probes=False` is --no-probe):
      run, and would hold its family's probe for the build.) Two recipes never
      observed are not swapped: a tie of two guesses is no reason to try the
      second one. When r is a process and q's D is learned, r gets the deadline T
-     too - or STRETCH 1.2 x r's last success L when T < 1.2 L < T + D(q): as slow
-     as last time, finishing it costs less than being stopped and replaced by q.
+     too (E from the recipes behind it) - or STRETCH 1.2 x r's last success L
+     when T < 1.2 L < T + D(q): as slow as last time, finishing it costs less
+     than being stopped and replaced by q.
   4. after the probe's observation: if r now scores better than q, backoff = 4;
      else backoff = min(2*backoff, 256) (at least 4): re-checks at 4, 8, 16 ... 256
      (a first censored observation sets 4).
@@ -124,16 +135,30 @@ stopped at 1.5 s ("fast: ≥1.5s ... a probe was stopped at its 1.5s deadline in
 build 2"), slow would have run (build cost 2.5 s), and fast would be tried again
 4 builds later, then 8, 16 ... (each time at most 1.5 s).
 
+Warm and cold runs (issue 20). A python or r recipe may run in a warm worker (a fork
+of a preloaded process: no interpreter start, no imports) or cold; the two take
+different times, so the learner keeps them apart: `observe(..., warm=True)` records a
+warm run under the recipe's name and target with " (warm)" appended (its own
+statistics and its own family), and `choose`/`estimate` take `warm_of(recipe)`: will it
+run warm now (a worker serves its language; not with --cold, `warm = false`, or a
+language whose worker could not start). A recipe measured only the other way is
+estimated from those runs (source "its cold runs" / "its warm runs": a bound more
+than a guess, and shown) until measured the way it runs now; a cold first build
+(workers still starting) does not inflate the warm estimate, and --cold runs do not
+move it.
+
 API
 ---
     learner = Learner(db)            # a sqlite3 connection; reads nothing yet
     learner.begin_build()            # a new build (watch mode: once per rebuild)
-    choice = learner.choose(node, recipes, script_of=..., size_of=..., force_kind=None, probes=True)
-    choice.recipes / .order / .estimates / .probe / .deadline / .why / .expected_duration / .known / .explain()
-    learner.observe(node, recipe, ok, duration, script_hash=None, size=None, censored=False)
+    choice = learner.choose(node, recipes, script_of=..., size_of=..., force_kind=None, probes=True,
+                            warm_of=None)
+    choice.recipes / .order / .estimates / .probe / .deadline / .why / .basis / .expected_duration / .known
+    choice.explain()
+    learner.observe(node, recipe, ok, duration, script_hash=None, size=None, censored=False, warm=False)
     learner.estimate(node, recipes, ...)            # the same order, no probe registered
     learner.expected_duration(node, recipes, ...)   # its expected_duration
-    learner.stats(node, recipe_name) -> Stats | None
+    learner.stats(node, recipe_name, warm=False) -> Stats | None
     learner.family(kind, target) -> Family | None   # what a recipe's siblings share
     learner.probes() -> [(build, node, recipe, ok, duration, better), ...]
     learner.build                    # the current build number
@@ -143,7 +168,8 @@ API
 fits. `script_of(recipe)` returns the current hash of its script (or None);
 `size_of(recipe)` the artifact size in bytes for a transfer (or None).
 
-Storage and cost: tables recipe_stats(node, recipe, data), location_stats(kind,
+Storage and cost: tables recipe_stats(node, recipe, data) (a warm run's row under
+"NAME (warm)"; rows written before warm and cold were kept apart load as cold), location_stats(kind,
 location, data), family_stats(kind, target, data) - data is a JSON array of the
 record's fields - learn_probes (every probe: build, node, recipe, ok, duration,
 better) and learn_meta(k, v) (the build counter) are created on the first write
@@ -159,15 +185,16 @@ Integration (build.py):
     (a fresh Learner is a new build; `begin_build()` is for a long-lived one).
   * Runner.recipe_order: `choice = learner.choose(node.name, candidates(...),
     script_of=lambda r: parts.get(f"script:{r.script}") if r.script else None,
-    force_kind=options.recipe_kind)`; run `choice.recipes` in order.
+    force_kind=options.recipe_kind, warm_of=session.warm_of(options))`; run
+    `choice.recipes` in order.
     `size_of` is optional: pass it only when a manifest is already at hand
     (otherwise the node's last artifact size stands in).
   * after every attempt - success or failure, transfers and "unavailable"
     included, each retry too, but not cancelled ones: `learner.observe(node,
-    recipe, ok, duration, script_hash=..., size=bytes)`. It is one transaction
+    recipe, ok, duration, script_hash=..., size=bytes, warm=fin.warm)`. It is one transaction
     (~0.15 ms here); inside a transaction already open on the same connection it
     only adds its rows to it.
-  * critical path: weight(n) = `learner.estimate(n, nodes[n].recipes)
+  * critical path: weight(n) = `learner.estimate(n, nodes[n].recipes, warm_of=...)
     .expected_duration` for graph.bottom_levels, computed on the first priority()
     call so that a no-op build never loads anything; the same (with `.known`)
     weighs the nodes of the reporter's ETA (report/eta.py).

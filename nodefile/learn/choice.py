@@ -73,6 +73,7 @@ class Choice:
     probe: str | None = None  # the recipe moved forward to re-measure it, if any
     deadline: float | None = None  # a bounded probe: stopped after this many seconds, then the next runs
     why: str = ""  # why the probe: "never measured", "due (4 builds since its last run)"
+    basis: str = ""  # how the deadline was set: "1.5 × slow's expected 1.0s"
 
     @property
     def order(self) -> tuple[str, ...]:
@@ -88,10 +89,7 @@ class Choice:
         """Expected time until the node is made, given that a recipe succeeds: the
         critical-path weight and the ETA. (chain_cost / P(some recipe succeeds): a
         single reliable recipe weighs about its duration, not p times it.)"""
-        fail_all = 1.0
-        for e in self.estimates:
-            fail_all *= 1.0 - e.p
-        return chain_cost(self.estimates) / max(1e-6, 1.0 - fail_all)
+        return expected(self.estimates)
 
     def explain(self) -> list[str]:
         """Lines for `node explain`: the choice, then every recipe's estimate."""
@@ -101,9 +99,7 @@ class Choice:
         if self.deadline is not None and rest:
             inc = rest[0]
             head = (f"{first.recipe} probed first ({self.why}), deadline {_seconds(self.deadline)} = "
-                    f"{PROBE_FACTOR:g} × {inc.recipe}'s expected {_seconds(inc.duration)}"
-                    + (f" (at least {_seconds(PROBE_FLOOR)})" if self.deadline <= PROBE_FLOOR + 1e-9 else "")
-                    + f"; past it, it is stopped and {inc.recipe} runs")
+                    f"{self.basis}; past it, it is stopped and {inc.recipe} runs")
             return [head] + [f"  {i}. {e}" for i, e in enumerate(self.estimates, 1)]
         head = f"{first.recipe} chosen: {first.shown} est."
         if rest:
@@ -111,6 +107,36 @@ class Choice:
         if self.probe:
             head += f" ({self.probe} re-measured this build)"
         return [head] + [f"  {i}. {e}" for i, e in enumerate(self.estimates, 1)]
+
+
+def expected(estimates) -> float:
+    """Expected time until a recipe of the chain succeeds (given that one does)."""
+    fail_all = 1.0
+    for e in estimates:
+        fail_all *= 1.0 - e.p
+    return chain_cost(estimates) / max(1e-6, 1.0 - fail_all)
+
+
+def deadline_for(factor: float, rest) -> tuple[float, str]:
+    """A probe's deadline: factor x the expected time to make the node without it - the
+    chain `rest` of recipes it goes ahead of, the last one taken to succeed: the
+    incumbent's D when that is the only one, more when it may fail and the next one
+    would run - and at least PROBE_FLOOR; with the words for `explain`."""
+    basis, reach = 0.0, 1.0
+    for e in rest[:-1]:
+        basis += reach * e.cost
+        reach *= 1.0 - e.p
+    basis += reach * rest[-1].duration
+    deadline = max(PROBE_FLOOR, factor * basis)
+    inc = rest[0]
+    if abs(basis - inc.duration) <= 0.02 * inc.duration:
+        what = f"{factor:g} × {inc.recipe}'s expected {_seconds(inc.duration)}"
+    else:
+        what = (f"{factor:g} × {_seconds(basis)}, the expected time without it ("
+                + ", then ".join(e.recipe for e in rest) + ")")
+    if deadline <= PROBE_FLOOR + 1e-9:
+        what += f" (at least {_seconds(PROBE_FLOOR)})"
+    return deadline, what
 
 
 def chain_cost(estimates: Iterable[Estimate]) -> float:
@@ -160,13 +186,13 @@ def bounded_probe(node, rows, build, pos):
     inc = rows[0][0]
     if inc.kind in TRANSFER_KINDS or inc.source != LEARNED:
         return None  # restored, not rebuilt; or no measured duration to set a deadline from
-    deadline = max(PROBE_FLOOR, PROBE_FACTOR * inc.duration)
     for i in sorted(range(1, len(rows)), key=lambda i: pos[rows[i][2].name]):
         est, st, r, _ = rows[i]
         if r.kind in TRANSFER_KINDS or not _never_measured(st) or not due(st, build):
             continue
         if st is not None and st.n and st.cens is None:
             continue  # it failed here: the plausibility rule below decides whether to try it again
+        deadline, basis = deadline_for(PROBE_FACTOR, [x[0] for x in rows[:i] + rows[i + 1:]])
         raw = est.raw if est.raw is not None else est.duration
         if est.source not in GUESSES and raw >= deadline:
             continue  # its siblings (or its previous script) say it is slower than the deadline
@@ -174,6 +200,6 @@ def bounded_probe(node, rows, build, pos):
             f"due again: {build - st.last_build} builds after its last probe")
         rows = [rows[i]] + rows[:i] + rows[i + 1:]
         rows[0] = (replace(est, probe=True),) + rows[0][1:]
-        choice = Choice(node, tuple(x[2] for x in rows), tuple(x[0] for x in rows), r.name, deadline, why)
+        choice = Choice(node, tuple(x[2] for x in rows), tuple(x[0] for x in rows), r.name, deadline, why, basis)
         return choice, Probe(r.name, inc.index), None
     return None

@@ -11,12 +11,44 @@ if TYPE_CHECKING:
 from ..model import TRANSFER_KINDS
 from ..records import replace
 from ..report.console import fmt_seconds as _seconds  # the one duration format
-from .choice import Choice, Estimate, Probe, bounded_probe, due, score
+from .choice import Choice, Estimate, Probe, bounded_probe, deadline_for, due, score
 from .family import Family, View
-from .stats import (BASE_BACKOFF, DEFAULT, DEFAULT_DURATION, DEFAULT_SIZE, GUESSES, LEARNED, MAX_BACKOFF,
-                    MIN_DURATION, PREVIOUS_SCRIPT, PROBE_FACTOR, PROBE_FLOOR, PROJECT_MEDIAN, SHIFT_NOTE,
-                    SIBLINGS, STRETCH, SURPRISE, TRANSFER_MODEL, VAR_CAP, RecipeLike, Stats)
+from .stats import (BASE_BACKOFF, COLD_RUNS, DEFAULT, DEFAULT_DURATION, DEFAULT_SIZE, GUESSES, LEARNED,
+                    MAX_BACKOFF, MIN_DURATION, PREVIOUS_SCRIPT, PROBE_FACTOR, PROJECT_MEDIAN,
+                    SHIFT_NOTE, SIBLINGS, STRETCH, SURPRISE, TRANSFER_MODEL, VAR_CAP, WARM, WARM_RUNS, RecipeLike,
+                    Stats)
 from .store import Store, contribution
+
+
+class Warm:
+    """A recipe as it runs in a warm worker (a fork of a preloaded process). Its warm
+    durations are not its cold ones, so its statistics - and its family's - are kept
+    apart: under the recipe's name and target with WARM appended."""
+
+    __slots__ = ("recipe",)
+
+    def __init__(self, recipe: RecipeLike):
+        self.recipe = recipe
+
+    @property
+    def name(self) -> str:
+        return self.recipe.name + WARM
+
+    @property
+    def kind(self) -> str:
+        return self.recipe.kind
+
+    @property
+    def target(self) -> str:
+        return self.recipe.target + WARM
+
+
+def _run_as(recipe: RecipeLike, warm: bool) -> RecipeLike:
+    return Warm(recipe) if warm else recipe
+
+
+def _orig(r: RecipeLike) -> RecipeLike:
+    return r.recipe if isinstance(r, Warm) else r
 
 
 class Learner(Store):
@@ -26,15 +58,17 @@ class Learner(Store):
     def choose(self, node: str, recipes: Iterable[RecipeLike], *,
                script_of: Callable[[RecipeLike], str | None] | None = None,
                size_of: Callable[[RecipeLike], int | None] | None = None,
-               force_kind: str | None = None, probes: bool = True) -> Choice:
+               force_kind: str | None = None, probes: bool = True,
+               warm_of: Callable[[RecipeLike], bool] | None = None) -> Choice:
         """The order to try `recipes` (given in Nodefile order) for a stale node.
 
         Registers the probe, if any, so that its observation adjusts its back-off
         (and so that no sibling probes the same recipe family in this build).
         `force_kind` (--recipe KIND) keeps only recipes of that kind or name, and
-        never probes; nor does `probes=False` (--no-probe).
+        never probes; nor does `probes=False` (--no-probe). `warm_of(recipe)`: will it
+        run in a warm worker now (its warm statistics are used then); None: all cold.
         """
-        choice, probe, family = self._rank(node, recipes, script_of, size_of, force_kind, probes)
+        choice, probe, family = self._rank(node, recipes, script_of, size_of, force_kind, probes, warm_of)
         if probe is None:
             self._probes.pop(node, None)
         else:
@@ -48,27 +82,46 @@ class Learner(Store):
 
     def estimate(self, node: str, recipes: Iterable[RecipeLike], *,
                  script_of: Callable[[RecipeLike], str | None] | None = None,
-                 size_of: Callable[[RecipeLike], int | None] | None = None) -> Choice:
+                 size_of: Callable[[RecipeLike], int | None] | None = None,
+                 warm_of: Callable[[RecipeLike], bool] | None = None) -> Choice:
         """The order `choose` would give, without a probe and without registering anything."""
-        return self._rank(node, recipes, script_of, size_of, None, False)[0]
+        return self._rank(node, recipes, script_of, size_of, None, False, warm_of)[0]
 
     def expected_duration(self, node: str, recipes: Iterable[RecipeLike], *,
                           script_of: Callable[[RecipeLike], str | None] | None = None,
-                          size_of: Callable[[RecipeLike], int | None] | None = None) -> float:
+                          size_of: Callable[[RecipeLike], int | None] | None = None,
+                          warm_of: Callable[[RecipeLike], bool] | None = None) -> float:
         """The critical-path weight of a stale node: the expected chain cost of its order."""
-        return self._rank(node, recipes, script_of, size_of, None, False)[0].expected_duration
+        return self._rank(node, recipes, script_of, size_of, None, False, warm_of)[0].expected_duration
 
-    def _rank(self, node, recipes, script_of, size_of, force_kind, probes=True):
+    def _rank(self, node, recipes, script_of, size_of, force_kind, probes=True, warm_of=None):
+        """(choice, probe, family) in the names the caller knows (a warm recipe's own)."""
+        choice, probe, family = self._rank_runs(node, recipes, script_of, size_of, force_kind, probes, warm_of)
+        if not any(isinstance(r, Warm) for r in choice.recipes):
+            return choice, probe, family
+        name = {r.name: _orig(r).name for r in choice.recipes}
+        choice = replace(choice, recipes=tuple(_orig(r) for r in choice.recipes),
+                         estimates=tuple(replace(e, recipe=name[e.recipe]) for e in choice.estimates),
+                         probe=name.get(choice.probe))
+        return choice, probe if probe is None else replace(probe, recipe=name[probe.recipe]), family
+
+    def _rank_runs(self, node, recipes, script_of, size_of, force_kind, probes, warm_of):
         self._load()
         recipes = list(recipes)
         if force_kind:
             recipes = [r for r in recipes if r.kind == force_kind or r.name == force_kind]
         build = self.build
         rows = []
+        runs = []
         for r in recipes:
-            st = self._current(node, r, script_of(r) if script_of else None)
-            view = self._view(node, r, st, build)
-            rows.append((self._estimate(node, r, st, size_of(r) if size_of else None, view), st, r, view))
+            script_hash = script_of(r) if script_of else None
+            run = _run_as(r, bool(warm_of and warm_of(r)))
+            runs.append(run)
+            st = self._current(node, run, script_hash)
+            view = self._view(node, run, st, build)
+            est = self._estimate(node, run, st, size_of(r) if size_of else None, view, script_hash)
+            rows.append((est, st, run, view))
+        recipes = runs
         if len(rows) == 1:  # nothing to order, nothing to probe against (most nodes)
             return Choice(node, (rows[0][2],), (rows[0][0],), None), None, None
         # A guess from unrelated scripts (project median, default) is no evidence: such a
@@ -106,20 +159,20 @@ class Learner(Store):
                     family = view.key if view.active and not view.fresh else None
                     break
         deadline = None
-        why = ""
+        why = basis = ""
         if (probe is not None and rows[0][2].kind not in TRANSFER_KINDS
                 and rows[1][0].source == LEARNED):
             # moved to the front: bounded by the recipe it displaced, when that one is measured
-            deadline = max(PROBE_FLOOR, PROBE_FACTOR * rows[1][0].duration)
+            deadline, basis = deadline_for(PROBE_FACTOR, [x[0] for x in rows[1:]])
             st = rows[0][1]
             last = STRETCH * (st.last_ok if st is not None and st.last_ok else rows[0][0].duration)
             if deadline < last < deadline + rows[1][0].duration:
                 # as slow as last time, it would still cost less than being stopped and
                 # replaced by the incumbent: let it finish
-                deadline = last
+                deadline, basis = last, f"{STRETCH:g} × its last run, {_seconds(last / STRETCH)}"
             why = f"due again: {build - st.last_build} builds since its last run" if st and st.n else "due"
         choice = Choice(node, tuple(r for _, _, r, _ in rows), tuple(e for e, _, _, _ in rows),
-                        probe.recipe if probe else None, deadline, why)
+                        probe.recipe if probe else None, deadline, why, basis)
         return choice, probe, family
 
     def _current(self, node: str, r: RecipeLike, script_hash: str | None) -> Stats | None:
@@ -146,9 +199,11 @@ class Learner(Store):
         cheap = long_unseen or (own and fam.offset(st) <= snap.median_off)
         return View(key, fam, True, fresh, cheap)
 
-    def _estimate(self, node: str, r: RecipeLike, st: Stats | None, size: int | None, view: View) -> Estimate:
+    def _estimate(self, node: str, r: RecipeLike, st: Stats | None, size: int | None, view: View,
+                  script_hash: str | None = None) -> Estimate:
         note = ""
         fam = view.fam if view.active else None
+        other = self._other_way(node, r, script_hash)
         if st is not None and st.n_ok:
             duration, source = st.mean, LEARNED
             if fam is not None and st.off is not None:
@@ -159,6 +214,8 @@ class Learner(Store):
                     note = f"family shift ×{math.exp(shift):.1f} from {fam.siblings(st)}"
         elif st is not None and st.prior:
             duration, source = st.prior, PREVIOUS_SCRIPT
+        elif other is not None:  # measured only the other way (warm / cold): better than a guess
+            duration, source = other.mean, COLD_RUNS if isinstance(r, Warm) else WARM_RUNS
         elif r.kind in TRANSFER_KINDS:
             if size is None:
                 size = self._node_size(node)
@@ -184,6 +241,15 @@ class Learner(Store):
         if note or floor:
             est = replace(est, note=note, floor=floor, raw=raw)
         return est
+
+    def _other_way(self, node: str, r: RecipeLike, script_hash: str | None) -> Stats | None:
+        """The statistics of the recipe's runs the other way (cold for a warm run, warm for
+        a cold one), when they measured a success of the current script."""
+        other = Warm(r) if not isinstance(r, Warm) else r.recipe
+        st = self._node(node).get(other.name)
+        if st is None or not st.n_ok or _changed(st, other, script_hash):
+            return None
+        return st
 
     def _best(self, est: Estimate, st: Stats | None, view: View) -> float:
         """What the recipe can do (the plausibility of a probe): its best level / p, or its
@@ -222,7 +288,8 @@ class Learner(Store):
 
     # -- observing ------------------------------------------------------------------
     def observe(self, node: str, recipe: RecipeLike, ok: bool, duration: float, *,
-                script_hash: str | None = None, size: int | None = None, censored: bool = False) -> None:
+                script_hash: str | None = None, size: int | None = None, censored: bool = False,
+                warm: bool = False) -> None:
         """Record one finished attempt (success or failure). Its rows (statistics,
         family, location) are written at the next flush(): the build's group commit,
         and end_build. (A probe's row is written at once.)
@@ -230,11 +297,14 @@ class Learner(Store):
         `size`: bytes of the artifact (transferred, or written by a rebuild).
         `censored`: a bounded probe stopped at its deadline `duration`: the recipe is
         slower than that (neither a success nor a failure).
+        `warm`: it ran in a warm worker (`Finished.warm`): its warm statistics learn it.
         Cancelled attempts (interrupted, inputs changed) should not be observed.
         """
         self._load()
+        name = recipe.name  # the probe registered for the node names the recipe, run either way
+        recipe = _run_as(recipe, warm)
         if censored:
-            self._censored(node, recipe, duration, script_hash)
+            self._censored(node, recipe, duration, script_hash, name)
             return
         build = self._commit_build()
         self.observations += 1
@@ -257,7 +327,7 @@ class Learner(Store):
         st.record(ok, duration, build, size)
         probe = self._probes.get(node)
         probed = None
-        if probe is not None and probe.recipe == recipe.name:
+        if probe is not None and probe.recipe == name:
             del self._probes[node]
             if ok:
                 # a probe exists because this recipe's history is stale: its fresh
@@ -266,7 +336,7 @@ class Learner(Store):
             better = ok and (duration < probe.rival_index or score(
                 recipe.name, recipe.kind, st.mean, st.p, st.fail_cost, LEARNED, st.n).index < probe.rival_index)
             st.backoff = BASE_BACKOFF if better else min(MAX_BACKOFF, max(BASE_BACKOFF, 2 * st.backoff))
-            probed = (build, node, recipe.name, int(ok), duration, int(better))
+            probed = (build, node, name, int(ok), duration, int(better))
         # the family: the residual against the node's level at the start of this build
         mark = ("rec" if was_failing else "ok") if ok else ("sur" if usually_works else "fail")
         residual = None
@@ -285,7 +355,8 @@ class Learner(Store):
             location.record(duration, size)
         self._write(node, recipe, st, location, fam, probed)
 
-    def _censored(self, node: str, recipe: RecipeLike, deadline: float, script_hash: str | None) -> None:
+    def _censored(self, node: str, recipe: RecipeLike, deadline: float, script_hash: str | None,
+                  name: str) -> None:
         build = self._commit_build()
         self.observations += 1
         recipes = self._node(node)
@@ -301,8 +372,7 @@ class Learner(Store):
         # re-probed when due: 4 builds after the first probe, then 8, 16 ... 256
         st.backoff = BASE_BACKOFF if first else min(MAX_BACKOFF, max(BASE_BACKOFF, 2 * st.backoff))
         probe = self._probes.pop(node, None)
-        probed = (build, node, recipe.name, 0, deadline, 0) if probe is not None and probe.recipe == recipe.name \
-            else None
+        probed = (build, node, name, 0, deadline, 0) if probe is not None and probe.recipe == name else None
         self._update_lists(before, contribution(st))
         key = (recipe.kind, recipe.target)
         fam = self._families.get(key)
@@ -311,9 +381,10 @@ class Learner(Store):
         self._write(node, recipe, st, None, fam, probed)
 
     # -- reading --------------------------------------------------------------------
-    def stats(self, node: str, recipe: str) -> Stats | None:
+    def stats(self, node: str, recipe: str, warm: bool = False) -> Stats | None:
+        """What is known of the recipe named `recipe` on the node: of its warm runs, or cold."""
         self._load()
-        return self._node(node).get(recipe)
+        return self._node(node).get(recipe + WARM if warm else recipe)
 
     def family(self, kind: str, target: str) -> Family | None:
         """The family of recipes of this kind running this script, command or store."""

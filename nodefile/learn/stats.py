@@ -27,6 +27,9 @@ SIBLINGS = "estimated from siblings"
 PROJECT_MEDIAN = "project median"
 DEFAULT = "default"
 GUESSES = (PROJECT_MEDIAN, DEFAULT)  # estimates with no evidence about the recipe itself
+COLD_RUNS = "its cold runs"  # a recipe about to run warm, measured only cold (an upper bound, roughly)
+WARM_RUNS = "its warm runs"  # a recipe about to run cold, measured only warm (a lower bound, roughly)
+WARM = " (warm)"  # a recipe's warm runs are kept under its name and target with this appended
 STREAK = 2  # consecutive failures after which p is capped at 1 / (streak + 1)
 SAMPLE = 31  # residuals a family keeps per build for its median (constant work per observation)
 FINALS = MAX_BACKOFF + 8  # builds whose final family level is kept (to settle a member's offset)
@@ -34,6 +37,8 @@ SURPRISE = 0.5  # a failure of a recipe whose long-run p was at least this is ne
 SHIFT_NOTE = math.log(1.25)  # a family shift at least this large is named in `explain`
 PROBE_FACTOR = 1.5  # a bounded probe's deadline: this times the incumbent's expected duration ...
 PROBE_FLOOR = 0.1  # ... and never less than this many seconds (a process takes some to start)
+JUMP = math.log(2)  # a success more than twice (or less than half) its recipe's usual duration ...
+JUMP_ALPHA = 0.7  # ... moves the EWMA this far at once: a regime change is believed after one sample
 STRETCH = 1.2  # a re-probe may run to this times its last success when that costs less than stopping it
 
 
@@ -124,8 +129,8 @@ class Stats:
             self.n_ok += 1
             self.cens = self.cens_build = None  # measured now: the bound is history
             self.last_ok = duration
-            a = max(ALPHA, 1.0 / self.n_ok)
             d = math.log(duration) - self.mu
+            a = _weight(d, self.var, self.n_ok)
             self.mu += a * d
             self.var = (1 - a) * (self.var + a * d * d)
             if self.n_ok >= 2:
@@ -150,8 +155,8 @@ class Stats:
         if self.off is None or fresh:
             self.off, self.off_var = x, 0.0
         else:
-            a = max(ALPHA, 1.0 / self.n_ok)
             d = x - self.off
+            a = _weight(d, self.off_var, self.n_ok)
             self.off += a * d
             self.off_var = (1 - a) * (self.off_var + a * d * d)
         if self.n_ok >= 2:
@@ -161,6 +166,15 @@ class Stats:
         """Fresh statistics after a script change: the old mean stays as a prior, due now."""
         prior = self.mean if self.n_ok else self.prior
         return Stats(kind=kind, target=target, script_hash=script_hash, prior=prior, size=self.size, backoff=0)
+
+
+def _weight(d: float, var: float, n: int) -> float:
+    """The EWMA weight of a sample d away from the mean: max(ALPHA, 1/n), or JUMP_ALPHA
+    when d is a jump (more than JUMP in ln, twice the usual spread): a regime change."""
+    a = max(ALPHA, 1.0 / n)
+    if abs(d) > max(JUMP, 2 * math.sqrt(var)):
+        a = max(a, JUMP_ALPHA)
+    return a
 
 
 def _before_run(b_ok: float, b_fail: float, streak: int) -> tuple[float, float]:

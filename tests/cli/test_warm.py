@@ -448,3 +448,46 @@ def test_ctrl_c_while_recipes_wait_for_a_starting_worker_ends_it_and_starts_none
     mine = [p for p in subprocess.run(["pgrep", "-f", "slow.py|nodefile.workers.zygote"], capture_output=True,
                                       text=True).stdout.split() if _cwd(p) == str(tmp_path)]
     assert left == [] and mine == [], (left, mine)
+
+def test_the_learner_keeps_warm_and_cold_durations_apart(tmp_path):
+    """Issue 20 item 4: cold runs (--cold) of a recipe do not move its warm estimate, which
+    `status` shows while workers serve its language; with warm = false it shows the cold one."""
+    import json
+    import sqlite3
+    write(tmp_path, {
+        "Nodefile.toml": """
+            [params]
+            run = 0
+            [nodes.fit]
+            outputs = "fit.txt"
+            python = "fit.py"
+            params = ["run"]
+            """,
+        "fit.py": "import nodefile\nopen(nodefile.job().outputs[0], 'w').write('ok')\n",
+    })
+
+    def rows():
+        db = sqlite3.connect(tmp_path / ".nodefile" / "state.db")
+        try:
+            return {r: json.loads(d) for r, d in db.execute("SELECT recipe, data FROM recipe_stats WHERE node = 'fit'")}
+        finally:
+            db.close()
+
+    def shown(*args):
+        out = json.loads(run(tmp_path, "status", "--json", *args, env=WARM, check=0).stdout)
+        return next(n for n in out["nodes"] if n["name"] == "fit")["expected_seconds"]
+
+    assert "(warm)" in ok_lines(run(tmp_path, "build", env=WARM, check=0))["fit"]
+    warm_row = rows()["python (warm)"]
+    for i in (1, 2):
+        assert "(warm)" not in ok_lines(run(tmp_path, "build", "--cold", "--set", f"run={i}", env=WARM, check=0))["fit"]
+    stats = rows()
+    assert stats["python (warm)"] == warm_row  # untouched by the cold runs
+    assert stats["python"][2] == 2  # n: the two cold runs, and only they
+    nodefile = (tmp_path / "Nodefile.toml").read_text().replace("run = 0", "run = 9")  # stale again
+    (tmp_path / "Nodefile.toml").write_text(nodefile)
+    warm_expected = shown()
+    (tmp_path / "Nodefile.toml").write_text("[project]\nwarm = false\n" + nodefile)
+    cold_expected = shown()
+    assert warm_expected is not None and cold_expected is not None
+    assert warm_expected < cold_expected, (warm_expected, cold_expected)

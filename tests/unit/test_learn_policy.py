@@ -1,0 +1,101 @@
+"""The recipe-choice policy changes of issue 21's regret work: a regime change is believed
+after one sample, and a probe's deadline is tied to the expected time to make the node
+without it (the incumbent, and what runs when the incumbent fails)."""
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+import pytest
+
+from nodefile.learn import Learner
+
+
+@dataclass(frozen=True)
+class R:
+    name: str
+    kind: str
+    target: str
+
+
+FETCH = R("fetch", "shell", "sh fetch.sh")
+REBUILD = R("rebuild", "shell", "sh rebuild.sh")
+QUICK = R("quick", "shell", "sh quick.sh")
+
+
+def build(learner, node, outcomes, **kw):
+    """One build: choose, then run the order until a success. `outcomes[name] = seconds`
+    (negative: fails after -seconds). Returns the choice."""
+    learner.begin_build()
+    choice = learner.choose(node, outcomes and [r for r in (FETCH, REBUILD, QUICK) if r.name in outcomes], **kw)
+    for r in choice.recipes:
+        d = outcomes[r.name]
+        if choice.probe == r.name and choice.deadline is not None and abs(d) > choice.deadline:
+            learner.observe(node, r, False, choice.deadline, censored=True)
+            continue
+        learner.observe(node, r, d >= 0, abs(d))
+        if d >= 0:
+            break
+    learner.end_build()
+    return choice
+
+
+def test_a_recipe_that_becomes_five_times_slower_is_left_after_one_build():
+    """A store slowing down 5x: the EWMA alone (weight 0.3) would need two or three slow
+    fetches to believe it; a sample more than twice off its usual duration is a regime
+    change, and one is enough."""
+    learner = Learner(sqlite3.connect(":memory:"))
+    for fetch, rebuild in [(0.1, None), (0.1, None), (None, 0.3), (None, 0.3), (0.1, None), (0.1, None)]:
+        learner.begin_build()  # both measured (the rebuild while the store lacked the file)
+        learner.observe("n", FETCH if fetch else REBUILD, True, fetch or rebuild)
+        learner.end_build()
+    assert build(learner, "n", {"fetch": 0.5, "rebuild": 0.3}).order[0] == "fetch"  # nobody knew
+    assert build(learner, "n", {"fetch": 0.5, "rebuild": 0.3}).order[0] == "rebuild"
+    fetch = learner.stats("n", "fetch")
+    assert fetch.mean > 0.3
+
+
+def test_ordinary_noise_moves_the_estimate_as_before():
+    learner = Learner(sqlite3.connect(":memory:"))
+    for d in (1.0, 1.0, 1.0, 1.0):
+        build(learner, "n", {"rebuild": d})
+    build(learner, "n", {"rebuild": 1.3})  # 30 % off: noise, not a jump
+    assert learner.stats("n", "rebuild").mean == pytest.approx(1.0 * (1.3 ** 0.3), rel=0.05)
+
+
+def test_a_probe_deadline_covers_the_recipe_that_runs_when_the_incumbent_fails():
+    """The incumbent fails one build in four (a flaky store, 0.1 s) and the rebuild behind
+    it takes 1 s: without the probe, the node takes about 0.35 s; a never-measured `quick` is
+    probed with 1.5 x that, not 1.5 x the fetch's 0.1 s (which would stop it before it
+    could show that it beats the chain)."""
+    learner = Learner(sqlite3.connect(":memory:"))
+    for i in range(8):
+        learner.begin_build()
+        if i % 4 == 3:  # the store lacks it: the rebuild runs after the failed fetch
+            learner.observe("n", FETCH, False, 0.1)
+            learner.observe("n", REBUILD, True, 1.0)
+        else:
+            learner.observe("n", FETCH, True, 0.1)
+        learner.end_build()
+    learner.begin_build()
+    choice = learner.choose("n", [FETCH, REBUILD, QUICK])
+    assert choice.probe == "quick"
+    est = {e.recipe: e for e in choice.estimates}
+    fetch, rebuild = est["fetch"], est["rebuild"]
+    assert choice.order[1:] == ("fetch", "rebuild")
+    without = fetch.cost + (1 - fetch.p) * rebuild.duration
+    assert without > 2 * fetch.duration
+    assert choice.deadline == pytest.approx(1.5 * without)
+    assert "the expected time without it (fetch, then rebuild)" in choice.explain()[0]
+
+
+def test_a_reliable_incumbent_alone_sets_the_deadline_as_before():
+    learner = Learner(sqlite3.connect(":memory:"))
+    slow, fast = R("slow", "python", "slow.py"), R("fast", "python", "fast.py")
+    learner.begin_build()
+    learner.observe("n", slow, True, 1.0)
+    learner.end_build()
+    learner.begin_build()
+    choice = learner.choose("n", [slow, fast])
+    assert choice.probe == "fast" and choice.deadline == pytest.approx(1.5)
+    assert "deadline 1.5s = 1.5 × slow's expected 1.0s" in choice.explain()[0], choice.explain()
