@@ -64,7 +64,6 @@ LONG_MODULES = {
 # "module:qualified.name" -> why the function may exceed MAX_FUNCTION_LINES.
 LONG_FUNCTIONS = {
     "cli:make_parser": "one argparse declaration per option, read top to bottom",
-    "engine:_run": "issue 18: still to split (Plan, ResourcePool)",
     "fastpath:write_record": "issue 18: still to split (explicit fast-path state)",
     "executors.spawner:serve": "issue 18: still to split (the executor contract)",
 }
