@@ -56,13 +56,12 @@ class Plan:
         """`name` ended with `result`: the nodes that this made ready (added to `ready`)."""
         self.results[name] = result
         ready, waiting = self.ready, self.waiting  # (ready first: made from the counts before this)
-        newly = []
+        before = len(ready)
         for u in self.users[name]:
             waiting[u] -= 1
             if waiting[u] == 0:
-                newly.append(u)
-        ready.extend(newly)
-        return newly
+                ready.append(u)
+        return ready[before:]
 
     def skip_reason(self, name: str) -> str | None:
         """Why the ready node `name` is skipped (an input of it failed, was cancelled or

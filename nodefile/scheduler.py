@@ -173,19 +173,20 @@ class Scheduler:
     def _decide(self, ready: list) -> None:
         """Decide ready nodes: skipped (an input not built), settled by the runner (up to
         date, failed...) or queued to run; at most `batch` while something is queued."""
-        decided = 0
+        decided, batch, queue = 0, self.batch, self.queue
+        skip_reason, decide = self.plan.skip_reason, self.runner.decide
         while ready:
-            if decided >= self.batch and self.queue and not self.stopped:
+            if decided >= batch and queue and not self.stopped:
                 break
             decided += 1
             name = ready.pop()
-            why = self.plan.skip_reason(name)
+            why = skip_reason(name)
             if why is not None:
                 self._settle(name, NodeResult(name, Outcome.SKIPPED, message=why))
                 continue
             if self.stopped:
                 continue
-            r = self.runner.decide(name)
+            r = decide(name)
             if isinstance(r, NodeResult):
                 self._settle(name, r)
             else:
@@ -222,8 +223,9 @@ class Scheduler:
 
     def _dispatch(self) -> None:
         """Launch queued specs by priority while they fit (pick), then chain."""
-        for item in pick(self.queue, self.pool, self.running, self._refreshed):
-            self._launch(item)
+        if self.queue:
+            for item in pick(self.queue, self.pool, self.running, self._refreshed):
+                self._launch(item)
         if self.queue and self.chains and not self.stopped:
             self._chain()
 
