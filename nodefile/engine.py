@@ -212,24 +212,12 @@ def _incremental(ix, options, reporter, t0, root, rec, paths, argv, cwd):
 
 def _run(project: Project, names, order, limits, options: Options, reporter, t0: float,
          partial: _Partial | None = None, executor=None) -> Summary:
-    from .scheduler import Scheduler
-    from .state import state_dir
-    lock = ProjectLock(state_dir(project.root))
-    lock.acquire(options.wait_for_lock, on_wait=reporter.info)  # before the state: a damaged one is moved
-    try:
-        session = Session(project, lazy=partial is not None, recover=True)
-    except BaseException:
-        lock.release()
-        raise
+    """Run a build: the steps below, inside the project lock, in the project folder."""
+    lock, session = _open(project, options, reporter, partial)
     here = os.getcwd()
     try:
         os.chdir(project.root)  # recipes run here (posix_spawn cannot chdir); restored below
-        if session.state.recovered:
-            why, kept = session.state.recovered
-            reporter.warn(f"the state database was damaged ({why}): kept as {_rel(kept)}; starting afresh")
-        build_id = session.state.start_build(names)
-        _remove_tree(os.path.join(session.dir, "tmp"))  # partial fetches of a killed build
-        runner = Runner(session, options, reporter, build_id)
+        runner = _begin(session, names, options, reporter)
         if project.scans and partial is None:
             drop_removed_instances(session, reporter)
         prior_paths: list[str] = []
@@ -239,86 +227,14 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
             from .fastpath import recorded_paths
             prior_paths = recorded_paths(project.root, *options.noop_record)
             runner.known_up_to_date = unaffected(project, order, options.noop_record)
-        from .executors import LocalExecutor
-        from .executors.local import end_orphans
-        run_log = os.path.join(session.dir, "running.log")
-        if end_orphans(run_log):  # a build killed with -9 left recipes running: they must not
-            reporter.warn("ended recipes left running by a build that was killed")  # write now
-        if executor is None:
-            executor = LocalExecutor(run_log, jobs=int(limits.get("cores", 1)))
-            if options.workers is not None:  # node watch: workers that outlive this build
-                executor.workers = options.workers
-                executor.owns_workers = False
-                options.workers.begin_build()
-            elif not options.cold and project.warm:
-                executor.workers = _workers(session, run_log, executor.token, order)
+        executor = _executor(session, order, limits, options, reporter, executor)
         if options.on_runner is not None:
             options.on_runner(runner, executor)
-
-        def expected(m) -> tuple[float, bool]:
-            """(expected seconds, measured?) of a stale node: its chosen order once decided."""
-            node = project.nodes[m]
-            if node.is_alias:
-                return 0.0, True
-            choice = runner.choice_of(m)  # decided: the expected cost of its chosen order
-            if choice is None:
-                choice = session.learner.estimate(m, node.recipes, warm_of=session.warm_of(options))
-            return choice.expected_duration, choice.known
-
-        def weight(m):
-            return expected(m)[0]
-        levels = graph.LazyLevels(order, project.nodes, weight)  # a no-op build weighs nothing
-        deps = {n: project.nodes[n].deps for n in order}
-        reporter.build_started(order, deps, expected, limits.get("cores", 1.0))
-
-        def priority(n):
-            return (-project.nodes[n].priority, -levels[n])
-        if executor.name == "dask":  # Dask runs higher numbers first
-            executor.priority = lambda n: int(project.nodes[n].priority * 10 ** 9 + levels[n] * 1000)
-
-        sched = Scheduler(order, deps, priority, limits, executor, runner,
-                          keep_going=options.keep_going)
-        status = ExitCode.OK
-        old = signal.signal(signal.SIGTERM, raise_interrupt)
-        try:
-            try:
-                sched.run()
-            finally:
-                runner.flush()
-        except BaseException as e:
-            if not isinstance(e, KeyboardInterrupt):
-                executor.cancel_all()  # a full disk, a damaged database: no recipe left running
-                raise
-            runner.summary.interrupted = True
-            # a second Ctrl-C must not cut the clean-up short (recipes left running)
-            prev_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
-                executor.cancel_all()
-            finally:
-                signal.signal(signal.SIGINT, prev_int)
-            runner.record_interrupted()
-            status = ExitCode.INTERRUPTED
-        finally:
-            signal.signal(signal.SIGTERM, old)
+        status = _schedule(session, order, limits, options, reporter, runner, executor)
         executor.close()
         runner.wait_uploads()
-        summary = runner.summary
-        summary.up_to_date = [n for n in summary.up_to_date if n not in summary.built]
-        if partial is not None:
-            summary.up_to_date += partial.unchanged
-        if not summary.interrupted:
-            ran = set(summary.built) | set(summary.up_to_date) | set(summary.failed) | set(summary.skipped)
-            blocked = [n for n in order if n not in ran and not project.nodes[n].is_alias]
-            summary.skipped += blocked
-            if blocked and summary.failed:
-                reporter.info(f"not started: {', '.join(blocked[:5])}{' …' if len(blocked) > 5 else ''} (blocked: "
-                              "the build stops at a failure; -k builds what does not need the failed node)")
-            status = ExitCode.FAILED if summary.failed or summary.skipped else ExitCode.OK
-        if session._learner is not None:
-            session._learner.end_build()  # the medians' lists, for the next lazy build
-        session.state.end_build(build_id, status)
-        if session.state.recovered:
-            _report_restored(session, runner, reporter)
+        summary, status = _conclude(project, order, runner, reporter, partial, status)
+        _end_build(session, runner, status, reporter)
         if options.noop_record and status == ExitCode.OK and not summary.skipped and not volatile(project, order):
             # every node is up to date now: record it (nodes skipped as unaffected were
             # checked through the previous record, so its paths are part of this one)
@@ -336,6 +252,131 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         finally:
             lock.release()
             os.chdir(here)
+
+
+def _open(project: Project, options: Options, reporter, partial) -> tuple[ProjectLock, Session]:
+    """Take the project lock, then open the state (a damaged one is moved aside)."""
+    from .state import state_dir
+    lock = ProjectLock(state_dir(project.root))
+    lock.acquire(options.wait_for_lock, on_wait=reporter.info)  # before the state: a damaged one is moved
+    try:
+        session = Session(project, lazy=partial is not None, recover=True)
+    except BaseException:
+        lock.release()
+        raise
+    return lock, session
+
+
+def _begin(session: Session, names, options: Options, reporter) -> Runner:
+    """Record the build's start; its Runner."""
+    if session.state.recovered:
+        why, kept = session.state.recovered
+        reporter.warn(f"the state database was damaged ({why}): kept as {_rel(kept)}; starting afresh")
+    build_id = session.state.start_build(names)
+    _remove_tree(os.path.join(session.dir, "tmp"))  # partial fetches of a killed build
+    return Runner(session, options, reporter, build_id)
+
+
+def _executor(session: Session, order, limits, options: Options, reporter, executor):
+    """The build's executor: the one given (Dask), or a local one, with warm workers."""
+    from .executors import LocalExecutor
+    from .executors.local import end_orphans
+    run_log = os.path.join(session.dir, "running.log")
+    if end_orphans(run_log):  # a build killed with -9 left recipes running: they must not
+        reporter.warn("ended recipes left running by a build that was killed")  # write now
+    if executor is None:
+        executor = LocalExecutor(run_log, jobs=int(limits.get("cores", 1)))
+        if options.workers is not None:  # node watch: workers that outlive this build
+            executor.workers = options.workers
+            executor.owns_workers = False
+            options.workers.begin_build()
+        elif not options.cold and session.project.warm:
+            executor.workers = _workers(session, run_log, executor.token, order)
+    return executor
+
+
+def _scheduler(session: Session, order, limits, options: Options, reporter, runner, executor):
+    """The Scheduler of the build, its priorities (the node's own, then the critical
+    path by expected durations), and the reporter's ETA."""
+    from .scheduler import Scheduler
+    project = session.project
+    warm_of = session.warm_of(options)
+
+    def expected(m) -> tuple[float, bool]:
+        """(expected seconds, measured?) of a stale node: its chosen order once decided."""
+        node = project.nodes[m]
+        if node.is_alias:
+            return 0.0, True
+        choice = runner.choice_of(m)  # decided: the expected cost of its chosen order
+        if choice is None:
+            choice = session.learner.estimate(m, node.recipes, warm_of=warm_of)
+        return choice.expected_duration, choice.known
+
+    def weight(m):
+        return expected(m)[0]
+    levels = graph.LazyLevels(order, project.nodes, weight)  # a no-op build weighs nothing
+    deps = {n: project.nodes[n].deps for n in order}
+    reporter.build_started(order, deps, expected, limits.get("cores", 1.0))
+
+    def priority(n):
+        return (-project.nodes[n].priority, -levels[n])
+    if executor.name == "dask":  # Dask runs higher numbers first
+        executor.priority = lambda n: int(project.nodes[n].priority * 10 ** 9 + levels[n] * 1000)
+    return Scheduler(order, deps, priority, limits, executor, runner, keep_going=options.keep_going)
+
+
+def _schedule(session: Session, order, limits, options: Options, reporter, runner, executor) -> ExitCode:
+    """Run the scheduler; on Ctrl-C (or SIGTERM) end what runs and record it."""
+    sched = _scheduler(session, order, limits, options, reporter, runner, executor)
+    status = ExitCode.OK
+    old = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        try:
+            sched.run()
+        finally:
+            runner.flush()
+    except BaseException as e:
+        if not isinstance(e, KeyboardInterrupt):
+            executor.cancel_all()  # a full disk, a damaged database: no recipe left running
+            raise
+        runner.summary.interrupted = True
+        # a second Ctrl-C must not cut the clean-up short (recipes left running)
+        prev_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            executor.cancel_all()
+        finally:
+            signal.signal(signal.SIGINT, prev_int)
+        runner.record_interrupted()
+        status = ExitCode.INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    return status
+
+
+def _conclude(project: Project, order, runner, reporter, partial, status) -> tuple[Summary, ExitCode]:
+    """The build's summary and exit status: nodes never started count as skipped."""
+    summary = runner.summary
+    summary.up_to_date = [n for n in summary.up_to_date if n not in summary.built]
+    if partial is not None:
+        summary.up_to_date += partial.unchanged
+    if not summary.interrupted:
+        ran = set(summary.built) | set(summary.up_to_date) | set(summary.failed) | set(summary.skipped)
+        blocked = [n for n in order if n not in ran and not project.nodes[n].is_alias]
+        summary.skipped += blocked
+        if blocked and summary.failed:
+            reporter.info(f"not started: {', '.join(blocked[:5])}{' …' if len(blocked) > 5 else ''} (blocked: "
+                          "the build stops at a failure; -k builds what does not need the failed node)")
+        status = ExitCode.FAILED if summary.failed or summary.skipped else ExitCode.OK
+    return summary, status
+
+
+def _end_build(session: Session, runner, status, reporter) -> None:
+    """Record the build's end (and the learner's lists)."""
+    if session._learner is not None:
+        session._learner.end_build()  # the medians' lists, for the next lazy build
+    session.state.end_build(runner.build_id, status)
+    if session.state.recovered:
+        _report_restored(session, runner, reporter)
 
 
 def drop_removed_instances(session: Session, reporter) -> list[str]:

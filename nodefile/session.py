@@ -14,6 +14,7 @@ from .records import field, record
 from . import hashing, stale
 from .errors import LockError, UnknownTargetError
 from .model import Project, Reason, ReasonKind, Recipe, Status, Verdict
+from .plan import Plan
 from .state import State
 
 
@@ -204,25 +205,16 @@ class Session:
         return stale.check(name, parts, key, rec, self.output_hashes(name), forced), parts
 
     def plan(self, names: list[str], forced: bool = False, force=frozenset()) -> dict[str, Verdict]:
-        """Verdicts for every node in `names` (topological), as a dry run sees them:
-        a node whose input will be rebuilt is stale because of it. force: nodes
-        named to `--force`."""
-        out: dict[str, Verdict] = {}
-        for n in names:
-            node = self.project.nodes[n]
-            up = [d for d in node.deps if d in out and out[d].stale]
-            if node.is_alias:
-                status = Status.STALE if up else Status.UP_TO_DATE
-                out[n] = Verdict(n, status, tuple(Reason(ReasonKind.UPSTREAM, d) for d in up))
-                continue
-            v, _ = self.verdict(n, "--force" if n in force else forced)
-            if up:
-                reasons = tuple(r for r in v.reasons if r.kind not in (
-                    ReasonKind.INPUT_CHANGED, ReasonKind.INPUT_MISSING, ReasonKind.INPUT_ADDED))
-                reasons = tuple(Reason(ReasonKind.UPSTREAM, d) for d in up) + reasons
-                v = Verdict(n, Status.MISSING if v.status is Status.MISSING else Status.STALE, reasons, v.key)
-            out[n] = v
-        return out
+        """Verdicts for every node in `names` (topological), as a dry run sees them
+        (Plan.preview: a node whose input will be rebuilt is stale because of it).
+        force: nodes named to `--force`."""
+        nodes = self.project.nodes
+
+        def verdict_of(n: str) -> Verdict | None:
+            if nodes[n].is_alias:
+                return None
+            return self.verdict(n, "--force" if n in force else forced)[0]
+        return Plan(names, {n: nodes[n].deps for n in names}).preview(verdict_of)
 
 
 # -- the lock -------------------------------------------------------------------------

@@ -27,7 +27,7 @@ LAYERS = {
     "leaves": ("errors", "records", "model", "placeholders", "graph", "fastpath", "fsclock", "statedir",
                "interrupts", "pathsafe", "values", "fncall", "recipes.rlang", "executors", "workers",
                "report.eta"),
-    "data": ("config", "hashing", "stale", "scheduler", "closure", "codeclosure", "report"),
+    "data": ("config", "hashing", "stale", "plan", "scheduler", "closure", "codeclosure", "report"),
     "state": ("state",),
     "services": ("learn", "stores", "recipes", "session"),
     "engine": ("attempts", "runner", "engine"),
@@ -60,9 +60,7 @@ LONG_MODULES = {
 # "module:qualified.name" -> why the function may exceed MAX_FUNCTION_LINES.
 LONG_FUNCTIONS = {
     "cli:make_parser": "one argparse declaration per option, read top to bottom",
-    "engine:_run": "issue 18: still to split (Plan, ResourcePool)",
     "fastpath:write_record": "issue 18: still to split (explicit fast-path state)",
-    "scheduler:Scheduler.run": "issue 18: still to split (ResourcePool, Plan)",
 }
 
 
