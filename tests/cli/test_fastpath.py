@@ -192,7 +192,7 @@ def test_a_rebuild_leaves_a_record_the_next_build_trusts(tmp_path, monkeypatch):
     monkeypatch.chdir(p)
     (p / "src" / "s0").write_text("changed\n")
     assert _run(p, "build").returncode == 0
-    assert fastpath.try_noop(["build"]) is None  # the files it just read and wrote are racy
+    assert isinstance(fastpath.try_noop(["build"]), fastpath.Pending)  # the files it just read and wrote are racy
     time.sleep(0.05)
     before = len(_runs(p))
     assert _run(p, "build").returncode == 0  # checks them, runs nothing
@@ -288,7 +288,7 @@ def test_an_edited_nodefile_is_seen_first_and_the_rest_not_statted(tmp_path, mon
     statted = []
     real = fastpath._stamps
     monkeypatch.setattr(fastpath, "_stamps", lambda root, paths: statted.append(len(paths)) or real(root, paths))
-    assert fastpath.try_noop(["build"]) is None
+    assert isinstance(fastpath.try_noop(["build"]), fastpath.Pending)
     assert statted == [1], statted  # the Nodefile alone
     monkeypatch.undo()
     before = len(_runs(p))
@@ -338,7 +338,7 @@ def test_touch_of_the_defaults_records_the_next_build_as_a_no_op(tmp_path, monke
     r = _run(p, "touch")
     assert r.returncode == 0 and "of 1 node(s): b" in r.stdout, r.stdout
     time.sleep(0.05)
-    assert fastpath.try_noop(["build"]) is None
+    assert fastpath.try_noop(["build"]).record is None  # the touch recorded nothing
     r = _run(p, "build")
     assert r.returncode == 0 and (p / "runs.log").read_text().split()[:1] == ["a"], r.stdout
     assert (p / "out" / "a2").read_text() == "a\n"
@@ -371,7 +371,7 @@ def test_an_edited_sub_pipeline_nodefile_also_stops_the_stat_pass(tmp_path, monk
     statted = []
     real = fastpath._stamps
     monkeypatch.setattr(fastpath, "_stamps", lambda root, paths: statted.append(len(paths)) or real(root, paths))
-    assert fastpath.try_noop(["build"]) is None
+    assert isinstance(fastpath.try_noop(["build"]), fastpath.Pending)
     assert statted == [2], statted  # the two Nodefiles, nothing else
     monkeypatch.undo()
     r = _run(p, "build")
