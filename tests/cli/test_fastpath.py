@@ -109,6 +109,20 @@ def test_quiet_and_jobs_share_the_record(tmp_path):
     assert len([n for n in os.listdir(p / ".nodefile" / "noop") if not n.endswith(".nodes")]) == 1
 
 
+def test_a_recorded_no_op_loads_only_the_fast_path(tmp_path):
+    """Each module on the no-op path costs start-up time: a no-op answered from its
+    record loads the package, errors, interrupts, cli and fastpath, nothing else of
+    nodefile (the project, the state store and the engine stay unloaded)."""
+    p = _project(tmp_path)
+    _settle(p)
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "nodefile", "build"], cwd=p,
+                          capture_output=True, text=True, env=base_env())
+    assert proc.returncode == 0 and "nothing to do" in proc.stdout, proc.stdout + proc.stderr
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert sorted(m for m in loaded if m.split(".")[0] == "nodefile") == [
+        "nodefile", "nodefile.cli", "nodefile.errors", "nodefile.fastpath", "nodefile.interrupts"]
+
+
 # -- build_incremental: a few nodes rebuilt from the node index, the project not loaded ----
 def test_a_small_rebuild_reports_the_whole_project(tmp_path):
     p = _project(tmp_path)
