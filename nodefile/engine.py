@@ -13,8 +13,6 @@ import time
 
 from . import graph, hashing
 from .errors import ConfigError, ExitCode
-from .fastpath import Pending
-from .incremental import Partial, partial_build, record_noop, unaffected
 from .interrupts import raise_interrupt
 from .model import FailureClass, Outcome, Project, Summary
 from .runner import Runner
@@ -157,6 +155,7 @@ def build_incremental(options: Options, reporter) -> Summary | None:
     if (options.noop is None or options.always_make or options.dry_run or options.recipe_kind or options.force
             or options.executor == "dask"):
         return None
+    from .incremental import partial_build
     found = partial_build(options.noop)
     if found is None:
         return None
@@ -167,7 +166,7 @@ def build_incremental(options: Options, reporter) -> Summary | None:
 
 
 def _run(project: Project, names, order, limits, options: Options, reporter, t0: float,
-         partial: Partial | None = None, executor=None) -> Summary:
+         partial=None, executor=None) -> Summary:  # partial: an incremental.Partial (a few nodes)
     from .scheduler import Scheduler
     from .state import state_dir
     lock = ProjectLock(state_dir(project.root))
@@ -193,6 +192,7 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
             prior_paths = partial.paths
         elif options.noop is not None and not options.always_make:
             from .fastpath import recorded_paths
+            from .incremental import unaffected
             prior_paths = recorded_paths(options.noop, project.root)
             runner.known_up_to_date = unaffected(project, order, options.noop)
         from .executors import LocalExecutor
@@ -281,6 +281,7 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
             # every node is up to date now: record it (nodes skipped as unaffected were
             # checked through the previous record, so its paths are part of this one)
             count = partial.count if partial is not None else sum(1 for n in order if not project.nodes[n].is_alias)
+            from .incremental import record_noop
             record_noop(session, order, options.noop, count, prior_paths, partial)
         summary.elapsed = time.monotonic() - t0
         return summary
@@ -432,10 +433,10 @@ def expand_aliases(project: Project, names) -> list[str]:
     return out
 
 
-def touch(project: Project, targets, noop: Pending | None = None) -> list[str]:
+def touch(project: Project, targets, noop=None) -> list[str]:
     """Accept the current outputs of the targets (not their inputs) as up to date for
     their current key. All or nothing: every output must exist before any is accepted.
-    noop: the build (its argv and cwd) to record as a no-op (fastpath.py) when the
+    noop: the build (a fastpath.Pending: its argv and cwd) to record as a no-op when the
     touch covered every node that build needs (`node touch` then `node build` is then
     a no-op at the cost of its stats, not a full check)."""
     names = expand_aliases(project, resolve_targets(project, targets))
@@ -458,6 +459,7 @@ def touch(project: Project, targets, noop: Pending | None = None) -> list[str]:
             order = graph.closure(project.nodes, resolve_targets(project, noop.argv[1:]))
             real = [n for n in order if not project.nodes[n].is_alias]
             if set(real) <= set(names) and not volatile(project, order):  # every node that build needs is accepted
+                from .incremental import record_noop
                 record_noop(session, order, noop, len(real))
         return names
     finally:
