@@ -473,9 +473,8 @@ def cmd_watch(args, rep) -> int:
     if args.debounce < 0:
         raise ConfigError("--debounce must not be negative")
     opts = Options(jobs=args.jobs, keep_going=args.keep_going, cold=args.cold)
-    load = lambda: _project(args, freeze=False)  # noqa: E731 (a long-running process: see cache.gc_paused)
-    watcher = Watcher(load, find_nodefile(args.file), args.targets, opts, rep,
-                      poll=args.poll, debounce=args.debounce)
+    watcher = Watcher(lambda: _project(args, freeze=False), find_nodefile(args.file), args.targets, opts, rep,
+                      poll=args.poll, debounce=args.debounce)  # not frozen: a long-running process (cache.gc_paused)
     return watcher.run()
 
 

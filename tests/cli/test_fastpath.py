@@ -1,5 +1,5 @@
 """The no-op record (fastpath.py) and the incremental check it enables
-(engine.unaffected): fast, and never wrong about what changed."""
+(incremental.unaffected): fast, and never wrong about what changed."""
 import os
 import subprocess
 import sys
