@@ -420,20 +420,23 @@ def _main(argv: list[str] | None) -> int:
     if i < len(argv) and argv[i] not in COMMANDS and not argv[i].startswith("-"):
         import difflib
         return _unknown(argv[i], next(iter(difflib.get_close_matches(argv[i], COMMANDS, n=1, cutoff=0.6)), None))
+    noop = None  # a fastpath.Pending: the build to record as a no-op, and what try_noop saw
     if argv[:1] == ["build"] and _fast_ok(argv):
         from .fastpath import try_noop
-        msg = try_noop(argv)
-        if msg is not None:
+        noop = try_noop(argv)
+        if isinstance(noop, str):
             if "-q" not in argv and "--quiet" not in argv:
-                sys.stdout.write(msg + "\n")
+                sys.stdout.write(noop + "\n")
             return ExitCode.OK
     args = _simple_build(argv)
     if args is None:
         only = argv[0] if argv and argv[0] in COMMANDS and argv[0] != "help" else None
         parser = make_parser(only)
         args = parser.parse_args(argv)
-    if _fast_ok(argv):
-        args._argv = list(argv)
+    if noop is None and _fast_ok(argv) and args.command == "build":  # `-q build`: try_noop did not run
+        from .fastpath import Pending
+        noop = Pending(argv, os.getcwd())
+    args.noop = noop
     if args.command in (None, "help"):
         return _help(parser, getattr(args, "topic", None), args.command)
     from .errors import NodefileError

@@ -11,16 +11,18 @@ from .errors import ConfigError, ExitCode, UnknownTargetError
 from .model import Outcome
 
 
-def load_project(*args, **kwargs):
+def load_project(*args, freeze: bool = True, **kwargs):
+    """config.load_project for a one-shot command: what exists after the load is
+    frozen for the garbage collector (cache.gc_paused); node watch passes freeze=False."""
     from .config import load_project as load  # the Nodefile parser: not needed by a small rebuild
-    return load(*args, **kwargs)
+    return load(*args, freeze=freeze, **kwargs)
 
 
-def _project(args, check_sources: bool = True):
+def _project(args, check_sources: bool = True, freeze: bool = True):
     from .cli import parse_set
     overrides = parse_set(getattr(args, "set", []) or [])
     return load_project(args.file, overrides, check_sources=check_sources,
-                        requests=tuple(getattr(args, "targets", None) or ()))
+                        requests=tuple(getattr(args, "targets", None) or ()), freeze=freeze)
 
 
 JSON_SCHEMA = 1  # the version of every --json document (docs/nodefile-reference.md, JSON output)
@@ -45,7 +47,7 @@ def cmd_build(args, rep) -> int:
                    resources=parse_resources(args.resources),
                    wait_for_lock=not args.no_wait, cold=getattr(args, "cold", False),
                    probe=not getattr(args, "no_probe", False),
-                   noop_record=(getattr(args, "_argv", None), os.getcwd()) if getattr(args, "_argv", None) else None)
+                   noop=getattr(args, "noop", None))
     if opts.jobs is not None and opts.jobs < 1:
         raise ConfigError("-j must be at least 1")
     opts.dry_run = args.dry_run or args.check  # --check never runs anything
@@ -56,6 +58,8 @@ def cmd_build(args, rep) -> int:
         from .state import translate_error
         if not isinstance(translate_error(e), StateDamaged):
             raise
+        if opts.noop is not None:
+            opts.noop = opts.noop.afresh()  # its stats predate the state set aside: stat afresh
         summary = _build(args, opts, rep, incremental=False)
     if args.json:
         emit("build", {"dry_run": opts.dry_run, "ok": summary.ok, "interrupted": summary.interrupted,
@@ -237,14 +241,14 @@ def cmd_explain(args, rep) -> int:
 
 
 def cmd_touch(args, rep) -> int:
-    from . import fastpath
-    fastpath.STARTED_NS = time.time_ns()  # a folder listed from now on may change before the record
+    from .fastpath import Pending
+    started_ns = time.time_ns()  # a folder listed from now on may change before the record
     project = _project(args)
     # `node touch` of the default targets of the Nodefile here, as written: record a plain
     # `node build` in this folder as a no-op when it is one
     plain = not args.targets and not getattr(args, "set", None) and not getattr(args, "file", None)
-    record = (["build"], os.getcwd()) if plain else None
-    done = touch(project, args.targets or list(project.default), noop_record=record)
+    record = Pending(["build"], os.getcwd(), started_ns) if plain else None
+    done = touch(project, args.targets or list(project.default), noop=record)
     rep.print(f"accepted current outputs of {len(done)} node(s): {', '.join(done)}")
     _still_stale(project, done, args, rep)
     return ExitCode.OK
@@ -469,10 +473,8 @@ def cmd_watch(args, rep) -> int:
     if args.debounce < 0:
         raise ConfigError("--debounce must not be negative")
     opts = Options(jobs=args.jobs, keep_going=args.keep_going, cold=args.cold)
-    from .config import cache
-    cache.FREEZE = False  # a long-running process: see cache.gc_paused
-    watcher = Watcher(lambda: _project(args), find_nodefile(args.file), args.targets, opts, rep,
-                      poll=args.poll, debounce=args.debounce)
+    watcher = Watcher(lambda: _project(args, freeze=False), find_nodefile(args.file), args.targets, opts, rep,
+                      poll=args.poll, debounce=args.debounce)  # not frozen: a long-running process (cache.gc_paused)
     return watcher.run()
 
 

@@ -147,71 +147,26 @@ def cluster_limits(limits: dict, offer) -> dict:
     return out
 
 
-class _Partial:
-    """A build of the few nodes downstream of what changed since the no-op record,
-    with the project read from the node index (fastpath.write_index)."""
-
-    def __init__(self, paths, count: int, digest, unchanged):
-        self.paths = paths  # the record's paths: the new record keeps them
-        self.count = count  # nodes the record covers
-        self.digest = digest
-        self.unchanged = unchanged  # names of the nodes not rebuilt (up to date)
-
-
 def build_incremental(options: Options, reporter) -> Summary | None:
-    """`node build` when try_noop found a few recorded files changed: load only the
-    nodes downstream of them from the node index and build those. None when the
-    shortcut does not apply (no index for this exact project, a Nodefile or a file
-    no node owns changed, or too many nodes affected): then the normal build runs."""
-    from . import fastpath
+    """`node build` when try_noop found a few recorded files changed: build only the
+    nodes downstream of them, read from the node index (incremental.partial_build).
+    None when the shortcut does not apply: then the normal build runs."""
     t0 = time.monotonic()
-    if (not options.noop_record or options.always_make or options.dry_run or options.recipe_kind or options.force
+    if (options.noop is None or options.always_make or options.dry_run or options.recipe_kind or options.force
             or options.executor == "dask"):
         return None
-    argv, cwd = options.noop_record
-    seen = fastpath.PENDING
-    if seen is None or seen[1:3] != (fastpath.canonical(argv), cwd):
+    from .incremental import partial_build
+    found = partial_build(options.noop)
+    if found is None:
         return None
-    root, rec, paths = seen[0], seen[3], seen[4]
-    raw = fastpath.read_index(root, argv, cwd, rec[6])
-    if raw is None:
-        return None
-    try:
-        ix = _Index(raw)
-    except Exception:  # another version's layout: no shortcut
-        raw["close"]()
-        return None
-    try:
-        return _incremental(ix, options, reporter, t0, root, rec, paths, argv, cwd)
-    finally:
-        ix.close()
-
-
-def _incremental(ix, options, reporter, t0, root, rec, paths, argv, cwd):
-    from .records import replace
-    from . import fastpath
-    changed = fastpath.changed_since_record(root, argv, cwd)
-    if not changed or changed & ix.sources:
-        return None
-    names = ix.names
-    affected = _downstream(changed, ix.owners, ix.users.__getitem__)
-    if affected is None or len(affected) > max(200, len(names) // 10):
-        return None  # a big rebuild: the full project is worth loading
-    idx = sorted(affected)  # the index lists nodes in build order
-    order = [names[i] for i in idx]
-    try:
-        project = replace(ix.shell, nodes={names[i]: ix.node(i) for i in idx})
-    except Exception:  # written by another version of nodefile: no shortcut
-        return None
+    project, order, partial = found
     limits = limits_for(options, project)
     check_resources(project, order, limits, options.resources)
-    chosen = set(order)
-    partial = _Partial(paths, rec[3], rec[6], [n for n in names if n not in chosen])
     return _run(project, order, order, limits, options, reporter, t0, partial)
 
 
 def _run(project: Project, names, order, limits, options: Options, reporter, t0: float,
-         partial: _Partial | None = None, executor=None) -> Summary:
+         partial=None, executor=None) -> Summary:  # partial: an incremental.Partial (a few nodes)
     """Run a build: the steps below, inside the project lock, in the project folder."""
     lock, session = _open(project, options, reporter, partial)
     here = os.getcwd()
@@ -223,10 +178,11 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         prior_paths: list[str] = []
         if partial is not None:
             prior_paths = partial.paths
-        elif options.noop_record and not options.always_make:
+        elif options.noop is not None and not options.always_make:
             from .fastpath import recorded_paths
-            prior_paths = recorded_paths(project.root, *options.noop_record)
-            runner.known_up_to_date = unaffected(project, order, options.noop_record)
+            from .incremental import unaffected
+            prior_paths = recorded_paths(options.noop, project.root)
+            runner.known_up_to_date = unaffected(project, order, options.noop)
         executor = _executor(session, order, limits, options, reporter, executor)
         if options.on_runner is not None:
             options.on_runner(runner, executor)
@@ -235,18 +191,17 @@ def _run(project: Project, names, order, limits, options: Options, reporter, t0:
         runner.wait_uploads()
         summary, status = _conclude(project, order, runner, reporter, partial, status)
         _end_build(session, runner, status, reporter)
-        if options.noop_record and status == ExitCode.OK and not summary.skipped and not volatile(project, order):
+        if options.noop is not None and status == ExitCode.OK and not summary.skipped and not volatile(project, order):
             # every node is up to date now: record it (nodes skipped as unaffected were
             # checked through the previous record, so its paths are part of this one)
             count = partial.count if partial is not None else sum(1 for n in order if not project.nodes[n].is_alias)
-            _record_noop(session, order, options.noop_record, count, prior_paths, partial)
+            from .incremental import record_noop
+            record_noop(session, order, options.noop, count, prior_paths, partial)
         summary.elapsed = time.monotonic() - t0
         return summary
     finally:
         if executor is not None and executor.name == "dask":
             executor.close()  # also when the build stopped early: no cluster left behind
-        from . import fastpath
-        fastpath.PENDING = None  # used up: later commands in this process stat afresh
         try:
             session.close()
         finally:
@@ -416,150 +371,6 @@ def volatile(project: Project, order) -> bool:
     return any(project.nodes[n].always for n in order)
 
 
-def unaffected(project: Project, order: list[str], argv_cwd) -> set[str]:
-    """Nodes still up to date, known without hashing anything: after an all-up-to-date
-    build of this command line (its no-op record), only the files listed as changed
-    moved, and no node record changed (any record write deletes the no-op records).
-    A node touching none of them, and not downstream of one that does, is unchanged.
-    Anything that cannot be attributed to a node's own inputs, scripts or outputs
-    (a Nodefile or template, an imported helper, a folder listing) gives the empty
-    set: the full check."""
-    from .fastpath import changed_since_record
-    changed = changed_since_record(project.root, argv_cwd[0], argv_cwd[1])
-    if not changed:
-        return set()  # no record, too much changed, or nothing changed (the fast path said no)
-    sources = {os.path.relpath(p, project.root) for p in project.sources}
-    if changed & sources:
-        return set()
-    owners = _path_owners(project, order)
-    affected = _downstream(changed, lambda p: owners.get(p, ()), graph.dependents(project.nodes, order).__getitem__)
-    return set() if affected is None else set(order) - affected
-
-
-def _path_owners(project: Project, order) -> dict[str, list[str]]:
-    """path -> the nodes (in `order`) that read, run or write it."""
-    owners: dict[str, list[str]] = {}
-    for n in order:
-        node = project.nodes[n]
-        for p in node.input_paths + node.script_inputs + node.output_paths:
-            owners.setdefault(p.rstrip("/"), []).append(n)
-    return owners
-
-
-def _downstream(changed, owners, users) -> set | None:
-    """The nodes owning a changed path (the file itself, or a directory input or
-    output holding it) and every node that uses them, transitively. None when a
-    change belongs to no node (an imported helper, a folder listing): only the full
-    check can find who it affects. owners(path) and users(node) give node ids."""
-    affected: set = set()
-    for c in changed:
-        found = []
-        p, up = c, None
-        while p and p != "." and p != up:
-            found += owners(p)
-            p, up = os.path.dirname(p), p
-        if not found:
-            return None
-        affected.update(found)
-    stack = list(affected)
-    while stack:
-        for u in users(stack.pop()):
-            if u not in affected:
-                affected.add(u)
-                stack.append(u)
-    return affected
-
-
-def _record_noop(session: Session, order, argv_cwd, count: int, prior=(), partial: _Partial | None = None) -> None:
-    from . import fastpath
-    from .config import cache
-    project = session.project
-    fresh = set(session.hasher.seen)
-    paths = set(fresh)
-    sources = [os.path.relpath(p, project.root) for p in project.sources]
-    paths.update(sources)
-    folders = set()
-    for n in order:
-        node = project.nodes[n]
-        if node.script_inputs or any(r.kind == "call" for r in node.recipes):
-            folders.add(".")  # a new top-level module or package could change what a script imports
-        for e in node.inputs:
-            if e.kind == "glob":  # a new file matching the glob changes its folder
-                pat = e.source
-                folders.add(os.path.dirname(pat.split("*")[0].split("?")[0].split("[")[0]) or ".")
-        for s in node.script_inputs:
-            folders.add(os.path.dirname(s) or ".")  # a new module there could change import resolution
-    if project.scans:  # instances from files: a file added or removed there changes the project
-        from .config.filematrix import scan_folders
-        for scan in project.scans:
-            folders |= scan_folders(project.root, scan[2])
-    paths |= folders
-    fresh |= folders  # stat them now; one that changed since the command began is recorded racy
-    digest = partial.digest if partial is not None else cache.digest_of(project)
-    fastpath.write_record(project.root, argv_cwd[0], argv_cwd[1], paths, count, fresh=fresh, digest=digest,
-                          prior=prior, hashed=session.hasher.stats, sources=sources)
-    if partial is None and digest is not None and fastpath.index_digest(project.root, *argv_cwd) != digest:
-        fastpath.write_index(project.root, argv_cwd[0], argv_cwd[1], digest, _node_index(project, order))
-
-
-def _node_index(project: Project, order) -> dict:
-    """What build_incremental needs to build a few nodes without the whole project:
-    each node pickled on its own, which nodes own each path, who uses each node.
-    Flat strings and arrays (marshal loads them at memcpy speed; a dict of 20,000
-    paths or 10,000 small objects costs more to load than the whole rebuild)."""
-    import array
-    import pickle
-    from .records import replace
-    pos = {n: i for i, n in enumerate(order)}
-    owners = _path_owners(project, order)
-    users = graph.dependents(project.nodes, order)
-    blobs, blob_offs = [], array.array("q", [0])
-    for n in order:
-        blobs.append(pickle.dumps(project.nodes[n], protocol=pickle.HIGHEST_PROTOCOL))
-        blob_offs.append(blob_offs[-1] + len(blobs[-1]))
-    paths = sorted(owners)
-    own, own_offs = array.array("q"), array.array("q", [0])
-    for p in paths:
-        own.extend(pos[n] for n in owners[p])
-        own_offs.append(len(own))
-    return {"names": list(order), "blob": b"".join(blobs), "blob_offs": blob_offs.tobytes(),
-            "paths": "\0" + "\0".join(paths) + "\0", "own": own.tobytes(), "own_offs": own_offs.tobytes(),
-            "users": [tuple(pos[u] for u in users[n]) for n in order],
-            "sources": sorted(os.path.relpath(p, project.root) for p in project.sources),
-            "shell": pickle.dumps(replace(project, nodes={}, producers={}), protocol=pickle.HIGHEST_PROTOCOL)}
-
-
-class _Index:
-    """A node index as build_incremental reads it."""
-
-    def __init__(self, ix: dict):
-        import array
-        import pickle
-        self.ix = ix
-        self.names = ix["names"]
-        self.users = ix["users"]
-        self.sources = set(ix["sources"])
-        self._paths = ix["paths"]
-        self._own = array.array("q", ix["own"])
-        self._own_offs = array.array("q", ix["own_offs"])
-        self._blob_offs = array.array("q", ix["blob_offs"])
-        self.shell = pickle.loads(ix["shell"])
-
-    def owners(self, path: str) -> list[int]:
-        at = self._paths.find("\0" + path + "\0")
-        if at < 0:
-            return []
-        k = self._paths.count("\0", 0, at)  # the path's position in the sorted list
-        return list(self._own[self._own_offs[k]:self._own_offs[k + 1]])
-
-    def node(self, i: int):
-        import pickle
-        return pickle.loads(self.ix["blob"](self._blob_offs[i], self._blob_offs[i + 1]))
-
-    def close(self) -> None:
-        self.ix["close"]()
-
-
 def _remove_tree(path: str) -> None:
     if os.path.isdir(path):
         import shutil
@@ -648,10 +459,10 @@ def expand_aliases(project: Project, names) -> list[str]:
     return out
 
 
-def touch(project: Project, targets, noop_record: tuple | None = None) -> list[str]:
+def touch(project: Project, targets, noop=None) -> list[str]:
     """Accept the current outputs of the targets (not their inputs) as up to date for
     their current key. All or nothing: every output must exist before any is accepted.
-    noop_record: (argv, cwd) of the build to record as a no-op (fastpath.py) when the
+    noop: the build (a fastpath.Pending: its argv and cwd) to record as a no-op when the
     touch covered every node that build needs (`node touch` then `node build` is then
     a no-op at the cost of its stats, not a full check)."""
     names = expand_aliases(project, resolve_targets(project, targets))
@@ -670,11 +481,12 @@ def touch(project: Project, targets, noop_record: tuple | None = None) -> list[s
         with session.state.batch():  # all or nothing, and one commit for any number of nodes
             for n, key, parts, outs in records:
                 session.state.put_record(n, key, parts, outs, "touch", None)
-        if noop_record is not None:
-            order = graph.closure(project.nodes, resolve_targets(project, noop_record[0][1:]))
+        if noop is not None:
+            order = graph.closure(project.nodes, resolve_targets(project, noop.argv[1:]))
             real = [n for n in order if not project.nodes[n].is_alias]
             if set(real) <= set(names) and not volatile(project, order):  # every node that build needs is accepted
-                _record_noop(session, order, noop_record, len(real))
+                from .incremental import record_noop
+                record_noop(session, order, noop, len(real))
         return names
     finally:
         session.close()

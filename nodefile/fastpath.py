@@ -20,14 +20,44 @@ import os
 
 VERSION = 8  # 8: the ctime joined the stat. Bump with the key format (model.FORMAT_VERSION) or the record layout
 
-# What try_noop saw when the record did not match: (root, canonical argv, cwd, record,
-# paths, the current stats packed and joined). The build that follows uses it
-# instead of statting everything again (changed_since_record, write_record).
-PENDING = None
-# When try_noop began (time.time_ns()): a folder the build lists (globs, import
-# resolution) but does not hash, changed since then, may have changed after it was
-# listed, so write_record records it as racy.
-STARTED_NS = None
+
+class NoopRecord:
+    """A no-op record as stored: marshal of the tuple (VERSION, canonical argv, cwd,
+    count, joined, packed, digest, sources), in that order."""
+    __slots__ = ("version", "argv", "cwd", "count", "joined", "packed", "digest", "sources")
+
+    def __init__(self, version, argv, cwd, count, joined, packed, digest, sources):
+        self.version, self.argv, self.cwd = version, argv, cwd
+        self.count = count  # the nodes it covers
+        self.joined = joined  # the paths, sorted, one \0-joined string
+        self.packed = packed  # their stats, STAT bytes each, one byte string
+        self.digest = digest  # the parsed project it is for (the node index's key), or None
+        self.sources = sources  # the positions of the Nodefiles and templates among the paths
+
+
+class Pending:
+    """A `node build` that try_noop did not answer: its command line (argv, cwd), to be
+    recorded as a no-op when the build leaves every node up to date, and what
+    try_noop saw, which the build uses instead of statting everything again
+    (changed_since_record, write_record).
+
+    started_ns: when the command began (time.time_ns()), or None: a folder the build
+    lists (globs, import resolution) but does not hash, changed since then, may have
+    changed after it was listed, so write_record records it as racy. root, record,
+    paths: the project and the record try_noop read (record None: none was read);
+    stats: the current stats packed and joined, or None when a Nodefile or template
+    differed (then the other files were not statted)."""
+    __slots__ = ("argv", "cwd", "started_ns", "root", "record", "paths", "stats")
+
+    def __init__(self, argv, cwd: str, started_ns: int | None = None, root: str | None = None,
+                 record: NoopRecord | None = None, paths: list | None = None, stats: bytes | None = None):
+        self.argv, self.cwd, self.started_ns = list(argv), cwd, started_ns
+        self.root, self.record, self.paths, self.stats = root, record, paths, stats
+
+    def afresh(self) -> Pending:
+        """The same command, without what try_noop saw (a build that starts again after
+        a damaged state was set aside must stat afresh)."""
+        return Pending(self.argv, self.cwd, self.started_ns)
 
 
 def _root(start: str) -> str | None:
@@ -70,7 +100,7 @@ _MISSING = (-1, -1, -1, -1)
 _RACY = (-2, -2, -2, -2)  # recorded for a file too fresh to trust its stat: never matches
 
 
-def _read(root: str, argv, cwd: str):
+def _read(root: str, argv, cwd: str) -> NoopRecord | None:
     import marshal
     try:
         with open(record_path(root, argv, cwd), "rb") as f:
@@ -80,7 +110,7 @@ def _read(root: str, argv, cwd: str):
     if not isinstance(rec, tuple) or len(rec) != 8 or rec[0] != VERSION or rec[1] != canonical(argv) \
             or rec[2] != cwd or not isinstance(rec[7], tuple):
         return None
-    return rec
+    return NoopRecord(*rec)
 
 
 def _stat_all(paths, out: list) -> None:
@@ -113,64 +143,67 @@ def _stamps(root: str, paths: list[str]) -> list[bytes]:
         os.chdir(here)
 
 
-def try_noop(argv: list[str]) -> str | None:
-    """The message to print when the command is a known no-op, else None."""
+def try_noop(argv: list[str]) -> str | Pending:
+    """The message to print when the command is a known no-op, else the Pending build."""
     import time
-    global PENDING, STARTED_NS
-    PENDING = None  # never the stats of an earlier command in this process
-    STARTED_NS = time.time_ns()
+    noop = Pending(argv, os.getcwd(), time.time_ns())
     t0 = time.perf_counter()
-    cwd = os.getcwd()
+    cwd = noop.cwd
     root = _root(cwd)
     if root is None:
-        return None
+        return noop
     rec = _read(root, argv, cwd)
     if rec is None:
-        return None
-    _, _, _, count, joined, packed, _, sources = rec
+        return noop
+    noop.root, noop.record = root, rec
     # one \0-joined string and one packed byte string: they load at memcpy speed,
     # where 20,000 path strings and stat tuples cost as much as the stats themselves
-    paths = joined.split("\0")
+    paths = noop.paths = rec.joined.split("\0")
+    packed, sources = rec.packed, rec.sources
     now = _stamps(root, [paths[i] for i in sources])
     if any(s != packed[STAT * i:STAT * i + STAT] for s, i in zip(now, sources)):
         # a Nodefile or template changed: the build checks the whole project whatever
         # else changed, so the other stats are not taken (20,000 at 10,000 nodes)
-        PENDING = (root, canonical(argv), cwd, rec, paths, None)
-        return None
+        return noop
     current = _stamps(root, paths)
     joined_now = b"".join(current)
     if joined_now != packed:
-        PENDING = (root, canonical(argv), cwd, rec, paths, joined_now)
-        return None
+        noop.stats = joined_now
+        return noop
     ms = (time.perf_counter() - t0) * 1000
-    return f"nothing to do: {count} node(s) up to date ({ms:.0f}ms)"
+    return f"nothing to do: {rec.count} node(s) up to date ({ms:.0f}ms)"
 
 
-def recorded_paths(root: str, argv, cwd: str) -> list[str]:
-    seen = pending(root, argv, cwd)
+def _seen(noop: Pending, root: str) -> Pending | None:
+    """noop, when try_noop read its record in this project."""
+    return noop if noop.record is not None and noop.root == root else None
+
+
+def recorded_paths(noop: Pending, root: str) -> list[str]:
+    seen = _seen(noop, root)
     if seen is not None:
-        return seen[4]
-    rec = _read(root, argv, cwd)
-    return rec[4].split("\0") if rec is not None else []
+        return seen.paths
+    rec = _read(root, noop.argv, noop.cwd)
+    return rec.joined.split("\0") if rec is not None else []
 
 
-def changed_since_record(root: str, argv, cwd: str, limit: int = 1000) -> set[str] | None:
+def changed_since_record(noop: Pending, root: str, limit: int = 1000) -> set[str] | None:
     """The recorded paths whose stat changed since the last all-up-to-date build of
     this command line, or None when there is no usable record (or too much changed)."""
-    seen = pending(root, argv, cwd)
+    seen = _seen(noop, root)
     if seen is not None:
-        rec, paths, joined = seen[3], seen[4], seen[5]
+        rec, paths, joined = seen.record, seen.paths, seen.stats
         if joined is None:
             return None  # a Nodefile or template changed (try_noop): a full check
     else:
-        rec = _read(root, argv, cwd)
+        rec = _read(root, noop.argv, noop.cwd)
         if rec is None:
             return None
-        paths = rec[4].split("\0")
+        paths = rec.joined.split("\0")
         joined = b"".join(_stamps(root, paths))
-    if len(joined) != len(rec[5]):
+    if len(joined) != len(rec.packed):
         return None
-    at = differing(joined, rec[5], limit + 1)
+    at = differing(joined, rec.packed, limit + 1)
     return None if len(at) > limit else {paths[i] for i in at}
 
 
@@ -193,14 +226,7 @@ def differing(a: bytes, b: bytes, limit: int, size: int = STAT, block: int = 256
     return out
 
 
-def pending(root: str, argv, cwd: str):
-    """try_noop's stats of this command line's record, when it just took them."""
-    if PENDING is not None and PENDING[:3] == (root, canonical(argv), cwd):
-        return PENDING
-    return None
-
-
-def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, digest=None, prior=(),
+def write_record(noop: Pending, root: str, paths, count: int, fresh=None, digest=None, prior=(),
                  hashed=None, sources=()) -> bool:
     """Record the stats of `paths` and `prior` (project-relative or absolute) for try_noop.
 
@@ -209,7 +235,7 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
     try_noop took before the build (equal to the record's, so as trustworthy). A file that changed during the build after
     being statted keeps its old stat here: the next run sees a difference and checks
     it, so reuse can cost a check but never hides a change. digest: the parsed
-    project the record is for (the node index, write_index). prior: paths recorded
+    project the record is for (the node index, incremental.write_index). prior: paths recorded
     before (the record try_noop checked: then only `paths` is looked up in it).
     hashed: path -> (mtime_ns, size, inode, device, is a folder, ctime_ns) when the build hashed it (None:
     missing then), Hasher.stats. Such a path is recorded with that stat, not one
@@ -217,18 +243,66 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
     differ next time (a stat taken now would hide the edit for good). sources: the
     project's Nodefiles and templates among paths; try_noop stats them first."""
     import marshal
+    stamp = _stamper(root, hashed, noop.started_ns)
+    paths = paths if isinstance(paths, (set, frozenset)) else set(paths)
+    seen = _seen(noop, root) if fresh is not None else None
+    if seen is not None and seen.stats is None:
+        seen = None  # try_noop stopped at a changed Nodefile: nothing to reuse
+    every = None
+    if seen is not None:  # the same paths as the record try_noop checked?
+        plist = seen.paths
+        if prior is plist or prior == plist:
+            same = _within(plist, paths)
+        else:
+            every = paths.union(prior)
+            same = len(every) == len(plist) and _within(plist, every)
+        if not same:
+            seen = None
+    if seen is not None:
+        packed, joined = _restamped(seen, fresh, stamp), seen.record.joined
+    else:
+        plist = sorted(every if every is not None else paths.union(prior))
+        if any("\0" in p for p in plist):
+            return False
+        packed, joined = b"".join([stamp(p) for p in plist]), "\0".join(plist)
+    path = record_path(root, noop.argv, noop.cwd)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        src = tuple(i for i in (_position(plist, s) for s in sources) if i >= 0)
+        marshal.dump((VERSION, canonical(noop.argv), noop.cwd, count, joined, packed, digest, src), f)  # a NoopRecord
+    os.replace(tmp, path)
+    return True
+
+
+def _restamped(seen: Pending, fresh, stamp) -> bytes:
+    """The stats try_noop took for the record it checked (the same paths, sorted,
+    checked), but for what the build read or wrote, and those that differed from the
+    record (their new stat may be within the racy window of try_noop's), which are
+    stamped again. A stat equal to the record's is as trustworthy as when the record
+    was written."""
+    plist = seen.paths
+    buf = bytearray(seen.stats)
+    redo = set(differing(seen.stats, seen.record.packed, len(plist)))
+    redo.update(i for i in (_position(plist, p) for p in fresh) if i >= 0)
+    for i in sorted(redo):
+        buf[STAT * i:STAT * i + STAT] = stamp(plist[i])
+    return bytes(buf)
+
+
+def _stamper(root: str, hashed, started_ns: int | None):
+    """stamp(p): the packed stat of p as the build hashed it (else now); RACY when it is
+    too fresh to trust (its mtime is within its filesystem's racy window of now: an
+    edit later in the same tick would keep the stat) and, for a path not hashed (a
+    folder that was listed), when it changed since the command began (started_ns).
+    RACY never matches a stat, so the next run checks p."""
     import struct
     import time
     from .fsclock import racy_ns
     clock = time.time_ns()
     pack = struct.Struct("qqqq").pack
 
-    def fresh_stamp(p: str):
-        """The packed stat of p as the build hashed it (else now); RACY when it is too
-        fresh to trust (its mtime is within its filesystem's racy window of now: an edit
-        later in the same tick would keep the stat) and, for a path not hashed (a folder
-        that was listed), when it changed since the command began. RACY never matches a
-        stat, so the next run checks p."""
+    def stamp(p: str):
         since = clock
         if hashed is not None and p in hashed:
             seen = hashed[p]
@@ -241,50 +315,12 @@ def write_record(root: str, argv, cwd: str, paths, count: int, fresh=None, diges
             except OSError:
                 return pack(*_MISSING)
             mtime, size, ino, dev, ctime = st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev, st.st_ctime_ns
-            if STARTED_NS is not None:
-                since = min(clock, STARTED_NS)
+            if started_ns is not None:
+                since = min(clock, started_ns)
         if max(mtime, ctime) > since - racy_ns(dev):
             return pack(*_RACY)
         return pack(mtime, size, ino, ctime)
-
-    paths = paths if isinstance(paths, (set, frozenset)) else set(paths)
-    seen = pending(root, argv, cwd) if fresh is not None else None
-    if seen is not None and seen[5] is None:
-        seen = None  # try_noop stopped at a changed Nodefile: nothing to reuse
-    every = None
-    if seen is not None:  # the same paths as the record try_noop checked?
-        plist = seen[4]
-        if prior is plist or prior == plist:
-            same = _within(plist, paths)
-        else:
-            every = paths.union(prior)
-            same = len(every) == len(plist) and _within(plist, every)
-        if not same:
-            seen = None
-    if seen is not None:
-        # the same paths as the record try_noop checked (sorted, checked): keep its
-        # stats but for what the build read or wrote, and those that differed from the
-        # record (their new stat may be within the racy window of try_noop's). A stat
-        # equal to the record's is as trustworthy as when the record was written.
-        buf = bytearray(seen[5])
-        redo = set(differing(seen[5], seen[3][5], len(plist)))
-        redo.update(i for i in (_position(plist, p) for p in fresh) if i >= 0)
-        for i in sorted(redo):
-            buf[STAT * i:STAT * i + STAT] = fresh_stamp(plist[i])
-        packed, joined = bytes(buf), seen[3][4]
-    else:
-        plist = sorted(every if every is not None else paths.union(prior))
-        if any("\0" in p for p in plist):
-            return False
-        packed, joined = b"".join([fresh_stamp(p) for p in plist]), "\0".join(plist)
-    path = record_path(root, argv, cwd)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        src = tuple(i for i in (_position(plist, s) for s in sources) if i >= 0)
-        marshal.dump((VERSION, canonical(argv), cwd, count, joined, packed, digest, src), f)
-    os.replace(tmp, path)
-    return True
+    return stamp
 
 
 def _position(plist: list, p: str) -> int:
@@ -297,75 +333,6 @@ def _position(plist: list, p: str) -> int:
 def _within(plist: list, items) -> bool:
     """Whether every item is in the sorted list plist."""
     return all(_position(plist, p) >= 0 for p in items)
-
-
-# -- the node index: rebuild a few nodes without loading the whole project ---------------
-def index_path(root: str, argv, cwd: str) -> str:
-    return record_path(root, argv, cwd) + ".nodes"
-
-
-def _index_head(f):
-    """An index file's header: (VERSION, the digest of the project it was written
-    for, the size of the body that follows), or None."""
-    import marshal
-    head = marshal.load(f)
-    return head if isinstance(head, tuple) and len(head) == 3 and head[0] == VERSION else None
-
-
-def read_index(root: str, argv, cwd: str, digest):
-    """The index written for the project with this digest, or None. Its "blob" (every
-    node pickled, megabytes at 10,000 nodes) is not read: `blob(start, end)` reads
-    the slices the few rebuilt nodes need from the open file."""
-    import marshal
-    try:
-        f = open(index_path(root, argv, cwd), "rb")
-    except OSError:
-        return None
-    try:
-        head = _index_head(f)
-        if digest is None or head is None or head[1] != digest:
-            f.close()
-            return None
-        body = marshal.loads(f.read(head[2]))  # one read: marshal.load(f) reads object by object
-        base = f.tell()
-    except Exception:  # partial or from another version: no shortcut
-        f.close()
-        return None
-
-    def blob(start: int, end: int) -> bytes:
-        f.seek(base + start)
-        return f.read(end - start)
-
-    body["blob"] = blob
-    body["close"] = f.close
-    return body
-
-
-def index_digest(root: str, argv, cwd: str):
-    """The digest of the project the index on disk was written for (its header only)."""
-    try:
-        with open(index_path(root, argv, cwd), "rb") as f:
-            head = _index_head(f)
-            return head[1] if head is not None else None
-    except Exception:
-        return None
-
-
-def write_index(root: str, argv, cwd: str, digest, body: dict) -> None:
-    """body["blob"] (bytes) is written raw after the rest, for read_index to slice."""
-    import marshal
-    path = index_path(root, argv, cwd)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    rest = {k: v for k, v in body.items() if k != "blob"}
-    try:
-        data = marshal.dumps(rest)
-        with open(tmp, "wb") as f:
-            marshal.dump((VERSION, digest, len(data)), f)
-            f.write(data)
-            f.write(body.get("blob", b""))
-        os.replace(tmp, path)
-    except (OSError, ValueError):
-        pass  # an optimisation: never a reason to fail
 
 
 def invalidate(root: str) -> None:

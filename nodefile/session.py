@@ -35,7 +35,7 @@ class Options:
     transfers_only: bool = False  # node pull: restore from the cache or stores, never rebuild
     probe: bool = True  # bounded probes of recipes never measured (--no-probe: off for one run)
     on_runner: object = None  # called with the Runner once a build starts (watch mode uses it)
-    noop_record: tuple | None = None  # (argv, cwd): record a no-op for the fast path (fastpath.py)
+    noop: object = None  # fastpath.Pending: the command line to record as a no-op, and what try_noop saw
     force: frozenset = frozenset()  # node build --force: these nodes' recipes run (not a restore)
 
 

@@ -70,35 +70,34 @@ def _digest(data: bytes) -> str:
 
 
 @contextlib.contextmanager
-def gc_paused():
-    """The cyclic garbage collector off while a project is parsed or unpickled, and
-    what exists then frozen (gc.freeze: never traversed again) before it is back on.
+def gc_paused(freeze: bool):
+    """The cyclic garbage collector off while a project is parsed or unpickled and,
+    with freeze, what exists then frozen (gc.freeze: never traversed again) before it
+    is back on.
     A parse makes millions of objects and no garbage cycles (a 10,000-node parse
     leaves 11 cyclic objects, the Project none), and the Project lives as long as
     the command: with the collector on, its passes over the growing heap took 40 %
     of parsing 100,000 nodes, and a full pass over the parsed project cost 0.5 s
-    each time the build's own objects triggered one. `node watch` reloads the
-    project for as long as it runs: it sets FREEZE off, so that cyclic garbage of
-    its earlier cycles is never frozen with the new project."""
+    each time the build's own objects triggered one. So a one-shot command freezes
+    (commands.load_project); `node watch` reloads the project for as long as it
+    runs, and a program using the Python API may too: they do not, so that cyclic
+    garbage of their earlier cycles is never frozen with the new project."""
     was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if was:
-            if FREEZE:
+            if freeze:
                 gc.freeze()
             gc.enable()
-
-
-FREEZE = True  # freeze what exists after a load (one-shot commands); node watch turns it off
 
 
 _ERRORS = (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError, ValueError,
            KeyError, IndexError)
 
 
-def load(root: str, key: str):
+def load(root: str, key: str, freeze: bool = False):
     try:
         with open(_path(root, key), "rb") as f:
             data = f.read()
@@ -109,7 +108,7 @@ def load(root: str, key: str):
         for path, stamp in head["sources"]:
             if _stamp(path) != stamp:
                 return None
-        with gc_paused():
+        with gc_paused(freeze):
             body = pickle.load(buf)
         project = body["project"]
         if project.scans and not _same_listings(root, project.scans):

@@ -22,21 +22,24 @@ from .schema import NAME, NODE_KEYS, PROJECT_KEYS, TOP_KEYS, did_you_mean, find_
 
 
 def load_project(path: str | None = None, overrides: dict | None = None,
-                 check_sources: bool = True, requests=(), use_cache: bool = True, strict: bool = False) -> Project:
+                 check_sources: bool = True, requests=(), use_cache: bool = True, strict: bool = False,
+                 freeze: bool = False) -> Project:
     """Load and validate the project. `requests`: target paths (relative to the
     current folder) that may name instances of pattern nodes. With use_cache, a
     project parsed before from the same files is reused (config/cache.py). strict
     (node check): a missing source is an error; otherwise it is kept in
-    Project.missing and blocks only the nodes that need it (engine.check_missing)."""
+    Project.missing and blocks only the nodes that need it (engine.check_missing).
+    freeze: what exists after the load is frozen for the garbage collector (a
+    one-shot command; cache.gc_paused)."""
     nodefile = find_nodefile(path)
     root = os.path.dirname(nodefile)
     key = cache.cache_key(nodefile, overrides or {}, requests, os.getcwd()) if use_cache and check_sources else None
     if key is not None:
-        project = cache.load(root, key)
+        project = cache.load(root, key, freeze)
         if project is not None:
             return project
     display = os.path.relpath(nodefile)
-    with cache.gc_paused():
+    with cache.gc_paused(freeze):
         data, text = read_toml(nodefile, display)
         ctx = Ctx(display, text, path=nodefile)
         builder = _Builder(root, nodefile, data, ctx, overrides or {}, check_sources, requests)

@@ -1,5 +1,5 @@
 """The no-op record (fastpath.py) and the incremental check it enables
-(engine.unaffected): fast, and never wrong about what changed."""
+(incremental.unaffected): fast, and never wrong about what changed."""
 import os
 import subprocess
 import sys
@@ -109,6 +109,20 @@ def test_quiet_and_jobs_share_the_record(tmp_path):
     assert len([n for n in os.listdir(p / ".nodefile" / "noop") if not n.endswith(".nodes")]) == 1
 
 
+def test_a_recorded_no_op_loads_only_the_fast_path(tmp_path):
+    """Each module on the no-op path costs start-up time: a no-op answered from its
+    record loads the package, errors, interrupts, cli and fastpath, nothing else of
+    nodefile (the project, the state store and the engine stay unloaded)."""
+    p = _project(tmp_path)
+    _settle(p)
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "nodefile", "build"], cwd=p,
+                          capture_output=True, text=True, env=base_env())
+    assert proc.returncode == 0 and "nothing to do" in proc.stdout, proc.stdout + proc.stderr
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert sorted(m for m in loaded if m.split(".")[0] == "nodefile") == [
+        "nodefile", "nodefile.cli", "nodefile.errors", "nodefile.fastpath", "nodefile.interrupts"]
+
+
 # -- build_incremental: a few nodes rebuilt from the node index, the project not loaded ----
 def test_a_small_rebuild_reports_the_whole_project(tmp_path):
     p = _project(tmp_path)
@@ -192,7 +206,7 @@ def test_a_rebuild_leaves_a_record_the_next_build_trusts(tmp_path, monkeypatch):
     monkeypatch.chdir(p)
     (p / "src" / "s0").write_text("changed\n")
     assert _run(p, "build").returncode == 0
-    assert fastpath.try_noop(["build"]) is None  # the files it just read and wrote are racy
+    assert isinstance(fastpath.try_noop(["build"]), fastpath.Pending)  # the files it just read and wrote are racy
     time.sleep(0.05)
     before = len(_runs(p))
     assert _run(p, "build").returncode == 0  # checks them, runs nothing
@@ -288,7 +302,7 @@ def test_an_edited_nodefile_is_seen_first_and_the_rest_not_statted(tmp_path, mon
     statted = []
     real = fastpath._stamps
     monkeypatch.setattr(fastpath, "_stamps", lambda root, paths: statted.append(len(paths)) or real(root, paths))
-    assert fastpath.try_noop(["build"]) is None
+    assert isinstance(fastpath.try_noop(["build"]), fastpath.Pending)
     assert statted == [1], statted  # the Nodefile alone
     monkeypatch.undo()
     before = len(_runs(p))
@@ -338,7 +352,7 @@ def test_touch_of_the_defaults_records_the_next_build_as_a_no_op(tmp_path, monke
     r = _run(p, "touch")
     assert r.returncode == 0 and "of 1 node(s): b" in r.stdout, r.stdout
     time.sleep(0.05)
-    assert fastpath.try_noop(["build"]) is None
+    assert fastpath.try_noop(["build"]).record is None  # the touch recorded nothing
     r = _run(p, "build")
     assert r.returncode == 0 and (p / "runs.log").read_text().split()[:1] == ["a"], r.stdout
     assert (p / "out" / "a2").read_text() == "a\n"
@@ -371,7 +385,7 @@ def test_an_edited_sub_pipeline_nodefile_also_stops_the_stat_pass(tmp_path, monk
     statted = []
     real = fastpath._stamps
     monkeypatch.setattr(fastpath, "_stamps", lambda root, paths: statted.append(len(paths)) or real(root, paths))
-    assert fastpath.try_noop(["build"]) is None
+    assert isinstance(fastpath.try_noop(["build"]), fastpath.Pending)
     assert statted == [2], statted  # the two Nodefiles, nothing else
     monkeypatch.undo()
     r = _run(p, "build")

@@ -5,13 +5,6 @@ import textwrap
 
 import pytest
 
-from nodefile.config import cache as _project_cache
-
-# A one-shot command freezes the objects alive after it loads a project (see
-# cache.gc_paused); in this long test process that would freeze pytest's own
-# garbage again and again. test_project_cache.py checks the freeze itself.
-_project_cache.FREEZE = False
-
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):

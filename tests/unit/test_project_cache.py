@@ -150,7 +150,6 @@ def test_an_entry_with_a_damaged_project_is_parsed_again(proj, monkeypatch):
 def test_the_garbage_collector_is_back_on_after_a_load_good_or_bad(proj, monkeypatch):
     import gc
     from nodefile.errors import ConfigError
-    monkeypatch.setattr(pcache, "FREEZE", False)
     assert gc.isenabled()
     load_project()
     assert gc.isenabled()
@@ -162,15 +161,13 @@ def test_the_garbage_collector_is_back_on_after_a_load_good_or_bad(proj, monkeyp
 
 def test_a_one_shot_load_freezes_the_project_and_watch_does_not(proj, monkeypatch):
     """gc.freeze after a load keeps the collector off the parsed project for the
-    command's life; node watch (FREEZE off) must not freeze each cycle's leftovers."""
+    command's life; node watch (freeze=False) must not freeze each cycle's leftovers."""
     import gc
     try:
-        monkeypatch.setattr(pcache, "FREEZE", False)
         before = gc.get_freeze_count()
-        load_project(use_cache=False)
+        load_project(use_cache=False, freeze=False)
         assert gc.get_freeze_count() == before
-        monkeypatch.setattr(pcache, "FREEZE", True)
-        load_project(use_cache=False)
+        load_project(use_cache=False, freeze=True)
         assert gc.get_freeze_count() > before
     finally:
         gc.unfreeze()
