@@ -8,7 +8,7 @@ import time
 from . import graph
 from .engine import Options, Session, build, resolve_targets, touch
 from .errors import ConfigError, ExitCode, UnknownTargetError
-from .model import Outcome
+from .model import AttemptRow, Outcome
 
 
 def load_project(*args, freeze: bool = True, **kwargs):
@@ -206,12 +206,12 @@ def cmd_explain(args, rep) -> int:
             node = project.nodes[t]
             rec = session.records().get(t)
             doc = {"name": t, "status": v.status.value, "stale": v.stale, "key": v.key,
-                   "recorded_key": rec["key"] if rec else None, "reasons": [reason_doc(r) for r in v.reasons],
+                   "recorded_key": rec.key if rec else None, "reasons": [reason_doc(r) for r in v.reasons],
                    "recipes": [], "estimates": [], "unavailable": []}
             docs.append(doc)
             rep.print(f"{t}: {v.status.value}")
             if v.key:
-                rep.print(f"  key {v.key}" + (f" (recorded {rec['key']})" if rec and rec["key"] != v.key else ""))
+                rep.print(f"  key {v.key}" + (f" (recorded {rec.key})" if rec and rec.key != v.key else ""))
             for r in v.reasons:
                 rep.print(f"  - {r}")
             if not v.stale:
@@ -343,8 +343,8 @@ def cmd_log(args, rep) -> int:
         attempts = session.state.attempts(node=name)
     finally:
         session.close()
-    last = max((a["build_id"] for a in attempts), default=None)
-    shown = [a for a in attempts if a["build_id"] == last]
+    last = max((a.build_id for a in attempts), default=None)
+    shown = [a for a in attempts if a.build_id == last]
     maker = _maker(attempts, shown)
     if args.json:
         emit("log", {"node": name, "build_id": last, "attempts": [_attempt_doc(project, a) for a in shown],
@@ -357,52 +357,52 @@ def cmd_log(args, rep) -> int:
     for a in shown:
         _print_attempt(project, name, a, rep)
     if maker is not None:
-        where = "the cache" if shown[-1]["kind"] == "load" else f"store {shown[-1]['recipe']}"
-        rep.print(f"== {name}: restored from {where}; the artifact was built in build {maker['build_id']}:")
+        where = "the cache" if shown[-1].kind == "load" else f"store {shown[-1].recipe}"
+        rep.print(f"== {name}: restored from {where}; the artifact was built in build {maker.build_id}:")
         _print_attempt(project, name, maker, rep)
-    elif shown[-1]["kind"] in ("load", "fetch") and shown[-1]["outcome"] == Outcome.OK:
+    elif shown[-1].kind in ("load", "fetch") and shown[-1].outcome == Outcome.OK:
         rep.print(f"== {name}: restored; the attempt that built it is not recorded here (built elsewhere, "
                   "or before nodefile kept its key)")
     return ExitCode.OK
 
 
-def _maker(attempts: list[dict], shown: list[dict]) -> dict | None:
+def _maker(attempts: list[AttemptRow], shown: list[AttemptRow]) -> AttemptRow | None:
     """After a restore, the attempt (of an earlier build) that built the restored key."""
-    if not shown or shown[-1]["kind"] not in ("load", "fetch") or shown[-1]["outcome"] != Outcome.OK:
+    if not shown or shown[-1].kind not in ("load", "fetch") or shown[-1].outcome != Outcome.OK:
         return None
-    key = shown[-1].get("key")
-    made = [a for a in attempts if key and a.get("key") == key and a["outcome"] == Outcome.OK
-            and a["kind"] not in ("load", "fetch")]
+    key = shown[-1].key
+    made = [a for a in attempts if key and a.key == key and a.outcome == Outcome.OK
+            and a.kind not in ("load", "fetch")]
     return made[-1] if made else None
 
 
-def _attempt_doc(project, a: dict) -> dict:
+def _attempt_doc(project, a: AttemptRow) -> dict:
     text = None
-    if a["log"]:
+    if a.log:
         try:
-            with open(os.path.join(project.root, a["log"]), errors="replace") as f:
+            with open(os.path.join(project.root, a.log), errors="replace") as f:
                 text = f.read()
         except OSError:
             pass
-    return {"build_id": a["build_id"], "attempt": a["attempt"], "recipe": a["recipe"], "kind": a["kind"],
-            "outcome": a["outcome"], "message": a["message"], "exit_code": a["exit_code"],
-            "duration_seconds": _round(a["duration"]), "key": a.get("key"), "log": a["log"], "text": text}
+    return {"build_id": a.build_id, "attempt": a.attempt, "recipe": a.recipe, "kind": a.kind,
+            "outcome": a.outcome, "message": a.message, "exit_code": a.exit_code,
+            "duration_seconds": _round(a.duration), "key": a.key, "log": a.log, "text": text}
 
 
-def _print_attempt(project, name: str, a: dict, rep) -> None:
-    what = f"recipe {a['recipe']} ({a['kind']})" if a["recipe"] else "the build was interrupted"
-    rep.print(f"== {name}: attempt {a['attempt']}, {what}: {a['outcome']}"
-              + (f" - {a['message']}" if a["message"] else "") + f", {a['duration']:.2f}s")
-    if a["log"]:
-        path = os.path.join(project.root, a["log"])
-        rep.print(f"   {a['log']}")
+def _print_attempt(project, name: str, a: AttemptRow, rep) -> None:
+    what = f"recipe {a.recipe} ({a.kind})" if a.recipe else "the build was interrupted"
+    rep.print(f"== {name}: attempt {a.attempt}, {what}: {a.outcome}"
+              + (f" - {a.message}" if a.message else "") + f", {a.duration:.2f}s")
+    if a.log:
+        path = os.path.join(project.root, a.log)
+        rep.print(f"   {a.log}")
         try:
             with open(path, errors="replace") as f:
                 text = f.read()
             rep.print(text.rstrip("\n")) if text else rep.print("   (empty)")
         except OSError:
             rep.print("   (log file is gone: node gc keeps the logs of the last 20 builds)")
-    elif a["recipe"] and a["kind"] not in ("load", "fetch"):
+    elif a.recipe and a.kind not in ("load", "fetch"):
         rep.print("   (no output)")  # a quiet attempt that succeeded leaves no log file
 
 
@@ -492,13 +492,13 @@ def cmd_report(args, rep) -> int:
         builds: dict[int, list] = {}
         every = session.state.attempts()
         for a in every:
-            builds.setdefault(a["build_id"], []).append(a)
+            builds.setdefault(a.build_id, []).append(a)
         wanted = getattr(args, "build", None)
         if wanted is not None and wanted not in builds:
             have = f"recorded builds: {min(builds)}-{max(builds)}" if builds else "no build recorded yet"
             raise ConfigError(f"--build {wanted}: no attempts recorded for that build ({have})")
         if wanted is None:  # the last build that ran a recipe (not one that only restored outputs)
-            ran = [b for b, atts in builds.items() if any(a["kind"] not in ("load", "fetch") and a["recipe"]
+            ran = [b for b, atts in builds.items() if any(a.kind not in ("load", "fetch") and a.recipe
                                                           for a in atts)]
             wanted = max(ran or builds, default=None)
         attempts = builds.get(wanted, [])
@@ -663,7 +663,7 @@ def _requested_instances(args, project, records: dict) -> set[str]:
         if name in project.nodes:
             continue
         try:
-            recorded[name] = list(json.loads(rec["outputs"] or "{}"))
+            recorded[name] = list(json.loads(rec.outputs or "{}"))
         except (ValueError, TypeError):
             continue
     if not recorded:

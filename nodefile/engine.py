@@ -353,7 +353,7 @@ def drop_removed_instances(session: Session, reporter) -> list[str]:
             if values is None or os.path.lexists(os.path.join(project.root, fill_paths(pattern, values))):
                 continue  # not an instance of this rule, or its file is there (a constraint left it out)
             try:
-                outputs = tuple(p for p in json.loads(records[rname]["outputs"])
+                outputs = tuple(p for p in json.loads(records[rname].outputs)
                                 if not p.startswith(("/", "../", ".nodefile/")))
             except (TypeError, ValueError, AttributeError):
                 outputs = ()
@@ -384,7 +384,7 @@ def _rel(path: str) -> str:
 def _report_restored(session, runner, reporter) -> None:
     """After starting afresh from a damaged state: how much came back from the cache."""
     loads = sum(1 for a in session.state.attempts(build_id=runner.build_id)
-                if a["kind"] == "load" and a["outcome"] == Outcome.OK)
+                if a.kind == "load" and a.outcome == Outcome.OK)
     ran = len(runner.summary.built) - loads
     reporter.warn(f"started afresh: {loads} node(s) restored from the local cache, {ran} rebuilt")
 

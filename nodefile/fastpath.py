@@ -237,7 +237,7 @@ def write_record(noop: Pending, root: str, paths, count: int, fresh=None, digest
     it, so reuse can cost a check but never hides a change. digest: the parsed
     project the record is for (the node index, incremental.write_index). prior: paths recorded
     before (the record try_noop checked: then only `paths` is looked up in it).
-    hashed: path -> (mtime_ns, size, inode, device, is a folder, ctime_ns) when the build hashed it (None:
+    hashed: path -> (size, mtime_ns, ino, ctime_ns, dev, is_dir) when the build hashed it (None:
     missing then), Hasher.stats. Such a path is recorded with that stat, not one
     taken now: an input edited after its node ran, while the build went on, must
     differ next time (a stat taken now would hide the edit for good). sources: the
@@ -308,7 +308,7 @@ def _stamper(root: str, hashed, started_ns: int | None):
             seen = hashed[p]
             if seen is None:
                 return pack(*_MISSING)
-            mtime, size, ino, dev, _, ctime = seen[:6]
+            size, mtime, ino, ctime, dev, _ = seen  # model.FILE_STAT
         else:
             try:
                 st = os.stat(os.path.join(root, p))

@@ -147,9 +147,9 @@ class Hasher:
         self.memo: dict[str, str | None] = {}
         self.bytes_read = 0
         self.seen: set[str] = set()  # every path consulted (for the no-op fast path)
-        # path -> (mtime_ns, size, inode, device, is a folder, ctime_ns) as hashed, None when it was
-        # missing: the no-op record keeps these, never a later stat (an edit after the
-        # hash must show); size() and kind() answer from them
+        # path -> (size, mtime_ns, ino, ctime_ns, dev, is_dir) as hashed (model.FILE_STAT),
+        # None when it was missing: the no-op record keeps these, never a later stat (an
+        # edit after the hash must show); size() and kind() answer from them
         self.stats: dict[str, tuple | None] = {}
 
     def invalidate(self, paths=None) -> None:
@@ -177,7 +177,7 @@ class Hasher:
             self.stats[key] = None
             return None
         is_dir = statmod.S_ISDIR(st.st_mode)
-        self.stats[key] = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev, is_dir, st.st_ctime_ns)
+        self.stats[key] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, st.st_dev, is_dir)
         h = self._tree(key) if is_dir else self._file(key, st)
         self.memo[key] = h
         return h
@@ -186,8 +186,10 @@ class Hasher:
         """The size of a file as hash() saw it (stat-ed again when hash() was not asked)."""
         key = rel.rstrip("/")
         seen = self.stats.get(key)
-        if seen is not None and not seen[4]:
-            return seen[1]
+        if seen is not None:
+            size, _, _, _, _, is_dir = seen
+            if not is_dir:
+                return size
         try:
             return os.path.getsize(self.abspath(key))
         except OSError:
@@ -196,7 +198,7 @@ class Hasher:
     def kind(self, rel: str) -> str | None:
         key = rel.rstrip("/")
         if key in self.memo:  # as hash() saw it
-            return None if self.memo[key] is None else "dir" if self.stats[key][4] else "file"
+            return None if self.memo[key] is None else "dir" if self.stats[key][5] else "file"  # is_dir
         try:
             st = os.stat(self.abspath(key))
         except OSError:
@@ -208,16 +210,17 @@ class Hasher:
         racy = racy_ns(st.st_dev)
         # the ctime too: a same-size rewrite whose mtime was restored (cp -p, rsync -t,
         # touch -r) keeps size, mtime and inode, but the kernel sets its ctime
-        if old is not None and old[0] == st.st_size and old[1] == st.st_mtime_ns and old[2] == st.st_ino \
-                and old[5] == st.st_ctime_ns and old[4] - max(st.st_mtime_ns, st.st_ctime_ns) > racy:
-            return old[3]
+        if old is not None:
+            size, mtime, ino, ctime, known, recorded = old  # model.STAMP
+            if size == st.st_size and mtime == st.st_mtime_ns and ino == st.st_ino and ctime == st.st_ctime_ns \
+                    and recorded - max(st.st_mtime_ns, st.st_ctime_ns) > racy:
+                return known
         now = time.time_ns()
         h = hash_file_content(self.abspath(rel), st.st_size)
         self.bytes_read += st.st_size
-        if old is None or old[3] != h or old[0] != st.st_size or old[1] != st.st_mtime_ns \
-                or old[2] != st.st_ino or old[5] != st.st_ctime_ns \
-                or old[4] - max(st.st_mtime_ns, st.st_ctime_ns) <= racy:
-            self.state.put_stamp(rel, (st.st_size, st.st_mtime_ns, st.st_ino, h, now, st.st_ctime_ns))
+        new = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, h, now)
+        if old is None or old[:5] != new[:5] or old[5] - max(st.st_mtime_ns, st.st_ctime_ns) <= racy:
+            self.state.put_stamp(rel, new)
         return h
 
     def _tree(self, rel: str) -> str:
@@ -235,7 +238,7 @@ class Hasher:
                     st = os.stat(full)
                 except OSError:
                     continue
-                self.stats[child] = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev, False, st.st_ctime_ns)
+                self.stats[child] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, st.st_dev, False)
                 items.append((sub, self._file(child, st)))
         items.sort()
         return tree_hash(items)

@@ -36,7 +36,7 @@ def follow(project, name: str, rep, poll: float = 0.1) -> int | None:
 
 def _finished(state, build: int, name: str) -> str | None:
     """How the node ended in this build ("built"), or that the build ended; None while it may run."""
-    if any(a["outcome"] == Outcome.OK for a in state.attempts(node=name, build_id=build)):
+    if any(a.outcome == Outcome.OK for a in state.attempts(node=name, build_id=build)):
         return "built"
     if state.running_build() != build:
         return "the build ended"

@@ -7,26 +7,26 @@ from __future__ import annotations
 
 import json
 
-from .model import Reason, ReasonKind as R, Status, Verdict
+from .model import NodeRecord, Reason, ReasonKind as R, Status, Verdict
 
 
-def check(name: str, parts: dict, key: str, record: dict | None, outputs: dict,
+def check(name: str, parts: dict, key: str, record: NodeRecord | None, outputs: dict,
           forced: bool | str = False) -> Verdict:
     """outputs: declared output path -> current hash (None when missing). forced: why
     the node runs anyway ("-B", "--force", "always = true"; True is "-B")."""
-    if record is None or not record.get("key"):
+    if record is None or not record.key:
         missing = all(h is None for h in outputs.values())
         return Verdict(name, Status.MISSING if missing else Status.STALE, (Reason(R.NEVER_BUILT),), key)
     reasons: list[Reason] = []
     if forced:
         reasons.append(Reason(R.FORCED, forced if isinstance(forced, str) else "-B"))
-    if record.get("incomplete"):
+    if record.incomplete:
         reasons.append(Reason(R.INCOMPLETE))
-    if record["key"] != key:
-        reasons.extend(diff_parts(json.loads(record["parts"] or "{}"), parts))
+    if record.key != key:
+        reasons.extend(diff_parts(json.loads(record.parts or "{}"), parts))
         if all(r.kind is R.FORCED for r in reasons):  # none, or only the forcing
             reasons.append(Reason(R.RECIPE_CHANGED, "key"))
-    built = json.loads(record["outputs"] or "{}")
+    built = json.loads(record.outputs or "{}")
     for path, h in outputs.items():
         if h is None:
             reasons.append(Reason(R.OUTPUT_MISSING, path))

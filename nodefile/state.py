@@ -21,6 +21,7 @@ import time
 
 from .errors import DiskError, StateDamaged
 from .hashing import dumps
+from .model import STAMP, AttemptRow, NodeRecord
 
 SCHEMA_VERSION = 2  # PRAGMA user_version; 0 in a schema-1 database (which did not set it)
 DAMAGED_MARK = "state.db.is-damaged"  # written when a query finds the database malformed
@@ -54,9 +55,10 @@ _COLUMNS_1 = {
                  "failure", "bytes", "log", "exit_code", "message", "script_hash"),
 }
 _COLUMNS = dict(_COLUMNS_1, files=_COLUMNS_1["files"] + ("ctime_ns",))
-_STAMP_COLS = "size, mtime_ns, ino, hash, recorded_ns, ctime_ns"
+_STAMP_COLS = ", ".join(STAMP)  # in the order of a stamp (model.STAMP), not that of the table
 # columns named: a table may have more (added later, at the end)
 _PUT_STAMP = f"INSERT OR REPLACE INTO files(path, {_STAMP_COLS}) VALUES (?,?,?,?,?,?,?)"
+_RECORD_COLS = ", ".join(NodeRecord._fields)
 _PUT_NODE = ("INSERT OR REPLACE INTO nodes(name, key, parts, outputs, built_ns, recipe, build_id, incomplete) "
              "VALUES (?,?,?,?,?,?,?,0)")
 
@@ -206,7 +208,7 @@ class State:
 
     # -- file stamps -------------------------------------------------------------------
     def stamps(self) -> dict:
-        """All recorded stamps, read in one query: path -> (size, mtime_ns, ino, hash, recorded_ns, ctime_ns)."""
+        """All recorded stamps, read in one query: path -> stamp (model.STAMP)."""
         if not self._all_stamps:
             known = {p: v for p, v in self._stamps.items() if v is not None}  # newer than the database
             self._stamps = {r[0]: r[1:] for r in self.db.execute(
@@ -227,6 +229,7 @@ class State:
         return self._stamps[path]
 
     def put_stamp(self, path: str, stamp: tuple) -> None:
+        """stamp: (size, mtime_ns, ino, ctime_ns, hash, recorded_ns), model.STAMP."""
         self._stamps[path] = stamp
         self._dirty_stamps[path] = stamp
 
@@ -260,20 +263,17 @@ class State:
                 self.db.executemany(_PUT_STAMP, rows)
 
     # -- node records ----------------------------------------------------------------
-    def records(self) -> dict:
+    def records(self) -> dict[str, NodeRecord]:
+        """Every node record: name -> NodeRecord."""
         self._write_rows()
-        return {r[0]: {"key": r[1], "parts": r[2], "outputs": r[3], "built_ns": r[4], "recipe": r[5],
-                       "build_id": r[6], "incomplete": r[7]}
-                for r in self.db.execute("SELECT name, key, parts, outputs, built_ns, recipe, build_id, incomplete FROM nodes")}
+        new = tuple.__new__  # NodeRecord(*r[1:]), without its __new__ (one row per node)
+        return {r[0]: new(NodeRecord, r[1:])
+                for r in self.db.execute(f"SELECT name, {_RECORD_COLS} FROM nodes")}
 
-    def record(self, name: str) -> dict | None:
+    def record(self, name: str) -> NodeRecord | None:
         self._write_rows()
-        r = self.db.execute("SELECT key, parts, outputs, built_ns, recipe, build_id, incomplete FROM nodes WHERE name=?",
-                            (name,)).fetchone()
-        if not r:
-            return None
-        return {"key": r[0], "parts": r[1], "outputs": r[2], "built_ns": r[3], "recipe": r[4],
-                "build_id": r[5], "incomplete": r[6]}
+        r = self.db.execute(f"SELECT {_RECORD_COLS} FROM nodes WHERE name=?", (name,)).fetchone()
+        return NodeRecord._make(r) if r else None
 
     def mark_incomplete(self, name: str) -> None:
         self._records_change()
@@ -326,7 +326,7 @@ class State:
         if not self._grouped:
             self._write_rows()
 
-    def attempts(self, node: str | None = None, build_id: int | None = None) -> list[dict]:
+    def attempts(self, node: str | None = None, build_id: int | None = None) -> list[AttemptRow]:
         self._write_rows()
         q = "SELECT * FROM attempts"
         cond, args = [], []
@@ -339,8 +339,11 @@ class State:
         if cond:
             q += " WHERE " + " AND ".join(cond)
         cur = self.db.execute(q + " ORDER BY id", args)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur]
+        names = tuple(d[0] for d in cur.description)
+        if names == AttemptRow._fields:
+            return [AttemptRow._make(r) for r in cur]
+        at = [names.index(f) if f in names else None for f in AttemptRow._fields]  # a column missing: None
+        return [AttemptRow._make([None if i is None else r[i] for i in at]) for r in cur]
 
     def _tx(self):
         return Transaction(self.db)

@@ -92,8 +92,8 @@ def last_durations(attempts) -> dict:
     from .console import fmt_seconds
     out = {}
     for a in attempts:  # in id order: the last wins
-        if a.get("outcome") == Outcome.OK and a.get("recipe") and a.get("kind") not in TRANSFER_KINDS:
-            out[a["node"]] = fmt_seconds(a.get("duration") or 0)
+        if a.outcome == Outcome.OK and a.recipe and a.kind not in TRANSFER_KINDS:
+            out[a.node] = fmt_seconds(a.duration or 0)
     return out
 
 
@@ -101,15 +101,15 @@ def lanes_of(attempts) -> list[tuple[int, float, float, dict]]:
     """(lane, start s, end s, attempt) with times from the first start: each attempt in
     the first lane free when it starts (interval partitioning: as many lanes as
     attempts ever ran at once)."""
-    real = [a for a in attempts if a.get("recipe") and a.get("start_ns")]
+    real = [a for a in attempts if a.recipe and a.start_ns]
     if not real:
         return []
-    t0 = min(a["start_ns"] for a in real) / 1e9
+    t0 = min(a.start_ns for a in real) / 1e9
     free: list[float] = []
     rows = []
-    for a in sorted(real, key=lambda a: (a["start_ns"], a.get("id", 0))):
-        s = a["start_ns"] / 1e9 - t0
-        e = s + (a["duration"] or 0)
+    for a in sorted(real, key=lambda a: (a.start_ns, a.id)):
+        s = a.start_ns / 1e9 - t0
+        e = s + (a.duration or 0)
         for i, end in enumerate(free):
             if end <= s + TOUCHING:
                 free[i] = e
@@ -123,8 +123,8 @@ def lanes_of(attempts) -> list[tuple[int, float, float, dict]]:
 
 def timeline_svg(attempts) -> str:
     """Attempts of one build as bars: process recipes in their slots, transfers below."""
-    procs = lanes_of([a for a in attempts if a.get("kind") not in TRANSFER_KINDS])
-    transfers = lanes_of([a for a in attempts if a.get("kind") in TRANSFER_KINDS])
+    procs = lanes_of([a for a in attempts if a.kind not in TRANSFER_KINDS])
+    transfers = lanes_of([a for a in attempts if a.kind in TRANSFER_KINDS])
     if not procs and not transfers:
         return "<p>No build recorded yet.</p>"
     slots = 1 + max((i for i, *_ in procs), default=-1)
@@ -132,8 +132,8 @@ def timeline_svg(attempts) -> str:
     labels += [f"transfer {i + 1}" for i in range(1 + max((i for i, *_ in transfers), default=-1))]
     rows = procs + [(slots + i, s, e, a) for i, s, e, a in transfers]
     if procs and transfers:  # one time axis for both
-        t0 = min(a["start_ns"] for _, _, _, a in rows) / 1e9
-        rows = [(i, a["start_ns"] / 1e9 - t0, a["start_ns"] / 1e9 - t0 + (a["duration"] or 0), a)
+        t0 = min(a.start_ns for _, _, _, a in rows) / 1e9
+        rows = [(i, a.start_ns / 1e9 - t0, a.start_ns / 1e9 - t0 + (a.duration or 0), a)
                 for i, _, _, a in rows]
     span = max(max(e for _, _, e, _ in rows), 1e-3)
     lanes = labels
@@ -143,12 +143,12 @@ def timeline_svg(attempts) -> str:
     for i, s, e, a in rows:
         x = 100 + s / span * width
         bw = max(2.0, (e - s) / span * width)
-        colour = OUTCOME.get(a["outcome"], "#999")
+        colour = OUTCOME.get(a.outcome, "#999")
         out.append(f'<g class="attempt" data-lane="{i}" data-start="{s:.4f}" data-end="{e:.4f}" '
-                   f'data-node="{_esc(a["node"])}"><title>{_esc(a["node"])} via {_esc(a["recipe"])}: '
-                   f'{_esc(a["outcome"])}, {(a["duration"] or 0):.2f}s</title><rect x="{x:.1f}" y="{i * lh + 4}" '
+                   f'data-node="{_esc(a.node)}"><title>{_esc(a.node)} via {_esc(a.recipe)}: '
+                   f'{_esc(a.outcome)}, {(a.duration or 0):.2f}s</title><rect x="{x:.1f}" y="{i * lh + 4}" '
                    f'width="{bw:.1f}" height="{lh - 6}" fill="{colour}"/>'
-                   f'<text x="{x + 2:.1f}" y="{i * lh + 16}" fill="#fff">{_esc(a["node"]) if bw > 40 else ""}</text></g>')
+                   f'<text x="{x + 2:.1f}" y="{i * lh + 16}" fill="#fff">{_esc(a.node) if bw > 40 else ""}</text></g>')
     for i, label in enumerate(lanes):
         out.append(f'<text x="4" y="{i * lh + 16}">{label}</text>')
     out.append(f'<text x="100" y="{len(lanes) * lh + 20}">0 s</text>'
@@ -170,8 +170,8 @@ def render(project, names, plan, attempts, estimates, build_id=None, durations=N
         rows.append(f"<tr><td>{_esc(n)}</td><td style='background:{COLOURS[v.status.value]}'>{_esc(v.status.value)}</td>"
                     f"<td>{_esc('; '.join(str(r) for r in v.reasons[:3]))}</td>"
                     f"<td>{_esc(est or '')}</td></tr>")
-    last = f"build {build_id if build_id is not None else attempts[0]['build_id']}" if attempts else "none"
-    total = sum(a["duration"] or 0 for a in attempts)
+    last = f"build {build_id if build_id is not None else attempts[0].build_id}" if attempts else "none"
+    total = sum(a.duration or 0 for a in attempts)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>nodefile report: {_esc(project.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}

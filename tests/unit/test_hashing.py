@@ -208,7 +208,7 @@ def test_stamp_is_recorded_with_stat(tmp_path, state):
     age(f)
     st = os.stat(f)
     Hasher(str(tmp_path), state).hash("a.txt")
-    size, mtime, ino, h, recorded, ctime = state.stamps()["a.txt"]
+    size, mtime, ino, ctime, h, recorded = state.stamps()["a.txt"]
     assert (size, mtime, ino, h) == (5, st.st_mtime_ns, st.st_ino, hash_bytes(b"hello"))
     assert recorded - mtime > RACY_NS
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from nodefile.model import Reason, ReasonKind as R, Status
+from nodefile.model import NodeRecord, Reason, ReasonKind as R, Status
 from nodefile.stale import check, diff_parts
 
 H1, H2, H3 = "1" * 32, "2" * 32, "3" * 32
@@ -33,8 +33,8 @@ def parts(**over):
 
 
 def record(p, key="K", outputs=None, incomplete=0):
-    return {"key": key, "parts": json.dumps(p), "outputs": json.dumps(outputs or {"out.csv": OUT1}),
-            "incomplete": incomplete}
+    return NodeRecord(key=key, parts=json.dumps(p), outputs=json.dumps(outputs or {"out.csv": OUT1}),
+                      incomplete=incomplete)
 
 
 def kinds(v):
@@ -55,7 +55,7 @@ def test_never_built_with_outputs_present_is_stale():
 
 
 def test_record_without_key_counts_as_never_built():
-    v = check("n", parts(), "K", {"key": None, "parts": None, "outputs": None}, {"out.csv": OUT1})
+    v = check("n", parts(), "K", NodeRecord(key=None, parts=None, outputs=None), {"out.csv": OUT1})
     assert kinds(v) == [R.NEVER_BUILT]
 
 
@@ -186,7 +186,7 @@ def test_several_reasons_at_once():
 
 def test_alias_node_without_outputs_is_up_to_date_once_recorded():
     p = {"format": "1"}
-    v = check("all", p, "K", {"key": "K", "parts": json.dumps(p), "outputs": "{}", "incomplete": 0}, {})
+    v = check("all", p, "K", NodeRecord(key="K", parts=json.dumps(p), outputs="{}", incomplete=0), {})
     assert v.status is Status.UP_TO_DATE
 
 

@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 
+from nodefile.model import STAMP, AttemptRow, NodeRecord
 from nodefile.state import State, state_dir
 
 
@@ -43,14 +44,14 @@ def test_record_round_trip(root, st):
     outputs = {"out.csv": "a" * 32}
     st.put_record("clean", "K1", parts, outputs, "python", 3)
     r = st.record("clean")
-    assert r["key"] == "K1" and r["recipe"] == "python" and r["build_id"] == 3
-    assert json.loads(r["parts"]) == parts and json.loads(r["outputs"]) == outputs
-    assert r["incomplete"] == 0 and r["built_ns"] > 0
+    assert r.key == "K1" and r.recipe == "python" and r.build_id == 3
+    assert json.loads(r.parts) == parts and json.loads(r.outputs) == outputs
+    assert r.incomplete == 0 and r.built_ns > 0
     assert st.record("nope") is None
     # visible to another connection (committed)
     s2 = State(root)
     try:
-        assert s2.record("clean")["key"] == "K1"
+        assert s2.record("clean").key == "K1"
         assert set(s2.records()) == {"clean"}
     finally:
         s2.close()
@@ -59,16 +60,16 @@ def test_record_round_trip(root, st):
 def test_put_record_replaces(st):
     st.put_record("a", "K1", {}, {}, "python", 1)
     st.put_record("a", "K2", {"x": "1"}, {"o": "h"}, "shell", 2)
-    assert st.records()["a"]["key"] == "K2"
+    assert st.records()["a"].key == "K2"
     assert len(st.records()) == 1
 
 
 def test_incomplete_mark_and_clear(st):
     st.put_record("a", "K1", {}, {}, "python", 1)
     st.mark_incomplete("a")
-    assert st.record("a")["incomplete"] == 1
+    assert st.record("a").incomplete == 1
     st.put_record("a", "K1", {}, {}, "python", 2)
-    assert st.record("a")["incomplete"] == 0
+    assert st.record("a").incomplete == 0
 
 
 def test_forget(st):
@@ -92,64 +93,105 @@ def test_builds_and_attempts(root, st):
                    outcome="ok")
     assert b2 > b1
     all_ = st.attempts()
-    assert [a["recipe"] for a in all_] == ["fetch", "python", "python", "r"]
-    assert all_[0]["failure"] == "unavailable" and all_[0]["message"] == "down" and all_[0]["exit_code"] is None
-    assert [a["duration"] for a in st.attempts(node="clean")] == [0.5, 2.0, 3.0]
-    assert [a["node"] for a in st.attempts(build_id=b2)] == ["clean", "model"]
-    assert [a["recipe"] for a in st.attempts(node="clean", build_id=b1)] == ["fetch", "python"]
+    assert [a.recipe for a in all_] == ["fetch", "python", "python", "r"]
+    assert all_[0].failure == "unavailable" and all_[0].message == "down" and all_[0].exit_code is None
+    assert [a.duration for a in st.attempts(node="clean")] == [0.5, 2.0, 3.0]
+    assert [a.node for a in st.attempts(build_id=b2)] == ["clean", "model"]
+    assert [a.recipe for a in st.attempts(node="clean", build_id=b1)] == ["fetch", "python"]
     row = st.db.execute("SELECT targets, status, ended_ns, pid FROM builds WHERE id=?", (b1,)).fetchone()
     assert json.loads(row[0]) == ["report"] and row[1] == 0 and row[2] > 0 and row[3] == os.getpid()
 
 
 def test_stamps_flush_and_reload(root):
     s = State(root)
-    s.put_stamp("a.csv", (5, 100, 7, "h" * 32, 200, 300))
-    assert s.stamps()["a.csv"] == (5, 100, 7, "h" * 32, 200, 300)
+    s.put_stamp("a.csv", (5, 100, 7, 300, "h" * 32, 200))
+    assert s.stamps()["a.csv"] == (5, 100, 7, 300, "h" * 32, 200)
     other = State(root)
     assert "a.csv" not in other.stamps()  # not flushed yet
     other.close()
     s.flush_stamps()
     assert s._dirty_stamps == {}
     other = State(root)
-    assert other.stamps()["a.csv"] == (5, 100, 7, "h" * 32, 200, 300)
+    assert other.stamps()["a.csv"] == (5, 100, 7, 300, "h" * 32, 200)
     other.close()
     s.close()
 
 
 def test_close_flushes_stamps(root):
     s = State(root)
-    s.put_stamp("b.csv", (1, 2, 3, "h", 4, 5))
+    s.put_stamp("b.csv", (1, 2, 3, 5, "h", 4))
     s.close()
     s2 = State(root)
-    assert s2.stamps()["b.csv"] == (1, 2, 3, "h", 4, 5)
+    assert s2.stamps()["b.csv"] == (1, 2, 3, 5, "h", 4)
     s2.close()
 
 
 def test_put_record_writes_pending_stamps_in_the_same_transaction(root):
     s = State(root)
-    s.put_stamp("in.csv", (1, 2, 3, "h", 4, 5))
+    s.put_stamp("in.csv", (1, 2, 3, 5, "h", 4))
     s.put_record("n", "K", {}, {}, "python", 1)
     assert s._dirty_stamps == {}
     s2 = State(root)
-    assert s2.stamps()["in.csv"] == (1, 2, 3, "h", 4, 5)
+    assert s2.stamps()["in.csv"] == (1, 2, 3, 5, "h", 4)
     s2.close()
     s.db.close()
 
 
 def test_put_stamp_replaces(root, st):
-    st.put_stamp("a", (1, 1, 1, "x", 1, 1))
+    st.put_stamp("a", (1, 1, 1, 1, "x", 1))
     st.flush_stamps()
-    st.put_stamp("a", (2, 2, 2, "y", 2, 2))
+    st.put_stamp("a", (2, 2, 2, 2, "y", 2))
     st.flush_stamps()
     s2 = State(root)
-    assert s2.stamps()["a"] == (2, 2, 2, "y", 2, 2)
+    assert s2.stamps()["a"] == (2, 2, 2, 2, "y", 2)
     s2.close()
+
+
+def test_rows_are_typed_and_stored_in_the_same_columns(root, st):
+    """Records and attempts read back as NodeRecord and AttemptRow, and a stamp in the
+    layout of model.STAMP, each field from its own column of the unchanged tables (a
+    stamp's field order is not the files table's: ctime_ns was added to it last)."""
+    assert STAMP == ("size", "mtime_ns", "ino", "ctime_ns", "hash", "recorded_ns")
+    st.put_stamp("a", (1, 2, 3, 5, "h", 4))
+    st.put_record("n", "K", {"p": "1"}, {"o": "h"}, "python", 7)
+    b = st.start_build([])
+    st.add_attempt(build_id=b, node="n", recipe="python", kind="python", attempt=1, start_ns=9, duration=1.5,
+                   outcome="ok", key="K")
+    st.flush_stamps()
+    db = st.db
+    assert db.execute("SELECT size, mtime_ns, ino, hash, recorded_ns, ctime_ns FROM files WHERE path='a'"
+                      ).fetchone() == (1, 2, 3, "h", 4, 5)
+    assert db.execute("SELECT key, parts, outputs, recipe, build_id, incomplete FROM nodes WHERE name='n'"
+                      ).fetchone() == ("K", '{"p": "1"}', '{"o": "h"}', "python", 7, 0)
+    r = st.record("n")
+    assert type(r) is NodeRecord and r == st.records()["n"]
+    assert (r.key, r.parts, r.outputs, r.recipe, r.build_id, r.incomplete) == ("K", '{"p": "1"}', '{"o": "h"}',
+                                                                                "python", 7, 0)
+    (a,) = st.attempts(node="n")
+    assert type(a) is AttemptRow and (a.build_id, a.node, a.start_ns, a.duration, a.key) == (b, "n", 9, 1.5, "K")
+    s2 = State(root)
+    assert s2.stamps()["a"] == (1, 2, 3, 5, "h", 4) and s2.stamp("a") == (1, 2, 3, 5, "h", 4)
+    s2.close()
+
+
+def test_attempts_of_a_database_without_the_key_column(root):
+    """A state.db made before attempts.key existed reads with key None."""
+    State(root).close()
+    db = sqlite3.connect(os.path.join(root, ".nodefile", "state.db"))
+    db.execute("INSERT INTO attempts(build_id, node, recipe, kind, attempt, outcome) VALUES (1, 'n', 'r', 'r', 1, 'ok')")
+    db.execute("ALTER TABLE attempts DROP COLUMN key")
+    db.commit()
+    db.close()
+    s = State(root, readonly=True)
+    (a,) = s.attempts()
+    assert (a.node, a.outcome, a.key) == ("n", "ok", None)
+    s.close()
 
 
 def test_readonly_without_database_creates_nothing(tmp_path):
     s = State(str(tmp_path), readonly=True)
     assert s.records() == {} and s.record("x") is None and s.stamps() == {}
-    s.put_stamp("a", (1, 2, 3, "h", 4, 5))
+    s.put_stamp("a", (1, 2, 3, 5, "h", 4))
     s.close()
     assert not (tmp_path / ".nodefile").exists()
 
@@ -160,7 +202,7 @@ def test_readonly_reads_an_existing_database(root):
     s.close()
     ro = State(root, readonly=True)
     try:
-        assert ro.record("a")["key"] == "K"
+        assert ro.record("a").key == "K"
     finally:
         ro.close()
 
@@ -258,7 +300,7 @@ def test_a_newer_schema_is_refused_and_a_schema_1_database_migrated(root):
     db.execute("PRAGMA user_version=0")
     db.commit()
     s = State(root, readonly=True)  # schema 1: upgraded, records kept
-    assert s.record("n")["key"] == "k"
+    assert s.record("n").key == "k"
     s.close()
     db.execute("PRAGMA user_version=7")
     db.commit()
@@ -307,9 +349,9 @@ def test_a_column_added_at_the_end_keeps_the_database_compatible(root):
     db.commit()
     db.close()
     s = State(root)
-    s.put_stamp("a", (1, 2, 3, "h", 4, 5))
+    s.put_stamp("a", (1, 2, 3, 5, "h", 4))
     s.put_record("n", "k", {}, {}, "r", None)
     s.close()
     s = State(root, readonly=True)
-    assert s.stamps()["a"] == (1, 2, 3, "h", 4, 5) and s.record("n")["key"] == "k"
+    assert s.stamps()["a"] == (1, 2, 3, 5, "h", 4) and s.record("n").key == "k"
     s.close()
