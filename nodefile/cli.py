@@ -19,6 +19,8 @@ VERSION = "0.1.0"
 # -C DIR / -f FILE) is a nodefile command, or close to one, and a command that needs a
 # project finds a Nodefile; everything else goes to the next `node` on PATH (Node.js).
 # scripts/node, the installed `node`, decides the plainly-Node.js lines in the shell.
+HISTORY = ("log", "graph", "report")  # nodefile/history.py
+UPKEEP = ("push", "pull", "gc")  # nodefile/upkeep.py; the other commands: nodefile/commands.py
 NO_PROJECT = ("help", "init", "completion", "import")  # commands that need no Nodefile
 _GLOBAL = ("-C", "--directory", "-f", "--file")
 
@@ -315,6 +317,18 @@ def _simple_build(argv):
     return ns
 
 
+def _home(command: str):
+    """The module of a command's `cmd_` function (imported when it runs)."""
+    if command in HISTORY:
+        from . import history
+        return history
+    if command in UPKEEP:
+        from . import upkeep
+        return upkeep
+    from . import commands
+    return commands
+
+
 def _help(parser, topic: str | None, command: str | None) -> int:
     if topic is None:
         parser.print_help()
@@ -455,8 +469,7 @@ def _main(argv: list[str] | None) -> int:
         if args.command in ("init", "completion"):  # no project: not the build machinery
             from . import scaffold
             return int(getattr(scaffold, "cmd_" + args.command)(args, rep))
-        from . import commands
-        return int(getattr(commands, "cmd_" + args.command)(args, rep))
+        return int(getattr(_home(args.command), "cmd_" + args.command)(args, rep))
     except NodefileError as e:
         for line in str(e).splitlines():
             rep.error(line) if line.strip() else None

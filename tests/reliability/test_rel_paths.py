@@ -104,7 +104,7 @@ def test_clean_looks_again_at_the_moment_it_deletes(world, monkeypatch):
     parsed = load_project(str(project), use_cache=False)
     (project / "sub").rmdir()
     os.symlink(outside / "sub", project / "sub")
-    monkeypatch.setattr(commands, "_project", lambda args, check_sources=True: parsed)
+    monkeypatch.setattr(commands, "project_of", lambda args, check_sources=True: parsed)
     before = snapshot(outside)
 
     class Args:
