@@ -327,8 +327,7 @@ def _conclude(project: Project, order, runner, reporter, partial, status) -> tup
 
 def _end_build(session: Session, runner, status, reporter) -> None:
     """Record the build's end (and the learner's lists)."""
-    if session._learner is not None:
-        session._learner.end_build()  # the medians' lists, for the next lazy build
+    session.end_learning()
     session.state.end_build(runner.build_id, status)
     if session.state.recovered:
         _report_restored(session, runner, reporter)

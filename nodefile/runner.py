@@ -481,11 +481,10 @@ class Runner:
 
     def flush(self) -> None:
         """Commit the open group of records (before waiting long, and at the end)."""
-        if self.session._learner is not None:
-            try:
-                self.session._learner.flush()  # the family rows of the attempts observed since the last flush
-            except Exception as e:  # learning must never break a build
-                self.reporter.warn(f"could not record statistics: {e}")
+        try:
+            self.session.flush_learning()  # the family rows of the attempts observed since the last flush
+        except Exception as e:  # learning must never break a build
+            self.reporter.warn(f"could not record statistics: {e}")
         self.session.state.commit()
 
     def wait_uploads(self) -> None:

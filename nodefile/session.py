@@ -110,6 +110,16 @@ class Session:
             self._learner = Learner(self.state.db, lazy=self.lazy)
         return self._learner
 
+    def flush_learning(self) -> None:
+        """Write what the learner observed since its last flush (nothing if it never ran)."""
+        if self._learner is not None:
+            self._learner.flush()
+
+    def end_learning(self) -> None:
+        """At a build's end: the learner's medians' lists, for the next lazy build."""
+        if self._learner is not None:
+            self._learner.end_build()
+
     def choose(self, node, key: str, parts: dict | None, options, negative=(), probe: bool = False):
         """The learned order of a stale node's candidate recipes (a learn.Choice)."""
         cands = candidates(self, node, key, options, set(negative), probe=probe)
