@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import enum
 
+from .interrupts import EXIT_INTERRUPTED
+
 
 class ExitCode(enum.IntEnum):
     """The documented exit statuses (`enum` is loaded at start-up anyway, by `re` and `signal`)."""
     OK = 0
     FAILED = 1  # a recipe failed, or `--check` found work to do
     USAGE = 2  # usage or Nodefile error
-    INTERRUPTED = 130  # Ctrl-C / SIGTERM
+    INTERRUPTED = EXIT_INTERRUPTED  # Ctrl-C / SIGTERM
 
 
 class Problem:

@@ -15,7 +15,8 @@ import sys
 
 import _signal
 
-from .errors import ExitCode
+EXIT_INTERRUPTED = 130  # errors.ExitCode.INTERRUPTED; defined here, where nothing may be imported before
+#                         install_early (a signal during that import would print a traceback)
 
 
 def quiet_exit(signum, frame) -> None:
@@ -36,7 +37,7 @@ def exit_interrupted(say: bool = False) -> None:
             os.write(2, b"nodefile: interrupted\n")
         except OSError:
             pass
-    os._exit(ExitCode.INTERRUPTED)
+    os._exit(EXIT_INTERRUPTED)
 
 
 _defer = [0, None]  # depth of deferred() sections, a signal that arrived inside one
