@@ -67,7 +67,10 @@ class Helper:
         data = frame(msg)
         if self.ready or self.dead or self.parked_bytes + len(data) > PARK_BYTES:
             return False
-        os.write(self.req, data)
+        try:
+            os.write(self.req, data)
+        except BrokenPipeError:  # it died while starting: receive() will say so
+            return False
         self.parked.append(handle)
         self.parked_bytes += len(data)
         return True
