@@ -397,14 +397,16 @@ class LocalExecutor(Executor):
     def _abandon_parked(self) -> list[Finished]:
         """End each worker that is still starting (it has forked nothing yet) and report
         the recipes queued on it as cancelled, never started."""
+        starting = {id(w): w for w in self.via.values() if not w.ready and w.parked}
         done = []
-        for h, w in list(self.via.items()):
-            if h in w.parked and not w.ready:
-                w.kill()
-                del self.via[h]
-                self.warm_specs.pop(h, None)
-                self.procs.pop(h, None)
-                done.append(Finished(h, None, 0.0, cancelled=True, ended_ns=time.time_ns()))
+        for h in [h for h, w in self.via.items() if id(w) in starting]:  # all queued: it ran none yet
+            del self.via[h]
+            self.warm_specs.pop(h, None)
+            self.procs.pop(h, None)
+            done.append(Finished(h, None, 0.0, cancelled=True, ended_ns=time.time_ns()))
+        for w in starting.values():
+            w.kill()
+            self.workers.drop(w, died=False)  # not a reason to run cold next time
         return done
 
     def _run_parked_cold(self, handle: int) -> None:

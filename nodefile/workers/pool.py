@@ -57,9 +57,7 @@ class Workers:
         if w.up(wait=self.wait):
             return w
         if w.dead:
-            self.reasons.setdefault(lang, w.reason or f"the {lang} worker exited")
-            del self.live[lang]
-            w.close()
+            self.drop(w)
         return None
 
     def booting(self, lang: str) -> Helper | None:
@@ -74,12 +72,14 @@ class Workers:
         last = self.boots.get(lang)
         return w if last is None or last <= WAIT_FOR_BOOT else None
 
-    def drop(self, w: Helper) -> None:
-        """A worker that died: its language runs cold from now on (this build)."""
+    def drop(self, w: Helper, died: bool = True) -> None:
+        """A worker that died (its language runs cold from now on, this build; `status -v`
+        says why), or that the build ended while it was starting (died=False: no reason)."""
         for lang, x in list(self.live.items()):
             if x is w:
                 del self.live[lang]
-                self.reasons.setdefault(lang, w.reason or f"the {lang} worker process died")
+                if died:
+                    self.reasons.setdefault(lang, w.reason or f"the {lang} worker process died")
         w.close()
 
     def prestart(self) -> None:

@@ -444,6 +444,8 @@ def test_ctrl_c_while_recipes_wait_for_a_starting_worker_ends_it_and_starts_none
     assert time.monotonic() - t < 15  # not after the worker's 60 s preload
     time.sleep(0.5)
     assert (tmp_path / "started").read_text() == "x"  # the queued recipe never ran
+    status = run(tmp_path, "status", "-v", env=env, check=0).stdout
+    assert "run cold" not in status, status  # ending it was the build's doing, not the worker failing
     left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
     mine = [p for p in subprocess.run(["pgrep", "-f", "slow.py|nodefile.workers.zygote"], capture_output=True,
                                       text=True).stdout.split() if _cwd(p) == str(tmp_path)]
