@@ -31,14 +31,8 @@ def _names_file(word: str) -> bool:
 
 
 def _nodefile_near(start: str) -> bool:
-    d = os.path.abspath(start)
-    while True:
-        if os.path.isfile(os.path.join(d, "Nodefile.toml")):
-            return True
-        parent = os.path.dirname(d)
-        if parent == d:
-            return False
-        d = parent
+    from .fastpath import find_root  # standard library only, as this module's start must stay
+    return find_root(os.path.abspath(start)) is not None
 
 
 def _globals(argv: list[str]) -> tuple[int, bool]:

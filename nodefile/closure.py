@@ -114,12 +114,16 @@ class Closure:
         """What `compute(full path, text)` says about one project file (a JSON value),
         cached by the file's content hash like its imports; None when the file is
         missing or compute returns None (not cached then)."""
+        return self._cached(rel, kind, "", compute)
+
+    def _cached(self, rel: str, kind: str, ctx: str, compute):
+        """compute(full path, text) of a project file, cached by (file, kind, ctx, content hash)."""
         h = self.hasher.hash(rel)
         if h is None:
             return None
         if not self._loaded:
             self._load()
-        k = (rel, kind, "", h)
+        k = (rel, kind, ctx, h)
         if k in self._cache:
             return self._cache[k]
         full = self.hasher.abspath(rel)
@@ -140,31 +144,18 @@ class Closure:
         return codeclosure.parts(self, node, recipe)
 
     def _direct(self, rel: str, kind: str, cwd: str) -> list[str]:
-        h = self.hasher.hash(rel)
-        if h is None:
-            return []
-        if not self._loaded:
-            self._load()
-        ctx = cwd  # R resolves source() against it; Python searches it (a sub-pipeline's folder)
-        k = (rel, kind, ctx, h)
-        if k in self._cache:
-            return self._cache[k]
-        full = self.hasher.abspath(rel)
-        try:
-            with open(full, "rb") as f:
-                text = f.read().decode("utf-8", "replace")
-        except OSError:
-            return []
+        # cwd: R resolves source() against it; Python searches it (a sub-pipeline's folder)
+        return self._cached(rel, kind, cwd, lambda full, text: self._deps(full, text, kind, cwd)) or []
+
+    def _deps(self, full: str, text: str, kind: str, cwd: str) -> list[str]:
+        """The project files one file's code names directly (sorted, relative to the root)."""
         deps = self._python(full, text, cwd) if kind == "python" else self._r(text, cwd)
-        out = []
+        out = set()
         for d in deps:
             real = os.path.realpath(d)
             if _under(real, self.root) and os.path.isfile(real):
-                out.append(os.path.relpath(real, self.root).replace(os.sep, "/"))
-        out = sorted(set(out))
-        self._cache[k] = out
-        self._new[k] = out
-        return out
+                out.add(os.path.relpath(real, self.root).replace(os.sep, "/"))
+        return sorted(out)
 
     def _r(self, text: str, cwd: str) -> list[str]:
         base = os.path.join(self.root, cwd)

@@ -60,7 +60,8 @@ class Pending:
         return Pending(self.argv, self.cwd, self.started_ns)
 
 
-def _root(start: str) -> str | None:
+def find_root(start: str) -> str | None:
+    """The nearest folder from `start` (absolute) up that holds a Nodefile.toml."""
     d = start
     while True:
         if os.path.isfile(os.path.join(d, "Nodefile.toml")):
@@ -149,7 +150,7 @@ def try_noop(argv: list[str]) -> str | Pending:
     noop = Pending(argv, os.getcwd(), time.time_ns())
     t0 = time.perf_counter()
     cwd = noop.cwd
-    root = _root(cwd)
+    root = find_root(cwd)
     if root is None:
         return noop
     rec = _read(root, argv, cwd)
