@@ -120,7 +120,6 @@ class Scheduler:
         self.plan = Plan(order, deps)
         self.index = {n: i for i, n in enumerate(self.plan.order)}
         self.priority = priority  # name -> sortable tuple, larger first
-        self.limits = limits
         self.executor = executor
         self.runner = runner
         self.keep_going = keep_going
