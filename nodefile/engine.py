@@ -247,6 +247,7 @@ def _executor(session: Session, order, limits, options: Options, reporter, execu
             options.workers.begin_build()
         elif not options.cold and session.project.warm:
             executor.workers = _workers(session, run_log, executor.token, order)
+    session.building, session.workers = True, getattr(executor, "workers", None)
     return executor
 
 
@@ -255,7 +256,6 @@ def _scheduler(session: Session, order, limits, options: Options, reporter, runn
     path by expected durations), and the reporter's ETA."""
     from .scheduler import Scheduler
     project = session.project
-    warm_of = session.warm_of(options)
 
     def expected(m) -> tuple[float, bool]:
         """(expected seconds, measured?) of a stale node: its chosen order once decided."""
@@ -264,7 +264,7 @@ def _scheduler(session: Session, order, limits, options: Options, reporter, runn
             return 0.0, True
         choice = runner.choice_of(m)  # decided: the expected cost of its chosen order
         if choice is None:
-            choice = session.learner.estimate(m, node.recipes, warm_of=warm_of)
+            choice = session.learner.estimate(m, node.recipes, warm_of=session.warm_of(options, m))
         return choice.expected_duration, choice.known
 
     def weight(m):

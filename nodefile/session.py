@@ -95,6 +95,8 @@ class Session:
         self._closure = None
         self._learner = None
         self._cold_langs: frozenset | None = None  # languages whose warm worker could not start
+        # during a build: its warm workers (workers.pool.Workers; None: every recipe runs cold)
+        self.building, self.workers = False, None
 
     @property
     def cache(self):
@@ -126,18 +128,26 @@ class Session:
         parts = parts or {}
         return self.learner.choose(node.name, cands, force_kind=options.recipe_kind, probes=options.probe,
                                    script_of=lambda r: parts.get(f"script:{r.label or r.script}") if r.script else None,
-                                   warm_of=self.warm_of(options))
+                                   warm_of=self.warm_of(options, node.name))
 
-    def warm_of(self, options):
-        """Will a recipe run in a warm worker in this build? (The learner estimates it from
-        its warm runs then, else from its cold ones.) Not with --cold or `warm = false`,
-        nor in a language whose worker could not start in the last build (`status -v`)."""
+    def warm_of(self, options, node: str = ""):
+        """Will a recipe of `node` run in a warm worker? (The learner estimates it from its
+        warm runs then, else from its cold ones.) Not with --cold or `warm = false`, nor in
+        a language whose worker could not start in the last build (`status -v`). During a
+        build, as its workers will run it now (`Workers.runs_warm`: the first recipe of a
+        language in a small build runs cold); without workers (Dask), never."""
         if options.cold or not self.project.warm:
             return None
+        from .recipes import warm_language
+        if self.building:
+            pool = self.workers
+            if pool is None:
+                return None
+            return lambda r: (lambda lang: lang is not None and pool.runs_warm(lang, node, r.name))(
+                warm_language(self.project, r))
         if self._cold_langs is None:
             from .workers.pool import read_state
             self._cold_langs = frozenset(read_state(self.dir).get("reasons", {})) | {None}
-        from .recipes import warm_language
         return lambda r: warm_language(self.project, r) not in self._cold_langs
 
     def store(self, name: str):

@@ -45,7 +45,10 @@ every node) form a family; what one member sees is news for its siblings:
                (a single-member family) the node's own mu is used, as before.
   outage       failures of members that usually work (long-run p >= 0.5), with no
                success since ("run"), cap every sibling's p at 1/(1 + run) and price
-               its failure at the outage's time to fail;
+               its failure at the outage's time to fail; when it would still come
+               first, only the first node that asks in a build tries it (and holds
+               the family for the build); the others put it behind their next recipe
+               ("raw_b tries it again this build");
   recovery     a success ending a run of failures (its own, or the family's outage)
                lets siblings with a failure streak use p as before the streak; a
                node's own counts forget an outage once it succeeds again.
@@ -64,6 +67,12 @@ Estimates for a recipe with no success on this node, most specific first (each
 `Estimate.source` says which one was used):
   "learned"                  this node's own successes;
   "previous script"          the mean from before the script changed;
+  "its cold runs"            a recipe about to run warm, measured only cold (their
+                             mean: an upper bound);
+  "its warm runs"            a recipe about to run cold, measured only warm: their
+                             mean plus the start-up of its kind, an EWMA of (cold -
+                             warm) over successes of recipes measured both ways
+                             (location_stats kind "start"), 50 ms until one is seen;
   "transfer model"           load/fetch: latency + size / throughput of that
                              location (size from `size_of`, else the node's last
                              artifact size, else 10 MB);
@@ -108,9 +117,14 @@ Choosing the order (`Learner.choose`; `probes=False` is --no-probe):
      run, and would hold its family's probe for the build.) Two recipes never
      observed are not swapped: a tie of two guesses is no reason to try the
      second one. When r is a process and q's D is learned, r gets the deadline T
-     too (E from the recipes behind it) - or STRETCH 1.2 x r's last success L
-     when T < 1.2 L < T + D(q): as slow as last time, finishing it costs less
-     than being stopped and replaced by q.
+     too (E from the recipes behind it). When r was measured at its best (two
+     successes or more), its deadline is at most B = max(PROBE_FLOOR, 1.5 x
+     exp(best)), its best as the plausibility rule reads it: the re-probe asks
+     "is it back?", and back at its best it is done by B - a store slow for a
+     while is re-checked for 1.5 x its usual time, not 1.5 x the rebuild's
+     (B alone when q's D is not learned). Either is raised to STRETCH 1.2 x r's
+     last success L when T < 1.2 L < T + D(q): as slow as last time, finishing
+     it costs less than being stopped and replaced by q.
   4. after the probe's observation: if r now scores better than q, backoff = 4;
      else backoff = min(2*backoff, 256) (at least 4): re-checks at 4, 8, 16 ... 256
      (a first censored observation sets 4).
@@ -122,9 +136,10 @@ Worked example. Node `model` with recipes fetch (store `backup`) and python:
 order fetch, python; expected duration 4.80 + 0.05 * 55.2 = 7.6 s. If python
 once ran in 3 s (mu_min = ln 3), it is plausible (3/0.91 = 3.3 < 5.05): it is
 probed when due - 4 builds after its last run, then 8, 16 ... while it stays slow.
-Its deadline: T = 1.5 x 5.0 = 7.5 s; its last run, 60 s, is above T + 5.0, so a
-re-probe that finds it still slow is stopped at 7.5 s, and fetch runs. (Had its
-last run taken 8 s, 1.2 x 8 = 9.6 s < 12.5 s: it would be let finish.)
+Its deadline: T = 1.5 x 5.0 = 7.5 s, and B = 1.5 x 3 = 4.5 s is lower: back at
+its best it is done by 4.5 s; its last run, 60 s, is above 4.5 + 5.0, so a
+re-probe that finds it still slow is stopped at 4.5 s, and fetch runs. (Had its
+last run taken 7 s, 1.2 x 7 = 8.4 s < 9.5 s: it would be let finish.)
 
 Bounded probe. Node `model` with recipes slow (learned D = 1.0 s) and fast
 (never run; "project median" 1.0 s, shown "unknown"): build 2 runs fast first

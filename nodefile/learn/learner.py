@@ -14,9 +14,9 @@ from ..report.console import fmt_seconds as _seconds  # the one duration format
 from .choice import Choice, Estimate, Probe, bounded_probe, deadline_for, due, score
 from .family import Family, View
 from .stats import (BASE_BACKOFF, COLD_RUNS, DEFAULT, DEFAULT_DURATION, DEFAULT_SIZE, GUESSES, LEARNED,
-                    MAX_BACKOFF, MIN_DURATION, PREVIOUS_SCRIPT, PROBE_FACTOR, PROJECT_MEDIAN,
-                    SHIFT_NOTE, SIBLINGS, STRETCH, SURPRISE, TRANSFER_MODEL, VAR_CAP, WARM, WARM_RUNS, RecipeLike,
-                    Stats)
+                    MAX_BACKOFF, MIN_DURATION, PREVIOUS_SCRIPT, PROBE_FACTOR, PROBE_FLOOR, PROJECT_MEDIAN,
+                    SHIFT_NOTE, SIBLINGS, START, START_DEFAULT, STRETCH, SURPRISE, TRANSFER_MODEL, VAR_CAP, WARM,
+                    WARM_RUNS, RecipeLike, Stats)
 from .store import Store, contribution
 
 
@@ -133,7 +133,8 @@ class Learner(Store):
             ahead = max(ahead, est.index)
         order = sorted(range(len(rows)), key=lambda i: keys[i])  # stable: ties keep the Nodefile order
         rows = [rows[i] for i in order]
-        probe, family = None, None
+        probe = None
+        rows, family = self._outage_turn(node, rows)
         if force_kind is None and probes:
             bounded = bounded_probe(node, rows, build, {r.name: i for i, r in enumerate(recipes)})
             if bounded is not None:
@@ -158,19 +159,7 @@ class Learner(Store):
                     probe = Probe(r.name, rival.index)
                     family = view.key if view.active and not view.fresh else None
                     break
-        deadline = None
-        why = basis = ""
-        if (probe is not None and rows[0][2].kind not in TRANSFER_KINDS
-                and rows[1][0].source == LEARNED):
-            # moved to the front: bounded by the recipe it displaced, when that one is measured
-            deadline, basis = deadline_for(PROBE_FACTOR, [x[0] for x in rows[1:]])
-            st = rows[0][1]
-            last = STRETCH * (st.last_ok if st is not None and st.last_ok else rows[0][0].duration)
-            if deadline < last < deadline + rows[1][0].duration:
-                # as slow as last time, it would still cost less than being stopped and
-                # replaced by the incumbent: let it finish
-                deadline, basis = last, f"{STRETCH:g} × its last run, {_seconds(last / STRETCH)}"
-            why = f"due again: {build - st.last_build} builds since its last run" if st and st.n else "due"
+        deadline, why, basis = self._probe_deadline(rows, build) if probe is not None else (None, "", "")
         choice = Choice(node, tuple(r for _, _, r, _ in rows), tuple(e for e, _, _, _ in rows),
                         probe.recipe if probe else None, deadline, why, basis)
         return choice, probe, family
@@ -216,6 +205,10 @@ class Learner(Store):
             duration, source = st.prior, PREVIOUS_SCRIPT
         elif other is not None:  # measured only the other way (warm / cold): better than a guess
             duration, source = other.mean, COLD_RUNS if isinstance(r, Warm) else WARM_RUNS
+            if not isinstance(r, Warm):  # a cold run pays its start-up, which the warm ones did not
+                start, learned = self._start_up(r.kind)
+                duration += start
+                note = f"+ {_seconds(start)} of {r.kind} start-up ({'learned' if learned else 'assumed'})"
         elif r.kind in TRANSFER_KINDS:
             if size is None:
                 size = self._node_size(node)
@@ -242,6 +235,22 @@ class Learner(Store):
             est = replace(est, note=note, floor=floor, raw=raw)
         return est
 
+    def _start_up(self, kind: str) -> tuple[float, bool]:
+        """(seconds a cold run of this recipe kind costs beyond a warm one, learned?)."""
+        loc = self._locations.get((START, kind))
+        return (loc.latency, True) if loc is not None and loc.n_lat else (START_DEFAULT, False)
+
+    def _learn_start_up(self, node: str, r: RecipeLike, duration: float, script_hash: str | None) -> None:
+        """A success of a recipe measured the other way too (warm and cold): the gap is
+        its kind's start-up, an EWMA over such pairs (a location_stats row of kind START)."""
+        other = self._other_way(node, r, script_hash)
+        if other is None:
+            return
+        gap = other.mean - duration if isinstance(r, Warm) else duration - other.mean
+        loc = self._location(START, r.kind)
+        loc.record(max(MIN_DURATION, gap), 0)
+        self._pending[("location", START, r.kind)] = loc
+
     def _other_way(self, node: str, r: RecipeLike, script_hash: str | None) -> Stats | None:
         """The statistics of the recipe's runs the other way (cold for a warm run, warm for
         a cold one), when they measured a success of the current script."""
@@ -250,6 +259,62 @@ class Learner(Store):
         if st is None or not st.n_ok or _changed(st, other, script_hash):
             return None
         return st
+
+    def _outage_turn(self, node: str, rows) -> tuple[list, tuple[str, str] | None]:
+        """The first recipe failing for its siblings (an outage): one node per build tries
+        it again - the first to ask, which holds the family for the build - and the others
+        put it behind the next recipe, to hear the answer before they pay a time-out too.
+        Returns the rows, and the family this node holds (None: no outage, or not its turn)."""
+        if len(rows) < 2:
+            return rows, None
+        est, st, r, view = rows[0]
+        if not view.active or not view.fam.news(1.0, st)[2]:
+            return rows, None
+        holder = self._family_probes.get(view.key)
+        if holder is None or holder == node:
+            return rows, view.key
+        waiting = (replace(est, note=f"{est.note}; {holder} tries it again this build"), st, r, view)
+        return rows[1:2] + [waiting] + rows[2:], None
+
+    def _probe_deadline(self, rows, build: int) -> tuple[float | None, str, str]:
+        """A probe moved to the front (rows[0]): its deadline, why it runs, and how the
+        deadline was set. Bounded by the recipes it displaced when those are measured, and
+        by its own best when it was measured there: the question is "is it back?"."""
+        est, st, r, view = rows[0]
+        if r.kind in TRANSFER_KINDS:
+            return None, "", ""
+        deadline, basis = None, ""
+        if rows[1][0].source == LEARNED:
+            deadline, basis = deadline_for(PROBE_FACTOR, [x[0] for x in rows[1:]])
+        back = self._back_deadline(st, view)
+        if back is not None and (deadline is None or back < deadline):
+            deadline, basis = back, f"{PROBE_FACTOR:g} × its best, {_seconds(back / PROBE_FACTOR)}"
+        if deadline is None:
+            return None, "", ""
+        last = STRETCH * (st.last_ok if st is not None and st.last_ok else est.duration)
+        if deadline < last < deadline + rows[1][0].duration:
+            # as slow as last time, it would still cost less than being stopped and
+            # replaced by the incumbent: let it finish
+            deadline, basis = last, f"{STRETCH:g} × its last run, {_seconds(last / STRETCH)}"
+        why = f"due again: {build - st.last_build} builds since its last run" if st and st.n else "due"
+        return deadline, why, basis
+
+    def _back_deadline(self, st: Stats | None, view: View) -> float | None:
+        """A re-probe's deadline when the recipe was measured at its best (two successes or
+        more): PROBE_FACTOR x that best (at least PROBE_FLOOR). Past it, it is not back."""
+        if st is None or st.n_ok < 2 or st.mu_min is None:
+            return None
+        return max(PROBE_FLOOR, PROBE_FACTOR * math.exp(self._best_level(st, view)))
+
+    def _best_level(self, st: Stats, view: View) -> float:
+        """ln of the best duration the recipe reached on this node (at least one success):
+        with siblings who succeeded with it lately, at the family's current level."""
+        best = st.mu if st.mu_min is None else st.mu_min
+        if view.active and st.off is not None:
+            off = view.fam.offset(st)
+            level = (off if st.off_min is None else min(off, st.off_min)) + view.fam.level
+            best = level if view.fresh else min(best, level)
+        return best
 
     def _best(self, est: Estimate, st: Stats | None, view: View) -> float:
         """What the recipe can do (the plausibility of a probe): its best level / p, or its
@@ -260,12 +325,7 @@ class Learner(Store):
             return est.duration
         p = st.p_recovered  # what it can do: a recent run of failures (an outage) may be over
         if st.n_ok:
-            best = st.mu if st.mu_min is None else st.mu_min
-            if view.active and st.off is not None:
-                off = view.fam.offset(st)
-                level = (off if st.off_min is None else min(off, st.off_min)) + view.fam.level
-                best = level if view.fresh else min(best, level)
-            return math.exp(best) / p
+            return math.exp(self._best_level(st, view)) / p
         return est.duration / p
 
     def _node_size(self, node: str) -> int | None:
@@ -325,6 +385,8 @@ class Learner(Store):
         # failing before this attempt: its own run of failures, or its siblings' outage
         was_failing = st.streak > 0 or (ok and fam.news(1.0, st)[2])
         st.record(ok, duration, build, size)
+        if ok:
+            self._learn_start_up(node, recipe, duration, script_hash)
         probe = self._probes.get(node)
         probed = None
         if probe is not None and probe.recipe == name:

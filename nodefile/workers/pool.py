@@ -34,6 +34,7 @@ class Workers:
         self.skipped: dict[str, list] = {}  # lang -> [(module or package, why)] it could not preload
         self.asked: dict[str, int] = {}  # lang -> recipes that asked before its worker started
         self.early = None  # () -> the languages to start at the build's first recipe (prestart)
+        self._early: tuple | None = None  # what early() returned
         saved = read_state(state_dir)
         self.cold_only: set[tuple[str, str]] = {tuple(x) for x in saved.get("cold_only", [])}
         self._saved = saved
@@ -88,10 +89,39 @@ class Workers:
         the first recipes run, instead of when the second recipe of their language asks."""
         if self.early is None:
             return
-        early, self.early = self.early, None
-        for lang in early():
+        langs = self._early_langs()
+        self.early = None
+        for lang in langs:
             if lang not in self.live and lang not in self.reasons:
                 self._start(lang)
+
+    def _early_langs(self) -> tuple:
+        """The languages prestart will start (none once it has run: those are live)."""
+        if self.early is None:
+            return ()
+        if self._early is None:
+            self._early = tuple(self.early())
+        return self._early
+
+    def runs_warm(self, lang: str, node: str, recipe: str) -> bool:
+        """Would the recipe run in its worker if it asked now? Yes with a live worker that
+        is ready, or starting and worth waiting for (`booting`), and with one its asking
+        starts (the START_AT-th recipe of its language, a language `prestart` starts,
+        NODEFILE_WORKER_WAIT); no for the first recipe of a language in a small build, a
+        language that runs cold (`reasons`), and a recipe that runs cold for good. The
+        learner estimates the recipe from its warm or its cold runs by this."""
+        if lang in self.reasons or (node, recipe) in self.cold_only:
+            return False
+        w = self.live.get(lang)
+        if w is None:
+            if not (self.wait or self.asked.get(lang, 0) + 1 >= START_AT or lang in self._early_langs()):
+                return False
+        elif w.dead:
+            return False
+        elif w.ready or self.wait:
+            return True
+        last = self.boots.get(lang)
+        return bool(self.wait) or last is None or last <= WAIT_FOR_BOOT
 
     def _start(self, lang: str) -> Helper | None:
         why = cannot_start(lang)

@@ -99,3 +99,79 @@ def test_a_reliable_incumbent_alone_sets_the_deadline_as_before():
     choice = learner.choose("n", [slow, fast])
     assert choice.probe == "fast" and choice.deadline == pytest.approx(1.5)
     assert "deadline 1.5s = 1.5 × slow's expected 1.0s" in choice.explain()[0], choice.explain()
+
+
+def _slow_spell(learner, node="n"):
+    """The fetch measured at 0.1 s (its best), the rebuild at 0.3 s, then the store slow
+    (0.8 s): the learner leaves the fetch after one slow build."""
+    for fetch, rebuild in [(0.1, None), (0.1, None), (None, 0.3), (None, 0.3), (0.1, None), (0.1, None)]:
+        learner.begin_build()
+        learner.observe(node, FETCH if fetch else REBUILD, True, fetch or rebuild)
+        learner.end_build()
+    build(learner, node, {"fetch": 0.8, "rebuild": 0.3})
+    assert build(learner, node, {"fetch": 0.8, "rebuild": 0.3}).order[0] == "rebuild"
+
+
+def test_a_re_probe_asks_is_it_back_to_its_best_and_is_stopped_soon_if_not():
+    """A store slow for a while: the re-probe of its fetch is stopped at 1.5 x the fetch's
+    best (0.15 s), not at 1.5 x the rebuild's 0.3 s: back at its best it would be done by
+    then; a probe that finds the store still slow costs half as much (issue 21)."""
+    learner = Learner(sqlite3.connect(":memory:"))
+    _slow_spell(learner)
+    probes = []
+    for _ in range(12):
+        choice = build(learner, "n", {"fetch": 0.8, "rebuild": 0.3})
+        if choice.probe:
+            probes.append(choice)
+    assert probes, "the slow fetch was never checked again"
+    for choice in probes:
+        assert choice.order[0] == "fetch"
+        assert choice.deadline == pytest.approx(0.15, rel=0.05)
+        head = choice.explain()[0]
+        assert "1.5 × its best" in head and "stopped and rebuild runs" in head
+    # still slow: the fetch stays behind the rebuild, its estimate no lower than the deadline
+    est = {e.recipe: e for e in learner.estimate("n", [FETCH, REBUILD]).estimates}
+    assert est["fetch"].duration >= 0.15
+
+
+def test_a_re_probe_that_finds_it_back_switches_at_once():
+    learner = Learner(sqlite3.connect(":memory:"))
+    _slow_spell(learner)
+    for _ in range(12):
+        choice = build(learner, "n", {"fetch": 0.1, "rebuild": 0.3})  # the store is back
+        if choice.probe:
+            break
+    assert choice.probe == "fetch"
+    assert build(learner, "n", {"fetch": 0.1, "rebuild": 0.3}).order[0] == "fetch"
+
+
+def test_in_an_outage_one_node_per_build_tries_the_store_again():
+    """Both nodes' fetches failed in the last build (the store is down, each waited for
+    the time-out): in the next build the first node to ask tries the fetch again and the
+    other puts it behind its rebuild, saying who checks; once the store is back, both
+    fetch again."""
+    learner = Learner(sqlite3.connect(":memory:"))
+    for i in range(6):
+        learner.begin_build()
+        for node in ("a", "b"):
+            if i == 2:
+                learner.observe(node, REBUILD, True, 1.0)
+            learner.observe(node, FETCH, True, 0.1)
+        learner.end_build()
+    learner.begin_build()  # the outage: both fetches time out, the rebuilds run
+    for node in ("a", "b"):
+        learner.observe(node, FETCH, False, 0.3)
+        learner.observe(node, REBUILD, True, 1.0)
+    learner.end_build()
+    learner.begin_build()
+    first = learner.choose("a", [FETCH, REBUILD])
+    second = learner.choose("b", [FETCH, REBUILD])
+    assert first.order[0] == "fetch"
+    assert second.order == ("rebuild", "fetch")
+    assert "a tries it again this build" in "\n".join(second.explain())
+    learner.observe("a", FETCH, True, 0.1)  # the store is back
+    learner.observe("b", REBUILD, True, 1.0)
+    learner.end_build()
+    learner.begin_build()
+    assert learner.choose("a", [FETCH, REBUILD]).order[0] == "fetch"
+    assert learner.choose("b", [FETCH, REBUILD]).order[0] == "fetch"
