@@ -143,8 +143,11 @@ class Session:
             pool = self.workers
             if pool is None:
                 return None
-            return lambda r: (lambda lang: lang is not None and pool.runs_warm(lang, node, r.name))(
-                warm_language(self.project, r))
+
+            def runs_warm(r) -> bool:
+                lang = warm_language(self.project, r)
+                return lang is not None and pool.runs_warm(lang, node, r.name)
+            return runs_warm
         if self._cold_langs is None:
             from .workers.pool import read_state
             self._cold_langs = frozenset(read_state(self.dir).get("reasons", {})) | {None}
