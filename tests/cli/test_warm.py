@@ -314,21 +314,26 @@ def test_watch_keeps_its_worker_between_builds(tmp_path):
         "in.txt": "1",
         "a.py": "import os, nodefile\nj = nodefile.job()\nopen(j.outputs[0], 'w').write(str(os.getppid()))\n",
     })
-    proc = subprocess.Popen([sys.executable, "-m", "nodefile", "watch", "--debounce", "0.1"], cwd=tmp_path,
-                            env=WARM, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    log = tmp_path / "watch.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "nodefile", "watch", "--debounce", "0.1"], cwd=tmp_path,
+                                env=WARM, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def built(n):  # n builds of `a` finished and accepted (a run whose input changed meanwhile is not)
+        text = log.read_text()
+        return text.count("ok   a") >= n and text.count("watching ") >= n
     try:
         out = tmp_path / "a.txt"
-        wait_for(lambda: out.exists() and out.read_text(), 60, what="the first build")
+        wait_for(lambda: built(1), 60, what="the first build")
         first = out.read_text()
-        out.unlink()
         (tmp_path / "in.txt").write_text("2")
-        wait_for(lambda: out.exists() and out.read_text(), 60, what="the rebuild")
+        wait_for(lambda: built(2), 60, what="the rebuild")
         assert out.read_text() == first  # the same worker forked both recipes
     finally:
         os.killpg(proc.pid, signal.SIGINT)
-        text, _ = proc.communicate(timeout=30)
-    assert "(warm)" in text, text
+        proc.wait(timeout=30)
+    text = log.read_text()
+    assert "(warm)" in text.split("ok   a", 2)[2], text  # the second run, at least, in the kept worker
     left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert left == []
 
