@@ -107,7 +107,11 @@ Choosing the order (`Learner.choose`; `probes=False` is --no-probe):
      (`observe(..., censored=True)`), then runs I. So a probe costs at most T,
      and a faster recipe is found in the build after the incumbent was measured.
      A recipe whose non-guess estimate (siblings, previous script) is >= T, or
-     that failed here, is left to the rule below. No deadline is ever set from
+     that failed here and has such an estimate, is left to the rule below; one
+     that failed here with nothing but a guess of its duration (a fetch from a
+     store still empty in the project's first build) is probed so when due -
+     4, 8, 16 ... builds after its last run - since no other rule would ever
+     try it again. No deadline is ever set from
      a guess: with nothing measured, the Nodefile order runs.
   3. otherwise, the plausibility rule: walking the order from position 2, move
      recipe r to the front, ahead of the first recipe q, when r is DUE

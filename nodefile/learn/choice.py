@@ -190,14 +190,20 @@ def bounded_probe(node, rows, build, pos):
         est, st, r, _ = rows[i]
         if r.kind in TRANSFER_KINDS or not _never_measured(st) or not due(st, build):
             continue
-        if st is not None and st.n and st.cens is None:
+        if st is not None and st.n and st.cens is None and est.source not in GUESSES:
             continue  # it failed here: the plausibility rule below decides whether to try it again
+        # (failed here, with nothing but a guess of its duration - a store empty at first -:
+        # no rule would ever try it again, so it is probed, bounded, when due: 4, 8, 16 builds)
         deadline, basis = deadline_for(PROBE_FACTOR, [x[0] for x in rows[:i] + rows[i + 1:]])
         raw = est.raw if est.raw is not None else est.duration
         if est.source not in GUESSES and raw >= deadline:
             continue  # its siblings (or its previous script) say it is slower than the deadline
-        why = "never measured" if st is None or st.n == 0 and st.cens is None else (
-            f"due again: {build - st.last_build} builds after its last probe")
+        if st is None or st.n == 0 and st.cens is None:
+            why = "never measured"
+        elif st.cens is None:
+            why = f"failed here, never measured: due again {build - st.last_build} builds after its last run"
+        else:
+            why = f"due again: {build - st.last_build} builds after its last probe"
         rows = [rows[i]] + rows[:i] + rows[i + 1:]
         rows[0] = (replace(est, probe=True),) + rows[0][1:]
         choice = Choice(node, tuple(x[2] for x in rows), tuple(x[0] for x in rows), r.name, deadline, why, basis)

@@ -317,7 +317,12 @@ def test_same_history_gives_the_same_explained_order(tmp_path):
     orders = {n: order_of(ea[n]) for n in nodes}
     assert orders == {n: order_of(eb[n]) for n in nodes}, (ea, eb)
     assert orders["fast_last"][0] == "quick", ea
-    assert orders["flaky_first"][0] == "works", ea
+    # `works` is chosen over `broken`, which failed in build 1 with nothing measured: four
+    # builds later that one is due for a bounded probe (a store empty at first may have been
+    # filled since), and the explain says so
+    flaky = orders["flaky_first"]
+    probed = flaky[:2] == ["broken", "works"] and ea["flaky_first"][0].endswith("[probe]")
+    assert flaky[0] == "works" or probed, ea
     assert orders["fine"][0] == "one", ea
     # a copy of one project (the identical state) explains identically, estimates included,
     # and explaining again changes nothing

@@ -175,3 +175,33 @@ def test_in_an_outage_one_node_per_build_tries_the_store_again():
     learner.begin_build()
     assert learner.choose("a", [FETCH, REBUILD]).order[0] == "fetch"
     assert learner.choose("b", [FETCH, REBUILD]).order[0] == "fetch"
+
+
+def test_a_fetch_that_failed_in_a_new_project_is_tried_again_when_due():
+    """A new project: the store is empty, so every fetch fails at once and the rebuilds
+    run. Nothing but a guess stands for the fetch's duration then, and no sibling ever
+    succeeded with it: without a bounded re-probe when due it would never run again,
+    and a store filled later would never be used."""
+    learner = Learner(sqlite3.connect(":memory:"))
+    nodes = ("a", "b")
+    learner.begin_build()
+    for node in nodes:
+        learner.observe(node, FETCH, False, 0.02)  # "not in the store", in 20 ms
+        learner.observe(node, REBUILD, True, 0.2)
+    learner.end_build()
+    probed_at = None
+    for k in range(2, 10):  # the store is full now: a fetch takes 0.05 s
+        learner.begin_build()
+        for node in nodes:
+            choice = learner.choose(node, [FETCH, REBUILD])
+            if choice.probe == "fetch":
+                assert choice.order[0] == "fetch" and choice.deadline == pytest.approx(1.5 * 0.2, rel=0.1)
+                assert "failed here" in choice.explain()[0]
+                probed_at = probed_at or k
+            for r in choice.recipes:
+                learner.observe(node, r, True, 0.05 if r is FETCH else 0.2)
+                break
+        learner.end_build()
+    assert probed_at is not None and probed_at <= 6  # due 4 builds after the failure
+    learner.begin_build()
+    assert all(learner.choose(node, [FETCH, REBUILD]).order[0] == "fetch" for node in nodes)
