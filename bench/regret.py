@@ -748,13 +748,13 @@ def flaky_floor(world, node: str = "flaky_fetch") -> float | None:
     the goal: the oracle knows which builds fail. None without such a node."""
     if node not in world.nodes or set(world.recipes(node)) != {"fetch", "rebuild"}:
         return None
-    fails = [not world.mean_price(k, node, "fetch")[1] for k in range(world.K)]
-    q = sum(fails) / world.K
+    fetch = [world.mean_price(k, node, "fetch") for k in range(world.K)]
+    q = sum(not works for _, works in fetch) / world.K
+    ok = next((secs for secs, works in fetch if works), 0.0)  # what a working fetch takes
+    bad = next((secs for secs, works in fetch if not works), 0.0)  # and a failing one
     oracle = floor = 0.0
     for k in range(world.K):
         oracle += world.mean_price(k, node, oracle_choice(world, k, node))[0]
-        ok = next((world.mean_price(j, node, "fetch")[0] for j in range(world.K) if not fails[j]), 0.0)
-        bad = next((world.mean_price(j, node, "fetch")[0] for j in range(world.K) if fails[j]), 0.0)
         rebuild = world.mean_price(k, node, "rebuild")[0]
         floor += min((1 - q) * ok + q * (bad + rebuild), rebuild)
     return 100.0 * (floor - oracle) / oracle

@@ -249,7 +249,7 @@ class Learner(Store):
         gap = other.mean - duration if isinstance(r, Warm) else duration - other.mean
         loc = self._location(START, r.kind)
         loc.record(max(MIN_DURATION, gap), 0)
-        self._pending[("location", START, r.kind)] = loc
+        self._changed_location((START, r.kind), loc)
 
     def _other_way(self, node: str, r: RecipeLike, script_hash: str | None) -> Stats | None:
         """The statistics of the recipe's runs the other way (cold for a warm run, warm for

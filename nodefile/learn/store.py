@@ -277,7 +277,11 @@ class Store:
         key = (recipe.kind, recipe.target)
         self._pending[("family",) + key] = family
         if location is not None:
-            self._pending[("location",) + key] = location
+            self._changed_location(key, location)
+
+    def _changed_location(self, key: tuple[str, str], location: Location) -> None:
+        """A (kind, location) row to write at the next flush."""
+        self._pending[("location",) + key] = location
 
     def flush(self) -> None:
         """Write the statistics, family and location rows changed since the last flush."""
